@@ -1,0 +1,317 @@
+"""Loading checkpoints safely: unwrapping, strict key/shape checks, variant detection, SRGAN -> SFT init.
+
+Checkpoints are untrusted input. Everything goes through ``torch.load(..., weights_only=True)``, which
+only rebuilds tensors and plain containers and refuses any pickled code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .models.generator import SFTGenerator
+from .models.segmenter import OutdoorSceneSeg
+
+StateDict = dict[str, torch.Tensor]
+
+# Key under which sftgan_lit's own exports store the generator's constructor arguments.
+CONFIG_KEY = "sftgan_lit_config"
+# Attribute names of the generator inside sftgan_lit's LightningModule, EMA first.
+LIGHTNING_GENERATOR_PREFIXES = ("generator_ema.", "generator.")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used as asked; the message names the file and what is wrong."""
+
+
+def load_checkpoint_file(path: str | os.PathLike) -> dict:
+    """``torch.load`` with ``weights_only=True`` on CPU; errors name the file and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path}: refused to load. It holds Python objects other than tensors and plain containers, which "
+            f"weights_only loading does not execute (a checkpoint can run arbitrary code otherwise). Re-save it "
+            f"as a plain state dict (torch.save(model.state_dict(), ...)) from a source you trust. Detail: {err}"
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: expected a dict of tensors, got {type(obj).__name__}")
+    return dict(obj)
+
+
+def unwrap_state_dict(obj: Mapping, prefixes: tuple[str, ...] = (), source: str = "checkpoint") -> StateDict:
+    """The tensors of a model from the common checkpoint wrappers.
+
+    Handles ``{'state_dict': ...}`` (Lightning, taking the keys under the first of ``prefixes`` found),
+    ``{'params_ema': ...}`` / ``{'params': ...}`` (BasicSR), DataParallel's ``module.`` prefix, and a bare
+    state dict.
+    """
+    sd: Mapping = obj
+    for key in ("state_dict", "params_ema", "params"):
+        if key in sd and isinstance(sd[key], Mapping):
+            sd = sd[key]
+            break
+    if prefixes:
+        for prefix in prefixes:
+            sub = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
+            if sub:
+                sd = sub
+                break
+    if sd and all(k.startswith("module.") for k in sd):
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{source}: entries that are not tensors: {bad[:10]}")
+    return dict(sd)
+
+
+def load_state_dict_file(path: str | os.PathLike, prefixes: tuple[str, ...] = ()) -> StateDict:
+    """A state dict from a file: ``load_checkpoint_file`` then ``unwrap_state_dict``."""
+    return unwrap_state_dict(load_checkpoint_file(path), prefixes, source=str(path))
+
+
+def _listing(keys: list[str], limit: int = 12) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """``module.load_state_dict(strict=True)`` with one error listing missing, unexpected and mis-shaped keys."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    misshaped = [
+        f"{k} {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or misshaped:
+        parts = [f"{source} does not match {type(module).__name__}:"]
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {_listing(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
+        if misshaped:
+            parts.append(f"mis-shaped keys ({len(misshaped)}): {_listing(misshaped)}")
+        raise CheckpointError("\n  ".join(parts))
+    module.load_state_dict(state_dict, strict=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Generator variants
+# ---------------------------------------------------------------------------------------------------
+
+_BLOCK_CONV = re.compile(r"^sft_branch\.(\d+)\.conv0\.weight$")
+_BLOCK_SFT = re.compile(r"^sft_branch\.(\d+)\.sft0\.SFT_scale_conv0\.weight$")
+_BLOCK_CONCAT = re.compile(r"^sft_branch\.(\d+)\.sft0\.fuse\.weight$")
+
+
+def infer_generator_config(sd: Mapping[str, torch.Tensor], source: str = "checkpoint") -> dict:
+    """Constructor arguments of ``SFTGenerator`` from a state dict's keys and shapes.
+
+    Recognises the released PyTorch model (``HR_branch.0`` is a 64->256 conv before a pixel shuffle),
+    the Torch7-converted model (``HR_branch.1``: nearest upsampling first), and generators trained by
+    this package with ``sft``/``concat``/``none`` conditioning. (``film`` has the same keys as ``sft``:
+    its exports carry their config, see ``export_generator``.)
+    """
+    if "conv0.weight" not in sd:
+        raise CheckpointError(
+            f"{source}: no 'conv0.weight' key, so this is not an SFTGAN generator "
+            f"(first keys: {_listing(list(sd), 6)}). An SRResNet in the old BasicSR layout "
+            f"('model.0.weight') is converted with sftgan_lit.checkpoints.init_from_srgan."
+        )
+    num_features, in_channels = sd["conv0.weight"].shape[:2]
+    blocks = sorted(int(m.group(1)) for k in sd if (m := _BLOCK_CONV.match(k)))
+    num_blocks = len(blocks)
+    if blocks != list(range(num_blocks)):
+        raise CheckpointError(f"{source}: residual blocks are not numbered 0..{num_blocks - 1}: {blocks}")
+    sft_blocks = sorted(int(m.group(1)) for k in sd if (m := _BLOCK_SFT.match(k)))
+    concat_blocks = sorted(int(m.group(1)) for k in sd if (m := _BLOCK_CONCAT.match(k)))
+    cond_blocks = sft_blocks or concat_blocks
+    if cond_blocks != list(range(len(cond_blocks))):
+        raise CheckpointError(f"{source}: conditioned blocks must be the first k blocks, got {cond_blocks}")
+    final = f"sft_branch.{num_blocks}"
+    final_cond = any(k.startswith(final + ".") for k in sd)
+    if "CondNet.0.weight" in sd:
+        conditioning = "concat" if concat_blocks else "sft"
+        num_classes = sd["CondNet.0.weight"].shape[1]
+        cond_channels = sd[[k for k in sd if k.startswith("CondNet.")][-1]].shape[0]
+        cond_hidden = sd["CondNet.0.weight"].shape[0]
+        scale = sd["CondNet.0.weight"].shape[-1]
+    else:
+        conditioning, num_classes, cond_channels, cond_hidden, scale = "none", 8, 32, 128, None
+    cfg: dict = dict(
+        in_channels=in_channels,
+        num_features=num_features,
+        num_blocks=num_blocks,
+        num_classes=num_classes,
+        conditioning=conditioning,
+        num_cond_blocks=len(cond_blocks),
+        final_cond=final_cond,
+        cond_channels=cond_channels,
+        cond_hidden_channels=cond_hidden,
+    )
+    if sft_blocks or (conditioning == "sft" and final_cond):
+        cfg["sft_hidden_channels"] = sd[f"{final}.SFT_scale_conv0.weight" if final_cond else "sft_branch.0.sft0.SFT_scale_conv0.weight"].shape[0]
+    up_convs = sorted(int(k.split(".")[1]) for k in sd if k.startswith("HR_branch.") and k.endswith(".weight"))
+    last = f"HR_branch.{up_convs[-1]}.weight"
+    cfg["out_channels"] = sd[last].shape[0]
+    if "HR_branch.0.weight" in sd:
+        # conv -> pixel shuffle (x2) -> ReLU per stage, then conv, ReLU, conv
+        cfg["upsampler"] = "pixelshuffle"
+        stages = len(up_convs) - 2
+    elif "HR_branch.1.weight" in sd:
+        # the Torch7 model: nearest x2 -> conv -> ReLU per stage; F * gamma + beta; ReLU after SFT
+        cfg.update(upsampler="nearest", sft_formula="plain", sft_negative_slope=0.01, relu_after_cond=True)
+        stages = len(up_convs) - 2
+    else:
+        raise CheckpointError(f"{source}: unrecognised upsampler keys {_listing([k for k in sd if k.startswith('HR_branch')])}")
+    cfg["scale"] = 2**stages if scale is None else scale
+    return cfg
+
+
+def build_generator(sd: Mapping[str, torch.Tensor], config: Mapping | None = None, source: str = "checkpoint") -> SFTGenerator:
+    """An ``SFTGenerator`` built from ``config`` (or inferred from ``sd``) with ``sd`` loaded strictly."""
+    cfg = dict(config) if config is not None else infer_generator_config(sd, source)
+    generator = SFTGenerator(**cfg)
+    load_strict(generator, sd, source)
+    return generator
+
+
+def load_generator(path: str | os.PathLike, prefer_ema: bool = True) -> SFTGenerator:
+    """Load any SFTGAN generator checkpoint, in eval mode.
+
+    Accepts the released ``SFTGAN_noBN_OST_bg.pth`` (PyTorch) and ``SFTGAN_torch.pth`` (Torch7-converted)
+    files, exports of this package, Lightning checkpoints of ``SFTGANModule`` (EMA weights when present
+    and ``prefer_ema``), and ``{'state_dict'|'params'|'params_ema': ...}`` wrappers. The variant is
+    detected from the keys. ``g(lr, prior)`` then returns exactly what the original network returns.
+    """
+    obj = load_checkpoint_file(path)
+    prefixes = LIGHTNING_GENERATOR_PREFIXES if prefer_ema else LIGHTNING_GENERATOR_PREFIXES[::-1]
+    sd = unwrap_state_dict(obj, prefixes, source=str(path))
+    config = obj.get(CONFIG_KEY)
+    if config is not None and not isinstance(config, Mapping):
+        raise CheckpointError(f"{path}: '{CONFIG_KEY}' must be a dict of constructor arguments")
+    generator = build_generator(sd, config, source=str(path))
+    return generator.eval()
+
+
+def export_generator(generator: SFTGenerator, path: str | os.PathLike) -> None:
+    """Save the generator alone, in the original key layout, with its constructor arguments."""
+    state = {k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}
+    torch.save({"params": state, CONFIG_KEY: generator.config_dict()}, Path(path))
+
+
+def load_segmenter(path: str | os.PathLike) -> OutdoorSceneSeg:
+    """Load ``segmentation_OST_bic.pth`` (or a compatible checkpoint) strictly into ``OutdoorSceneSeg``, eval mode."""
+    sd = load_state_dict_file(path, prefixes=("segmenter.", "model."))
+    num_classes = sd["deconv.weight"].shape[0] if "deconv.weight" in sd else 8
+    segmenter = OutdoorSceneSeg(num_classes=num_classes)
+    load_strict(segmenter, sd, source=str(path))
+    return segmenter.eval()
+
+
+# ---------------------------------------------------------------------------------------------------
+# SRGAN -> SFTGAN initialisation
+# ---------------------------------------------------------------------------------------------------
+
+
+def srgan_key_map(num_blocks: int = 16) -> dict[str, str]:
+    """Old BasicSR SRResNet keys -> SFT-Net keys (the mapping of the original SFTGAN recipe)."""
+    mapping = {"model.0": "conv0"}
+    for i in range(num_blocks):
+        mapping[f"model.1.sub.{i}.res.0"] = f"sft_branch.{i}.conv0"
+        mapping[f"model.1.sub.{i}.res.2"] = f"sft_branch.{i}.conv1"
+    mapping[f"model.1.sub.{num_blocks}"] = f"sft_branch.{num_blocks + 1}"
+    for old, new in (("model.2", "HR_branch.0"), ("model.5", "HR_branch.3"), ("model.8", "HR_branch.6"), ("model.10", "HR_branch.8")):
+        mapping[old] = new
+    return mapping
+
+
+def convert_srgan_state_dict(sd: Mapping[str, torch.Tensor], num_blocks: int = 16) -> StateDict:
+    """Rename an SRGAN/SRResNet state dict (``SRGAN_bicx4_noBN_DIV2K`` layout) to SFT-Net keys.
+
+    Already-SFT-Net-style keys (an SRResNet trained by this package, ``conditioning="none"``) pass through.
+    """
+    if "conv0.weight" in sd:
+        return dict(sd)
+    mapping = srgan_key_map(num_blocks)
+    out: StateDict = {}
+    unknown = []
+    for key, value in sd.items():
+        module, _, param = key.rpartition(".")
+        if module in mapping:
+            out[f"{mapping[module]}.{param}"] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise CheckpointError(f"SRGAN checkpoint has keys outside the SRResNet layout: {_listing(unknown)}")
+    return out
+
+
+@torch.no_grad()
+def init_conditioning_small(generator: SFTGenerator, scale: float = 0.1) -> None:
+    """Kaiming-normal (fan_in) weights x ``scale`` and zero biases for every SFT/concat and CondNet conv,
+    so the conditioned network starts close to the SRResNet it was initialised from."""
+    for module in generator.conditioning_modules():
+        for conv in module.modules():
+            if isinstance(conv, nn.Conv2d):
+                nn.init.kaiming_normal_(conv.weight, a=0, mode="fan_in")
+                conv.weight.mul_(scale)
+                nn.init.zeros_(conv.bias)
+
+
+def init_from_srgan(
+    generator: SFTGenerator, srgan: str | os.PathLike | Mapping[str, torch.Tensor], init_scale: float = 0.1
+) -> SFTGenerator:
+    """Copy a trained SRResNet/SRGAN generator into ``generator``'s trunk and upsampler, and initialise
+    its SFT and condition layers small (scaled Kaiming, zero bias), as the original SFTGAN training did.
+
+    Every trunk/upsampler parameter of ``generator`` must be provided, with matching shapes.
+    """
+    source = str(srgan) if not isinstance(srgan, Mapping) else "SRGAN state dict"
+    sd = load_state_dict_file(srgan) if not isinstance(srgan, Mapping) else dict(srgan)
+    converted = convert_srgan_state_dict(sd, generator.config.num_blocks)
+    init_conditioning_small(generator, init_scale)
+    own = generator.state_dict()
+    cond_params = {id(p) for m in generator.conditioning_modules() for p in m.parameters()}
+    trunk_keys = [k for k, p in generator.named_parameters() if id(p) not in cond_params]
+    missing = [k for k in trunk_keys if k not in converted]
+    unexpected = [k for k in converted if k not in own]
+    misshaped = [k for k in converted if k in own and own[k].shape != converted[k].shape]
+    if missing or unexpected or misshaped:
+        raise CheckpointError(
+            f"{source} does not fit the generator's trunk: missing {_listing(missing)}; "
+            f"unexpected {_listing(unexpected)}; mis-shaped {_listing(misshaped)}"
+        )
+    generator.load_state_dict(converted, strict=False)
+    return generator
+
+
+__all__ = [
+    "CheckpointError",
+    "build_generator",
+    "convert_srgan_state_dict",
+    "export_generator",
+    "infer_generator_config",
+    "init_conditioning_small",
+    "init_from_srgan",
+    "load_checkpoint_file",
+    "load_generator",
+    "load_segmenter",
+    "load_state_dict_file",
+    "load_strict",
+    "srgan_key_map",
+    "unwrap_state_dict",
+]

@@ -1,0 +1,63 @@
+"""Spatial Feature Transform layer: per-pixel affine modulation of features by a condition map."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SFTFormula = Literal["residual", "plain"]
+
+
+class SFTLayer(nn.Module):
+    """``out = F * (1 + gamma) + beta`` (``formula="residual"``, the released PyTorch model) or
+    ``out = F * gamma + beta`` (``formula="plain"``, the model converted from the paper's Torch7 code).
+
+    gamma and beta come from two branches of 1x1 convolutions on the shared condition:
+    ``conv(cond_channels -> hidden) -> LeakyReLU(negative_slope) -> conv(hidden -> feat_channels)``.
+    Parameter names follow the original checkpoints (``SFT_scale_conv0`` ...).
+
+    Shapes: features (N, feat_channels, h, w); condition (N, cond_channels, h, w), or
+    (N, cond_channels, 1, 1) for per-image (FiLM-style) modulation, which broadcasts over the pixels.
+    """
+
+    def __init__(
+        self,
+        feat_channels: int = 64,
+        cond_channels: int = 32,
+        hidden_channels: int = 32,
+        formula: SFTFormula = "residual",
+        negative_slope: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if formula not in ("residual", "plain"):
+            raise ValueError(f"SFTLayer formula must be 'residual' or 'plain', got {formula!r}")
+        self.formula = formula
+        self.negative_slope = negative_slope
+        self.SFT_scale_conv0 = nn.Conv2d(cond_channels, hidden_channels, 1)
+        self.SFT_scale_conv1 = nn.Conv2d(hidden_channels, feat_channels, 1)
+        self.SFT_shift_conv0 = nn.Conv2d(cond_channels, hidden_channels, 1)
+        self.SFT_shift_conv1 = nn.Conv2d(hidden_channels, feat_channels, 1)
+
+    def modulation(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(gamma, beta), each (N, feat_channels, h, w), from the condition (N, cond_channels, h, w).
+
+        The two branches run as one 1x1 conv and one grouped 1x1 conv (same maths as four convs,
+        half the kernel launches); the weights are concatenated on the fly so the parameters keep
+        the original checkpoint layout and gradients flow to them unchanged.
+        """
+        w0 = torch.cat([self.SFT_scale_conv0.weight, self.SFT_shift_conv0.weight])
+        b0 = torch.cat([self.SFT_scale_conv0.bias, self.SFT_shift_conv0.bias])
+        w1 = torch.cat([self.SFT_scale_conv1.weight, self.SFT_shift_conv1.weight])
+        b1 = torch.cat([self.SFT_scale_conv1.bias, self.SFT_shift_conv1.bias])
+        hidden = F.leaky_relu(F.conv2d(cond, w0, b0), self.negative_slope)
+        gamma, beta = F.conv2d(hidden, w1, b1, groups=2).chunk(2, dim=1)
+        return gamma, beta
+
+    def forward(self, features: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.modulation(cond)
+        if self.formula == "residual":
+            return torch.addcmul(features + beta, features, gamma)
+        return torch.addcmul(beta, features, gamma)
