@@ -189,13 +189,15 @@ def build_generator(sd: Mapping[str, torch.Tensor], config: Mapping | None = Non
     return generator
 
 
-def load_generator(path: str | os.PathLike, prefer_ema: bool = True) -> SFTGenerator:
+def load_generator(path: str | os.PathLike, prefer_ema: bool = True, channels_last: bool = True) -> SFTGenerator:
     """Load any SFTGAN generator checkpoint, in eval mode.
 
     Accepts the released ``SFTGAN_noBN_OST_bg.pth`` (PyTorch) and ``SFTGAN_torch.pth`` (Torch7-converted)
     files, exports of this package, Lightning checkpoints of ``SFTGANModule`` (EMA weights when present
     and ``prefer_ema``), and ``{'state_dict'|'params'|'params_ema': ...}`` wrappers. The variant is
-    detected from the keys. ``g(lr, prior)`` then returns exactly what the original network returns.
+    detected from the keys. ``g(lr, prior)`` then returns exactly what the original network returns
+    (up to float rounding). ``channels_last`` stores the weights NHWC, the fast layout for convolutions
+    on CPUs and for mixed precision on GPUs; inputs are converted to match inside ``forward``.
     """
     obj = load_checkpoint_file(path)
     prefixes = LIGHTNING_GENERATOR_PREFIXES if prefer_ema else LIGHTNING_GENERATOR_PREFIXES[::-1]
@@ -204,6 +206,8 @@ def load_generator(path: str | os.PathLike, prefer_ema: bool = True) -> SFTGener
     if config is not None and not isinstance(config, Mapping):
         raise CheckpointError(f"{path}: '{CONFIG_KEY}' must be a dict of constructor arguments")
     generator = build_generator(sd, config, source=str(path))
+    if channels_last:
+        generator = generator.to(memory_format=torch.channels_last)
     return generator.eval()
 
 

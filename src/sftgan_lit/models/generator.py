@@ -83,7 +83,7 @@ class ResBlockSFT(nn.Module):
             fea = self.sft1(fea, cond) if self.conditioned else fea
             fea = self.conv1(F.relu(fea))
         else:
-            fea = F.relu(self.conv0(fea))
+            fea = F.relu(self.conv0(fea), inplace=True)  # conv0's output is fresh: safe in place
             fea = self.sft1(fea, cond) if self.conditioned else fea
             fea = self.conv1(fea)
         return x + fea
@@ -98,12 +98,14 @@ def _upsampler(cfg: GeneratorConfig) -> nn.Sequential:
     layers: list[nn.Module] = []
     for _ in range(stages):
         if cfg.upsampler == "pixelshuffle":
-            layers += [nn.Conv2d(nf, nf * 4, 3, 1, 1), nn.PixelShuffle(2), nn.ReLU()]
+            layers += [nn.Conv2d(nf, nf * 4, 3, 1, 1), nn.PixelShuffle(2), nn.ReLU(inplace=True)]
         elif cfg.upsampler == "nearest":
-            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(nf, nf, 3, 1, 1), nn.ReLU()]
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(nf, nf, 3, 1, 1), nn.ReLU(inplace=True)]
         else:
             raise ValueError(f"generator upsampler must be 'pixelshuffle' or 'nearest', got {cfg.upsampler!r}")
-    layers += [nn.Conv2d(nf, nf, 3, 1, 1), nn.ReLU(), nn.Conv2d(nf, cfg.out_channels, 3, 1, 1)]
+    # In-place ReLUs: at SR resolution each activation is large (64 x 4h x 4w floats per image), and a
+    # fresh allocation of that size costs page faults comparable to the conv itself on a CPU.
+    layers += [nn.Conv2d(nf, nf, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(nf, cfg.out_channels, 3, 1, 1)]
     return nn.Sequential(*layers)
 
 
@@ -209,6 +211,11 @@ class SFTGenerator(nn.Module):
 
     def forward(self, lr: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
         self.check_inputs(lr, prior)
+        if self.conv0.weight.is_contiguous(memory_format=torch.channels_last) and self.conv0.weight.shape[-1] > 1:
+            # Inputs follow the weights' layout: a channels_last model (what load_generator returns)
+            # runs NHWC convolutions end to end, ~1.5x faster on CPUs (benchmarks/bench_generator.py).
+            lr = lr.contiguous(memory_format=torch.channels_last)
+            prior = prior.contiguous(memory_format=torch.channels_last) if prior is not None else None
         cond = self.condition(prior) if self.uses_prior else None
         fea = self.conv0(lr)
         res = fea

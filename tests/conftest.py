@@ -1,0 +1,56 @@
+"""Shared fixtures: state dicts in the released layouts, built from the shared notes' key/shape lists."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def _layout_dir() -> Path:
+    # The layout notes live in shared/ beside the repository (CI clones main with shared/ beside it);
+    # SFTGAN_LAYOUTS points elsewhere.
+    path = Path(os.environ.get("SFTGAN_LAYOUTS", TESTS.parent.parent / "shared" / "original_checkpoints"))
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"checkpoint layout notes not found at {path}; set SFTGAN_LAYOUTS to the folder with "
+            f"SFTGAN_noBN_OST_bg.json and the other layout files"
+        )
+    return path
+
+
+def layout(name: str) -> dict[str, list[int]]:
+    """Key -> shape of a released checkpoint, in the checkpoint's order."""
+    return json.loads((_layout_dir() / f"{name}.json").read_text())["keys"]
+
+
+def random_state_dict(name: str, seed: int = 0, std: float = 0.05) -> dict[str, torch.Tensor]:
+    """A state dict with the released layout ``name`` and random values (BN statistics plausible)."""
+    gen = torch.Generator().manual_seed(seed)
+    sd = {}
+    for key, shape in layout(name).items():
+        if key.endswith("num_batches_tracked"):
+            sd[key] = torch.tensor(1000, dtype=torch.long)
+        elif key.endswith("running_var"):
+            sd[key] = torch.rand(shape, generator=gen) + 0.5
+        elif key.endswith("running_mean"):
+            sd[key] = torch.randn(shape, generator=gen) * 0.1
+        elif ".weight" in key and len(shape) == 1:  # BN scale
+            sd[key] = torch.rand(shape, generator=gen) * 0.5 + 0.75
+        else:
+            sd[key] = torch.randn(shape, generator=gen) * std
+    return sd
+
+
+@pytest.fixture
+def rng() -> torch.Generator:
+    return torch.Generator().manual_seed(1234)

@@ -1,0 +1,68 @@
+"""Hydra config tree: composition, instantiation, overrides, the train.py entry point, sftgan-inspect."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import layout, random_state_dict
+from hydra import compose, initialize_config_dir
+
+from sftgan_lit.cli import inspect_main
+from sftgan_lit.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "original_checkpoints"
+
+
+def _cfg(overrides):
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        return compose(config_name="train", overrides=overrides)
+
+
+@pytest.mark.parametrize("model,layout_name", [("sftgan", "SFTGAN_noBN_OST_bg"), ("sftgan_torch7", "SFTGAN_torch")])
+def test_released_model_configs_build_the_released_layouts(model, layout_name):
+    metrics, objects = train(_cfg([f"model={model}"]))
+    g = objects["generator"]
+    assert {k: list(v.shape) for k, v in g.state_dict().items()} == layout(layout_name)
+    expected = json.loads((SHARED / f"{layout_name}.json").read_text())["parameters"]
+    assert metrics["params/generator"] == expected
+    assert metrics["params/discriminator"] == json.loads((SHARED / "ACD_VGG_BN_96.json").read_text())["parameters"]
+
+
+def test_overrides_reach_the_constructor():
+    _, objects = train(_cfg(["model=srresnet", "model.generator.num_blocks=3", "model.discriminator.input_size=32"]))
+    g = objects["generator"]
+    assert g.config.conditioning == "none" and g.config.num_blocks == 3 and g.CondNet is None
+    assert objects["discriminator"].input_size == 32
+
+
+def test_init_from_srgan_config(tmp_path):
+    torch.save(random_state_dict("SRGAN_bicx4_noBN_DIV2K", seed=1), tmp_path / "srgan.pth")
+    _, objects = train(_cfg([f"init_from_srgan={tmp_path / 'srgan.pth'}"]))
+    sd = torch.load(tmp_path / "srgan.pth", weights_only=True)
+    torch.testing.assert_close(objects["generator"].conv0.weight, sd["model.0.weight"])
+
+
+def test_train_py_runs_under_hydra(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "model=srresnet", "model.generator.num_blocks=2",
+         f"hydra.run.dir={tmp_path}"],  # fmt: skip
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    log = (tmp_path / "train.log").read_text()
+    assert "params/generator" in log
+
+
+def test_inspect_cli(tmp_path, capsys):
+    torch.save(random_state_dict("SFTGAN_torch"), tmp_path / "SFTGAN_torch.pth")
+    assert inspect_main([str(tmp_path / "SFTGAN_torch.pth")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["config"]["upsampler"] == "nearest" and info["parameters"] == 1612195
+    assert inspect_main([str(tmp_path / "missing.pth")]) == 1
+    assert "missing.pth" in capsys.readouterr().err
