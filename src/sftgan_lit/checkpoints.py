@@ -162,8 +162,9 @@ def infer_generator_config(sd: Mapping[str, torch.Tensor], source: str = "checkp
         cond_channels=cond_channels,
         cond_hidden_channels=cond_hidden,
     )
-    if sft_blocks or (conditioning == "sft" and final_cond):
-        cfg["sft_hidden_channels"] = sd[f"{final}.SFT_scale_conv0.weight" if final_cond else "sft_branch.0.sft0.SFT_scale_conv0.weight"].shape[0]
+    sft_hidden_keys = [k for k in sd if k.endswith("SFT_scale_conv0.weight")]
+    if sft_hidden_keys:
+        cfg["sft_hidden_channels"] = sd[sft_hidden_keys[0]].shape[0]
     up_convs = sorted(int(k.split(".")[1]) for k in sd if k.startswith("HR_branch.") and k.endswith(".weight"))
     last = f"HR_branch.{up_convs[-1]}.weight"
     cfg["out_channels"] = sd[last].shape[0]
