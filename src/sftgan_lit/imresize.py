@@ -7,9 +7,10 @@ padding at the borders, rows resized first and columns second. Any other kernel 
 
 Implementation: per axis, MATLAB's contribution tables (weights and input indices of each output
 sample) are computed once per ``(in_length, out_length, scale, antialiasing)`` and folded, with the
-symmetric padding, into a weight matrix. Resizing an axis is then one batched matrix product; for long
-axes the matrix is cut into chunks of consecutive output samples, each with the narrow band of input
-samples it touches, so the cost stays proportional to the kernel's width instead of the image's size.
+symmetric padding, into a weight matrix. Resizing a short axis is one matrix product; for long axes
+the matrix is cut into blocks of consecutive output samples (8-256, chosen by a cost model), each a
+matrix product over the narrow band of input samples it touches, so the cost stays proportional to
+the kernel's width instead of the image's size and no gathered copy of the image is made.
 """
 
 from __future__ import annotations
