@@ -174,3 +174,16 @@ def test_srgan_key_layout_is_complete():
 def test_public_api_surface():
     assert callable(sftgan_lit.load_generator) and callable(sftgan_lit.load_segmenter) and callable(sftgan_lit.imresize)
     assert sftgan_lit.OUTDOOR_CLASSES[5] == "building" and len(sftgan_lit.OUTDOOR_COLORS) == 8
+
+
+def test_srgan_that_does_not_fit_is_listed_and_leaves_generator_untouched():
+    srgan = random_state_dict("SRGAN_bicx4_noBN_DIV2K", seed=4)
+    srgan["model.0.weight"] = torch.zeros(32, 3, 3, 3)
+    g = SFTGenerator()
+    before = {k: v.clone() for k, v in g.state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"conv0\.weight \(32, 3, 3, 3\) vs model \(64, 3, 3, 3\)"):
+        init_from_srgan(g, srgan)
+    assert all(torch.equal(v, before[k]) for k, v in g.state_dict().items())
+    del srgan["model.0.weight"]
+    with pytest.raises(CheckpointError, match=r"missing keys \(1\): conv0\.weight"):
+        init_from_srgan(g, srgan)

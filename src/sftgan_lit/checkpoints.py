@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
@@ -86,10 +86,19 @@ def _listing(keys: list[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def load_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """``module.load_state_dict(strict=True)`` with one error listing missing, unexpected and mis-shaped keys."""
+def load_strict(
+    module: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    source: str = "checkpoint",
+    required: Iterable[str] | None = None,
+) -> None:
+    """``module.load_state_dict(strict=True)`` with one error listing missing, unexpected and mis-shaped keys.
+
+    ``required`` narrows the keys that must be present (a partial load, e.g. only a generator's trunk);
+    unexpected and mis-shaped keys are errors either way.
+    """
     own = module.state_dict()
-    missing = [k for k in own if k not in state_dict]
+    missing = [k for k in (own if required is None else required) if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
     misshaped = [
         f"{k} {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
@@ -105,7 +114,7 @@ def load_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], sourc
         if misshaped:
             parts.append(f"mis-shaped keys ({len(misshaped)}): {_listing(misshaped)}")
         raise CheckpointError("\n  ".join(parts))
-    module.load_state_dict(state_dict, strict=True)
+    module.load_state_dict(state_dict, strict=required is None)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -171,14 +180,13 @@ def infer_generator_config(sd: Mapping[str, torch.Tensor], source: str = "checkp
     if "HR_branch.0.weight" in sd:
         # conv -> pixel shuffle (x2) -> ReLU per stage, then conv, ReLU, conv
         cfg["upsampler"] = "pixelshuffle"
-        stages = len(up_convs) - 2
     elif "HR_branch.1.weight" in sd:
         # the Torch7 model: nearest x2 -> conv -> ReLU per stage; F * gamma + beta; ReLU after SFT
         cfg.update(upsampler="nearest", sft_formula="plain", sft_negative_slope=0.01, relu_after_cond=True)
-        stages = len(up_convs) - 2
     else:
         raise CheckpointError(f"{source}: unrecognised upsampler keys {_listing([k for k in sd if k.startswith('HR_branch')])}")
-    cfg["scale"] = 2**stages if scale is None else scale
+    # one conv per x2 stage, then the two final convs
+    cfg["scale"] = 2 ** (len(up_convs) - 2) if scale is None else scale
     return cfg
 
 
@@ -288,19 +296,11 @@ def init_from_srgan(
     source = str(srgan) if not isinstance(srgan, Mapping) else "SRGAN state dict"
     sd = load_state_dict_file(srgan) if not isinstance(srgan, Mapping) else dict(srgan)
     converted = convert_srgan_state_dict(sd, generator.config.num_blocks)
-    init_conditioning_small(generator, init_scale)
-    own = generator.state_dict()
     cond_params = {id(p) for m in generator.conditioning_modules() for p in m.parameters()}
     trunk_keys = [k for k, p in generator.named_parameters() if id(p) not in cond_params]
-    missing = [k for k in trunk_keys if k not in converted]
-    unexpected = [k for k in converted if k not in own]
-    misshaped = [k for k in converted if k in own and own[k].shape != converted[k].shape]
-    if missing or unexpected or misshaped:
-        raise CheckpointError(
-            f"{source} does not fit the generator's trunk: missing {_listing(missing)}; "
-            f"unexpected {_listing(unexpected)}; mis-shaped {_listing(misshaped)}"
-        )
-    generator.load_state_dict(converted, strict=False)
+    # load (and validate) first, so a checkpoint that does not fit leaves the generator untouched
+    load_strict(generator, converted, f"{source} (as the generator's trunk)", required=trunk_keys)
+    init_conditioning_small(generator, init_scale)
     return generator
 
 

@@ -211,7 +211,7 @@ class SFTGenerator(nn.Module):
 
     def forward(self, lr: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
         self.check_inputs(lr, prior)
-        if self.conv0.weight.is_contiguous(memory_format=torch.channels_last) and self.conv0.weight.shape[-1] > 1:
+        if self.conv0.weight.is_contiguous(memory_format=torch.channels_last):
             # Inputs follow the weights' layout: a channels_last model (what load_generator returns)
             # runs NHWC convolutions end to end, ~1.5x faster on CPUs (benchmarks/bench_generator.py).
             lr = lr.contiguous(memory_format=torch.channels_last)
