@@ -18,6 +18,7 @@ test:
 bench:
 	$(BIN)/python benchmarks/bench_imresize.py
 	$(BIN)/python benchmarks/bench_generator.py
+	$(BIN)/python benchmarks/bench_loader.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -15,6 +15,28 @@ sys.path.insert(0, str(TESTS))
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+# Tests never touch the user's cache: demo data and stores go to one folder per test session
+# (subprocesses such as train.py inherit it).
+if "SFTGAN_TEST_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["SFTGAN_TEST_CACHE"] = tempfile.mkdtemp(prefix="sftgan-test-cache-")
+os.environ["SFTGAN_CACHE"] = os.environ["SFTGAN_TEST_CACHE"]
+
+# A small demo set and tiny networks: every config group still composes as in a real run.
+TINY_DATA = [
+    "data.demo.size=128", "data.demo.num_train=6", "data.demo.num_val=2", "data.demo.num_test=2",
+    "data.demo.num_background=2", "data.batch_size=2", "data.val_batch_size=2", "data.num_workers=0",
+    "data.crop_size=32",
+]  # fmt: skip
+TINY_MODEL = [
+    "model.generator.num_features=8", "model.generator.num_blocks=2", "model.generator.cond_channels=4",
+    "model.generator.cond_hidden_channels=8", "model.generator.sft_hidden_channels=4",
+    "model.discriminator.base_channels=4", "model.discriminator.input_size=32",
+]  # fmt: skip
+TINY_TRAIN = ["trainer.max_steps=2", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false"]
+TINY = TINY_DATA + TINY_MODEL
+
 
 def _layout_dir() -> Path:
     # The layout notes live in shared/ beside the repository (CI clones main with shared/ beside it);

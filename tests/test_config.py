@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import layout, random_state_dict
+from conftest import TINY, TINY_TRAIN, layout, random_state_dict
 from hydra import compose, initialize_config_dir
 
 from sftgan_lit.cli import inspect_main
-from sftgan_lit.train import train
+from sftgan_lit.train import build_models, count_parameters, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "original_checkpoints"
@@ -26,16 +26,16 @@ def _cfg(overrides):
 
 @pytest.mark.parametrize("model,layout_name", [("sftgan", "SFTGAN_noBN_OST_bg"), ("sftgan_torch7", "SFTGAN_torch")])
 def test_released_model_configs_build_the_released_layouts(model, layout_name):
-    metrics, objects = train(_cfg([f"model={model}"]))
+    objects = build_models(_cfg([f"model={model}"]))
     g = objects["generator"]
     assert {k: list(v.shape) for k, v in g.state_dict().items()} == layout(layout_name)
     expected = json.loads((SHARED / f"{layout_name}.json").read_text())["parameters"]
-    assert metrics["params/generator"] == expected
-    assert metrics["params/discriminator"] == json.loads((SHARED / "ACD_VGG_BN_96.json").read_text())["parameters"]
+    assert count_parameters(g) == expected
+    assert count_parameters(objects["discriminator"]) == json.loads((SHARED / "ACD_VGG_BN_96.json").read_text())["parameters"]
 
 
 def test_overrides_reach_the_constructor():
-    _, objects = train(_cfg(["model=srresnet", "model.generator.num_blocks=3", "model.discriminator.input_size=32"]))
+    objects = build_models(_cfg(["model=srresnet", "model.generator.num_blocks=3", "model.discriminator.input_size=32"]))
     g = objects["generator"]
     assert g.config.conditioning == "none" and g.config.num_blocks == 3 and g.CondNet is None
     assert objects["discriminator"].input_size == 32
@@ -43,14 +43,14 @@ def test_overrides_reach_the_constructor():
 
 def test_init_from_srgan_config(tmp_path):
     torch.save(random_state_dict("SRGAN_bicx4_noBN_DIV2K", seed=1), tmp_path / "srgan.pth")
-    _, objects = train(_cfg([f"init_from_srgan={tmp_path / 'srgan.pth'}"]))
+    objects = build_models(_cfg([f"init_from_srgan={tmp_path / 'srgan.pth'}"]))
     sd = torch.load(tmp_path / "srgan.pth", weights_only=True)
     torch.testing.assert_close(objects["generator"].conv0.weight, sd["model.0.weight"])
 
 
 def test_train_py_runs_under_hydra(tmp_path):
     out = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "model=srresnet", "model.generator.num_blocks=2",
+        [sys.executable, str(ROOT / "train.py"), "model=srresnet", *TINY, *TINY_TRAIN,
          f"hydra.run.dir={tmp_path}"],  # fmt: skip
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )

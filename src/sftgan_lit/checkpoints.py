@@ -226,11 +226,16 @@ def export_generator(generator: SFTGenerator, path: str | os.PathLike) -> None:
     torch.save({"params": state, CONFIG_KEY: generator.config_dict()}, Path(path))
 
 
-def load_segmenter(path: str | os.PathLike) -> OutdoorSceneSeg:
-    """Load ``segmentation_OST_bic.pth`` (or a compatible checkpoint) strictly into ``OutdoorSceneSeg``, eval mode."""
+def load_segmenter(path: str | os.PathLike, **arch) -> OutdoorSceneSeg:
+    """Load ``segmentation_OST_bic.pth`` (or a compatible checkpoint) strictly into ``OutdoorSceneSeg``, eval mode.
+
+    ``arch``: ``OutdoorSceneSeg`` constructor arguments (``layers``, ``base_width``) for non-released
+    sizes; the class count is read from the checkpoint.
+    """
     sd = load_state_dict_file(path, prefixes=("segmenter.", "model."))
     num_classes = sd["deconv.weight"].shape[0] if "deconv.weight" in sd else 8
-    segmenter = OutdoorSceneSeg(num_classes=num_classes)
+    arch = {k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()}
+    segmenter = OutdoorSceneSeg(num_classes=num_classes, **arch)
     load_strict(segmenter, sd, source=str(path))
     return segmenter.eval()
 

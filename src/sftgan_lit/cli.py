@@ -8,6 +8,13 @@ import sys
 from pathlib import Path
 
 
+def _conf_dir(prog: str) -> Path:
+    conf_dir = Path(__file__).resolve().parents[2] / "conf"
+    if not conf_dir.is_dir():
+        sys.exit(f"{prog}: config folder not found at {conf_dir}; run from a source checkout (pip install -e .)")
+    return conf_dir
+
+
 def train_main() -> None:
     """``sftgan-train``: ``train.py`` with the package's bundled ``conf/`` (Hydra overrides as arguments)."""
     import hydra
@@ -15,13 +22,55 @@ def train_main() -> None:
 
     from .train import train
 
-    conf_dir = Path(__file__).resolve().parents[2] / "conf"
-    if not conf_dir.is_dir():
-        sys.exit(f"sftgan-train: config folder not found at {conf_dir}; run from a source checkout (pip install -e .)")
+    conf_dir = _conf_dir("sftgan-train")
 
     @hydra.main(version_base="1.3", config_path=str(conf_dir), config_name="train")
     def _main(cfg: DictConfig) -> None:
         train(cfg)
+
+    _main()
+
+
+def prepare_from_config(cfg) -> int:
+    """``sftgan-prepare``'s work for a composed ``conf/prepare.yaml``; returns the exit code (1 if any file failed)."""
+    from hydra.utils import instantiate
+
+    from .data.prepare import prepare
+    from .data.sources import folder_items, ost_items
+
+    prior = instantiate(cfg.prior)
+    spec = cfg.input
+    if spec.layout == "ost":
+        if not spec.root:
+            raise ValueError("input.layout=ost needs input.root (the folder with one subfolder per class)")
+        items = ost_items(spec.root, prior.class_names, spec.labels)
+    elif spec.layout == "folder":
+        if not spec.images:
+            raise ValueError("input.images is not set: give the folder of HR images")
+        items = folder_items(spec.images, spec.labels, spec.priors, category=0 if cfg.background else -1)
+    else:
+        raise ValueError(f"input.layout={spec.layout!r} is not folder or ost")
+    report = prepare(
+        items, cfg.out, prior, background=cfg.background, modcrop_to=cfg.modcrop, min_size=cfg.min_size,
+        scale=cfg.scale, max_pixels=cfg.max_pixels, limit=cfg.limit, progress=cfg.progress, device=cfg.device,
+    )  # fmt: skip
+    print(f"sftgan-prepare: {report.store}: {report.written} written, {report.skipped_done} already done, {report.total} in store")
+    for name, reason in report.failures.items():
+        print(f"sftgan-prepare: FAILED {name}: {reason}", file=sys.stderr)
+    if report.failures:
+        print(f"sftgan-prepare: {len(report.failures)} of {len(items)} files failed", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def prepare_main() -> None:
+    """``sftgan-prepare``: Hydra overrides as arguments (``conf/prepare.yaml``); exit code 1 if any file failed."""
+    import hydra
+
+    @hydra.main(version_base="1.3", config_path=str(_conf_dir("sftgan-prepare")), config_name="prepare")
+    def _main(cfg) -> None:
+        code = prepare_from_config(cfg)
+        if code:
+            sys.exit(code)
 
     _main()
 

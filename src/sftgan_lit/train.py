@@ -1,14 +1,14 @@
 """``train(cfg) -> (metrics, objects)``: the plain function under ``train.py``'s ``@hydra.main``.
 
-This foundation builds the networks the config describes (and initialises the generator from an
-SRGAN checkpoint when ``init_from_srgan`` is set); the Lightning training loop (SFTGANModule,
-datamodule) plugs in here.
+Instantiates the prior, the datamodule (which follows the prior), the networks (initialised from an
+SRGAN checkpoint when ``init_from_srgan`` is set), the LightningModule and the Trainer, and fits.
 """
 
 from __future__ import annotations
 
 import logging
 
+import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -33,9 +33,16 @@ def build_models(cfg: DictConfig) -> dict[str, torch.nn.Module]:
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, object]]:
-    torch.manual_seed(cfg.seed)
+    L.seed_everything(cfg.seed, workers=True)
+    prior = instantiate(cfg.prior)
+    log.info("prior: %s", prior.describe())
+    datamodule = instantiate(cfg.data, prior=prior)
     models = build_models(cfg)
     metrics = {f"params/{name}": float(count_parameters(m)) for name, m in models.items()}
     for key, value in metrics.items():
         log.info("%s = %d", key, value)
-    return metrics, models
+    module = instantiate(cfg.module, **models)
+    trainer = instantiate(cfg.trainer)
+    trainer.fit(module, datamodule=datamodule)
+    metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1})
+    return metrics, {**models, "prior": prior, "datamodule": datamodule, "module": module, "trainer": trainer}

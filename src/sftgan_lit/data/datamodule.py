@@ -1,0 +1,245 @@
+"""``SFTGANDataModule``: HR/LR/prior triplets from the demo data, OST-style, plain or paired folders.
+
+Batches are dicts::
+
+    hr        (N, 3, H, W)      RGB float in [0, 1]
+    lr        (N, 3, H/s, W/s)  imresize(hr, 1/s) clamped to [0, 1] (s = 4)
+    prior     (N, C, H, W)      class probabilities, each pixel's row sums to 1
+    category  (N,)              int64 image/crop category (0 = background)
+    labels    (N, H, W)         int64 class indices, 255 = void (all void when the data has no labels)
+    path      list[str]         source name of each sample
+
+``prepare_data`` (rank 0 only) makes the demo set and the prepared stores that are missing;
+``setup`` opens them (memory-mapped) and builds the datasets. ``on_after_batch_transfer`` runs on the
+device: optional kornia augmentation, LR creation when it was deferred, and online priors.
+
+A split is described by a dict (from ``conf/data/*.yaml``)::
+
+    {layout: folder, images: DIR, labels: DIR?, priors: DIR?}
+    {layout: ost, root: DIR, labels: DIR?}
+    {layout: paired, hr: DIR, lr: DIR, labels: DIR?, lr_suffix: ''}   # val/test only, read as files
+    {layout: demo}                                                     # the embedded demo split
+and the training split may add ``background: {images: DIR}`` mixed in at ``bg_ratio``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..priors.base import Prior
+from .dataset import ORIGINAL_SCALES, PairedDataset, TripletDataset
+from .demo import DemoConfig, default_cache_dir, generate_demo
+from .gpu_augment import GpuAugment
+from .prepare import prepare
+from .readers import FileReader, StoreReader
+from .sources import SourceItem, folder_items, ost_items, paired_items
+from .store import Store, StoreError
+from .transforms import make_lr
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+def collate(samples: Sequence[dict]) -> dict:
+    """Stack tensors, keep ``path`` as a list; a key missing from some samples is an error, not a silent drop."""
+    keys = set(samples[0])
+    for s in samples[1:]:
+        if set(s) != keys:
+            raise ValueError(f"samples in one batch have different keys: {sorted(keys)} vs {sorted(s)}")
+    out = {}
+    for k in keys:
+        values = [s[k] for s in samples]
+        out[k] = values if k == "path" else torch.stack(values)
+    return out
+
+
+class SFTGANDataModule(L.LightningDataModule):
+    """See the module docstring. ``prior`` is a ``sftgan_lit.priors.Prior`` (``conf/prior/``)."""
+
+    def __init__(
+        self,
+        prior: Prior,
+        train: Mapping | None = None,
+        val: Mapping | None = None,
+        test: Mapping | None = None,
+        demo: Mapping | None = None,
+        store_root: str | None = None,
+        cache_dir: str | None = None,
+        use_store: bool = True,
+        prepare_missing: bool = True,
+        verify_store: bool = True,
+        scale: int = 4,
+        crop_size: int = 96,
+        scales: Sequence[float] = ORIGINAL_SCALES,
+        hflip: bool = True,
+        rotate: bool = True,
+        bg_ratio: float = 0.1,
+        val_crop_size: int | None = None,
+        epoch_length: int | None = None,
+        batch_size: int = 16,
+        val_batch_size: int = 4,
+        num_workers: int = 2,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        gpu_augment: Mapping | None = None,
+    ) -> None:
+        super().__init__()
+        self.prior = prior
+        self.specs = {"train": train, "val": val, "test": test}
+        self.demo = DemoConfig(**demo) if demo is not None else None
+        if self.demo is None and self._uses_demo():
+            raise ValueError("layout: demo needs the data.demo settings (conf/data/demo.yaml)")
+        self.store_root = store_root
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        self.use_store, self.prepare_missing, self.verify_store = use_store, prepare_missing, verify_store
+        self.scale, self.crop_size, self.scales = scale, crop_size, tuple(scales)
+        self.hflip, self.rotate, self.bg_ratio = hflip, rotate, bg_ratio
+        self.val_crop_size, self.epoch_length = val_crop_size, epoch_length
+        self.batch_size, self.val_batch_size = batch_size, val_batch_size
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.gpu_augment = GpuAugment(**gpu_augment) if gpu_augment else None
+        self.datasets: dict[str, Dataset] = {}
+
+    # ------------------------------------------------------------------ sources and stores
+    def _uses_demo(self) -> bool:
+        return any(s is not None and s.get("layout") == "demo" for s in self.specs.values())
+
+    def demo_root(self) -> Path:
+        """The generated demo set (made on first use under ``cache_dir``)."""
+        return generate_demo(self.cache_dir / "demo", self.demo)
+
+    def _items(self, spec: Mapping) -> list[SourceItem]:
+        layout = spec.get("layout", "folder")  # "demo" was turned into a folder spec by _resolve
+        if layout == "folder":
+            return folder_items(spec["images"], spec.get("labels"), spec.get("priors"))
+        if layout == "ost":
+            return ost_items(spec["root"], self.prior.class_names, spec.get("labels"))
+        if layout == "paired":
+            return paired_items(spec["hr"], spec["lr"], spec.get("labels"), spec.get("lr_suffix", ""))
+        raise ValueError(f"data.*.layout={layout!r} is not one of folder, ost, paired, demo")
+
+    def _resolve(self, split: str) -> dict | None:
+        """The split's spec with ``layout: demo`` turned into the generated folders."""
+        spec = self.specs[split]
+        if spec is None:
+            return None
+        spec = dict(spec)
+        if spec.get("layout") == "demo":
+            root = self.demo_root()
+            spec = {"layout": "folder", "images": str(root / split / "images"), "labels": str(root / split / "labels")}
+            if split == "train":
+                spec["background"] = {"images": str(root / "background" / "images")}
+        return spec
+
+    def _store_dir(self, split: str, background: bool = False) -> Path:
+        if self.store_root is not None:
+            root = Path(self.store_root).expanduser()
+        elif self._uses_demo():
+            root = self.demo_root() / "stores"
+        else:
+            raise ValueError("data.store_root is not set: give a folder for prepared stores, or set data.use_store=false")
+        # Label maps serve the labels/uniform/none priors alike; cached probabilities belong to one prior.
+        key = self.prior.name if self.prior.cached_probs else "labels"
+        return root / f"{'background' if background else split}-{key}"
+
+    def _prepare_split(self, split: str, spec: Mapping, background: bool = False) -> None:
+        out = self._store_dir(split, background)
+        if (out / "complete.json").exists():
+            return
+        if not self.prepare_missing:
+            raise StoreError(f"{out}: no prepared store; run sftgan-prepare for the {split} split or set data.prepare_missing=true")
+        items = folder_items(spec["images"], category=0) if background else self._items(spec)
+        log.info("preparing %s split (%d images) into %s", "background" if background else split, len(items), out)
+        report = prepare(items, out, self.prior, background=background, min_size=min(self.crop_size, 8 * self.scale), scale=self.scale)
+        if report.failures:
+            log.warning("%s: %d files failed and are not in the store: %s", out, len(report.failures), report.failures)
+
+    def prepare_data(self) -> None:
+        for split in SPLITS:
+            spec = self._resolve(split)
+            if spec is None or not self.use_store or spec.get("layout") == "paired":
+                continue
+            self._prepare_split(split, spec)
+            if split == "train" and spec.get("background") and self.bg_ratio > 0:
+                self._prepare_split(split, spec["background"], background=True)
+
+    def _reader(self, split: str, spec: Mapping, background: bool = False):
+        if self.use_store:
+            store = Store(self._store_dir(split, background), num_classes=self.prior.num_classes, verify=self.verify_store)
+            failures = json.loads((store.root / "complete.json").read_text()).get("failures", {})
+            if failures:
+                log.warning("%s: %d source files failed in sftgan-prepare and are missing: %s", store.root, len(failures), list(failures)[:5])
+            return StoreReader(store)
+        items = folder_items(spec["images"], category=0) if background else self._items(spec)
+        return FileReader(items, self.prior.num_classes, background=background)
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prior.check_ready()
+        for split in SPLITS:
+            spec = self._resolve(split)
+            if spec is None or split in self.datasets:
+                continue
+            if spec.get("layout") == "paired":
+                if split == "train":
+                    raise ValueError("the paired layout (given LR) is for val/test; train needs HR images (folder or ost)")
+                self.datasets[split] = PairedDataset(self._items(spec), self.prior, self.scale)
+                continue
+            reader = self._reader(split, spec)
+            if split == "train":
+                bg = None
+                if spec.get("background") and self.bg_ratio > 0:
+                    bg = self._reader(split, spec["background"], background=True)
+                self.datasets[split] = TripletDataset(
+                    reader, self.prior, self.scale, self.crop_size, train=True, scales=self.scales,
+                    hflip=self.hflip, rotate=self.rotate, background=bg, bg_ratio=self.bg_ratio if bg else 0.0,
+                    make_lr_on_device=self.gpu_augment is not None, epoch_length=self.epoch_length,
+                )  # fmt: skip
+            else:
+                self.datasets[split] = TripletDataset(reader, self.prior, self.scale, self.val_crop_size, train=False)
+
+    # ------------------------------------------------------------------ loaders
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if split not in self.datasets:
+            raise RuntimeError(f"no {split} data: configure data.{split} (and call setup first)")
+        train = split == "train"
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size if train else self.val_batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.persistent_workers,
+            drop_last=train,
+            collate_fn=collate,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    # ------------------------------------------------------------------ on the device
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        training = self.trainer is not None and self.trainer.training
+        batch["labels"] = batch["labels"].long()  # shipped from the workers as uint8
+        if training and self.gpu_augment is not None:
+            batch = self.gpu_augment(batch)
+        if "lr" not in batch:
+            batch["lr"] = make_lr(batch["hr"], self.scale)
+        batch = self.prior.on_device(batch)
+        if "prior" not in batch:
+            raise RuntimeError(f"prior={self.prior.name} produced no prior for this batch ({batch['path'][:3]}...)")
+        return batch

@@ -1,0 +1,188 @@
+"""Datasets that turn readers into SFTGAN samples ``{'hr', 'lr', 'prior', 'category', 'path', 'labels'}``.
+
+``hr`` (3, H, W) and ``lr`` (3, H/s, W/s) RGB float in [0, 1]; ``prior`` (C, H, W) rows summing to 1
+(absent when an online prior computes it on the device); ``labels`` (H, W) uint8 class indices (255 =
+void, all void when the source has no label maps; the datamodule makes them int64 on the device); ``category`` int64 (the OST folder's class, or the
+most frequent class of the crop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..priors.base import VOID_LABEL, Prior
+from .io import ImageError, read_image
+from .readers import FileReader, StoreReader
+from .sources import SourceItem
+from .store import QUANT_LEVELS
+from .transforms import dihedral, make_lr, to_float_chw, rescale_crop_image, rescale_crop_nearest, rescaled_size
+
+ORIGINAL_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+
+
+def _probs_tensor(probs: np.ndarray) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(probs)).permute(2, 0, 1)
+    return t.float().div_(QUANT_LEVELS) if probs.dtype == np.uint8 else t.float()
+
+
+def _category(labels: torch.Tensor | None, prior: torch.Tensor | None, num_classes: int) -> int:
+    """The crop's most frequent class (labels first, else the prior's mass); 0 (background) when unknown."""
+    if labels is not None:
+        counts = torch.bincount(labels[labels != VOID_LABEL].flatten().long(), minlength=num_classes)
+        if counts.sum() > 0:
+            return int(counts.argmax())
+    if prior is not None:
+        return int(prior.sum(dim=(-2, -1)).argmax())
+    return 0
+
+
+class TripletDataset(Dataset):
+    """HR crops, their MATLAB-bicubic LR and their priors, from one reader (plus an optional background reader).
+
+    Training (``train=True``): the original recipe: a random source scale from ``scales`` (image,
+    labels and stored prior resized consistently), a random ``crop_size`` crop, horizontal flip and,
+    with ``rotate``, vertical flip / transpose; with probability ``bg_ratio`` the sample comes from
+    ``background`` instead (prior all background, category 0). Evaluation: a deterministic centre
+    crop of ``crop_size``, or (``crop_size=None``) the whole image cut to a multiple of ``multiple``.
+    """
+
+    def __init__(
+        self,
+        reader: StoreReader | FileReader,
+        prior: Prior,
+        scale: int = 4,
+        crop_size: int | None = 96,
+        train: bool = True,
+        scales: Sequence[float] = ORIGINAL_SCALES,
+        hflip: bool = True,
+        rotate: bool = True,
+        background: StoreReader | FileReader | None = None,
+        bg_ratio: float = 0.0,
+        multiple: int = 8,
+        make_lr_on_device: bool = False,
+        epoch_length: int | None = None,
+    ) -> None:
+        if reader.num_classes != prior.num_classes:
+            raise ValueError(f"data has {reader.num_classes} classes but prior={prior.name} has {prior.num_classes}")
+        if crop_size is not None and crop_size % scale:
+            raise ValueError(f"crop_size={crop_size} must be a multiple of the SR scale {scale}")
+        if not 0.0 <= bg_ratio < 1.0:
+            raise ValueError(f"bg_ratio must be in [0, 1), got {bg_ratio}")
+        if bg_ratio > 0 and background is None:
+            raise ValueError("bg_ratio > 0 needs a background data source (data.train.background)")
+        if any(not 0 < s <= 1 for s in scales):
+            raise ValueError(f"scales must be in (0, 1], got {list(scales)}")
+        self.reader, self.prior, self.scale = reader, prior, scale
+        self.crop_size, self.train = crop_size, train
+        self.scales = tuple(float(s) for s in scales) if train else (1.0,)
+        self.hflip, self.rotate = hflip and train, rotate and train
+        self.background, self.bg_ratio = background, bg_ratio
+        self.multiple = multiple
+        self.make_lr_on_device = make_lr_on_device
+        self.epoch_length = epoch_length
+
+    def __len__(self) -> int:
+        return self.epoch_length or len(self.reader)
+
+    def _rng(self) -> np.random.Generator:
+        # torch's RNG is seeded per worker by the DataLoader (and by seed_everything), so samples are
+        # reproducible for a given seed and worker count.
+        return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+
+    def _geometry(self, h: int, w: int, rng: np.random.Generator | None, name: str) -> tuple[float, int, int, int, int]:
+        """(scale, top, left, out_h, out_w) of the crop in the rescaled source."""
+        size = self.crop_size
+        if size is None:
+            m = self.multiple
+            return 1.0, 0, 0, h - h % m, w - w % m
+        if min(h, w) < size:
+            raise ImageError(f"{name}: {w}x{h} is smaller than the crop size {size}; drop it or lower data.crop_size")
+        if rng is None:
+            return 1.0, (h - size) // 2, (w - size) // 2, size, size
+        fitting = [s for s in self.scales if min(rescaled_size(h, w, s)) >= size] or [1.0]
+        s = fitting[rng.integers(len(fitting))]
+        rh, rw = rescaled_size(h, w, s)
+        return s, int(rng.integers(rh - size + 1)), int(rng.integers(rw - size + 1)), size, size
+
+    def __getitem__(self, index: int) -> dict:
+        rng = self._rng() if self.train else None
+        reader, i = self.reader, index % len(self.reader)
+        if rng is not None and self.bg_ratio > 0 and rng.random() < self.bg_ratio:
+            reader = self.background
+            i = int(rng.integers(len(reader)))
+        image, labels, probs, category, name = reader.load(i)
+        h, w = image.shape[:2]
+        s, top, left, oh, ow = self._geometry(h, w, rng, name)
+        if s == 1.0:
+            hr = to_float_chw(image[top : top + oh, left : left + ow])
+        else:
+            hr = rescale_crop_image(image, s, top, left, oh)
+        lab = rescale_crop_nearest(labels, s, top, left, oh)[:oh, :ow] if labels is not None else None
+        pr = rescale_crop_nearest(probs, s, top, left, oh)[:oh, :ow] if probs is not None else None
+        if isinstance(reader, StoreReader):
+            reader.check(i, lab, pr)
+        lab_t = torch.from_numpy(lab) if lab is not None else None  # uint8: 8x less to ship from workers
+        pr_t = _probs_tensor(pr) if pr is not None else None
+        if rng is not None and (self.hflip or self.rotate):
+            flips = (self.hflip and rng.random() < 0.5, self.rotate and rng.random() < 0.5, self.rotate and rng.random() < 0.5)
+            hr = dihedral(hr, *flips)
+            lab_t = dihedral(lab_t, *flips) if lab_t is not None else None
+            pr_t = dihedral(pr_t, *flips) if pr_t is not None else None
+        size = tuple(hr.shape[-2:])
+        prior = self.prior.for_sample(lab_t, pr_t, size)
+        if category < 0:
+            category = _category(lab_t, prior, self.prior.num_classes)
+        sample = {
+            "hr": hr,
+            "category": torch.tensor(category, dtype=torch.int64),
+            "path": name,
+            "labels": lab_t if lab_t is not None else torch.full(size, VOID_LABEL, dtype=torch.uint8),
+        }
+        if not self.make_lr_on_device:
+            sample["lr"] = make_lr(hr, self.scale)
+        if prior is not None:
+            sample["prior"] = prior
+        return sample
+
+
+class PairedDataset(Dataset):
+    """Benchmark sets with given LR (layout c): HR cut to ``scale`` x the LR size, in file order."""
+
+    def __init__(self, items: Sequence[SourceItem], prior: Prior, scale: int = 4) -> None:
+        self.items, self.prior, self.scale = list(items), prior, scale
+        self.files = FileReader(self.items, prior.num_classes, modcrop_to=1)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.items[index]
+        image, labels, probs, category, name = self.files.load(index)
+        lr_img = read_image(item.lr)
+        lh, lw = lr_img.shape[:2]
+        h, w = image.shape[:2]
+        s = self.scale
+        if not (s * lh <= h < s * (lh + 1) and s * lw <= w < s * (lw + 1)):
+            raise ImageError(f"{item.lr}: LR {lw}x{lh} is not 1/{s} of its HR {item.image} ({w}x{h})")
+        hr = to_float_chw(image[: s * lh, : s * lw])
+        lab_t = torch.from_numpy(np.array(labels[: s * lh, : s * lw])) if labels is not None else None
+        pr_t = _probs_tensor(probs[: s * lh, : s * lw]) if probs is not None else None
+        size = (s * lh, s * lw)
+        if self.prior.source == "segmenter" and pr_t is None:
+            prior = None  # computed from the given LR on the device (SFTGANDataModule.on_after_batch_transfer)
+        else:
+            prior = self.prior.for_sample(lab_t, pr_t, size)
+        sample = {
+            "hr": hr,
+            "lr": to_float_chw(lr_img),
+            "category": torch.tensor(category if category >= 0 else _category(lab_t, prior, self.prior.num_classes)),
+            "path": name,
+            "labels": lab_t if lab_t is not None else torch.full(size, VOID_LABEL, dtype=torch.uint8),
+        }
+        if prior is not None:
+            sample["prior"] = prior
+        return sample

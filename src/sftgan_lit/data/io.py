@@ -1,0 +1,159 @@
+"""Reading untrusted image and label files, and writing files atomically.
+
+Every check names the file and the reason, so that ``sftgan-prepare`` can report each bad file instead
+of skipping it silently. Conversions to RGB happen only where they lose nothing (8-bit grayscale,
+palette without transparency, alpha that is fully opaque, 16-bit whose values are exact multiples of
+257); anything else is an ``ImageError``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+# Default upper bound on pixels per image (PIL's own bomb limit is ~89 MP): far above any SR training
+# photo (DIV2K is ~2.8 MP), far below what would exhaust memory when decoded.
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+class ImageError(ValueError):
+    """A file that cannot be used as an image or label map; the message names the file and the reason."""
+
+
+def _open(path: Path, max_pixels: int) -> Image.Image:
+    if not path.is_file():
+        raise ImageError(f"{path}: file not found")
+    try:
+        with warnings.catch_warnings():
+            # PIL warns (and later raises) on its own limit; we check our limit ourselves below.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageError(f"{path}: decompression bomb refused ({err})") from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"{path}: unreadable image ({type(err).__name__}: {err})") from err
+    w, h = img.size
+    if w * h > max_pixels:
+        img.close()
+        raise ImageError(
+            f"{path}: {w}x{h} = {w * h / 1e6:.1f} MP exceeds the limit of {max_pixels / 1e6:.1f} MP "
+            "(decompression-bomb guard); raise max_pixels if the file is trusted"
+        )
+    return img
+
+
+def _decode(img: Image.Image, path: Path) -> None:
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError) as err:
+        # PIL reports a cut-off file as "image file is truncated (N bytes not processed)".
+        reason = "truncated file" if "truncat" in str(err).lower() else "corrupt image data"
+        raise ImageError(f"{path}: {reason} ({err})") from err
+
+
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, min_size: int = 1) -> np.ndarray:
+    """Read an image as RGB uint8 ``(H, W, 3)``, converting only where no information is lost.
+
+    Raises ``ImageError`` for unreadable, truncated, too large (``max_pixels``), too small
+    (``min_size`` on the shorter side), transparent, CMYK or truly 16-bit images.
+    """
+    path = Path(path)
+    img = _open(path, max_pixels)
+    try:
+        _decode(img, path)
+        w, h = img.size
+        if min(w, h) < min_size:
+            raise ImageError(f"{path}: {w}x{h} is too small (shorter side must be at least {min_size} px)")
+        mode = img.mode
+        if mode == "RGB":
+            arr = np.asarray(img)
+        elif mode == "L":
+            arr = np.repeat(np.asarray(img)[..., None], 3, axis=2)
+        elif mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+            rgba = img.convert("RGBA")
+            alpha = np.asarray(rgba)[..., 3]
+            if alpha.min() < 255:
+                raise ImageError(
+                    f"{path}: {mode} image with transparent pixels ({int((alpha < 255).sum())} of {alpha.size}); "
+                    "flatten it onto a background first, SR needs RGB"
+                )
+            arr = np.asarray(rgba)[..., :3]
+        elif mode == "P":
+            arr = np.asarray(img.convert("RGB"))
+        elif mode in ("I;16", "I;16B", "I;16L", "I"):
+            raw = np.asarray(img).astype(np.int64)
+            if raw.min() < 0 or raw.max() > 65535 or np.any(raw % 257):
+                raise ImageError(
+                    f"{path}: 16-bit image ({mode}) with values that do not fit 8 bits losslessly; "
+                    "convert it to 8-bit RGB yourself (the tone mapping is your choice)"
+                )
+            arr = np.repeat((raw // 257).astype(np.uint8)[..., None], 3, axis=2)
+        elif mode == "1":
+            arr = np.repeat((np.asarray(img).astype(np.uint8) * 255)[..., None], 3, axis=2)
+        else:
+            raise ImageError(f"{path}: unsupported colour mode {mode!r} (e.g. CMYK); convert it to 8-bit RGB")
+        return np.ascontiguousarray(arr, dtype=np.uint8)
+    finally:
+        img.close()
+
+
+def read_label_map(path: str | os.PathLike, num_classes: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read a label map (8-bit grayscale or palette PNG of class indices) as uint8 ``(H, W)``.
+
+    Values must be in ``[0, num_classes)`` or 255 (void, ignored).
+    """
+    path = Path(path)
+    img = _open(path, max_pixels)
+    try:
+        _decode(img, path)
+        if img.mode not in ("L", "P"):
+            raise ImageError(
+                f"{path}: label maps must be single-channel 8-bit PNGs of class indices (mode L or P), got {img.mode!r}"
+            )
+        labels = np.array(img, dtype=np.uint8)
+    finally:
+        img.close()
+    bad = (labels >= num_classes) & (labels != 255)
+    if bad.any():
+        values = sorted(int(v) for v in np.unique(labels[bad]))[:8]
+        raise ImageError(f"{path}: label values {values} outside [0, {num_classes}) and not 255 (void)")
+    return labels
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write a uint8 ``(H, W)`` or ``(H, W, 3)`` array as PNG, atomically."""
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly in ``folder`` (sorted); a missing folder is an error naming it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

@@ -1,0 +1,152 @@
+"""``sftgan-prepare``: check every source image, compute or convert its prior, write the compact store.
+
+For each image (sorted order): decode with the checks of ``io.read_image``, read its label map /
+prior file, modcrop to a multiple of 8, compute the prior when it is cached (a segmenter run on the
+bicubic-downscaled LR, as the paper does; background sets get all-background), and append it to the
+store. Every file that fails is reported with its reason and recorded in the store's ``complete.json``;
+the rest is still prepared, and the return value (the CLI's exit code) says whether anything failed.
+Rerunning continues where an interrupted run stopped (see ``store.StoreWriter``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..imresize import imresize
+from ..priors.base import Prior, PriorError
+from .io import DEFAULT_MAX_PIXELS, ImageError, read_image, read_label_map
+from .readers import load_prior_file
+from .sources import SourceItem
+from .store import StoreWriter, quantize_probs
+from .transforms import modcrop
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PrepareReport:
+    store: Path
+    written: int = 0  # entries added by this run
+    skipped_done: int = 0  # already in the store (resumed)
+    total: int = 0  # entries in the store now
+    failures: dict[str, str] = field(default_factory=dict)  # source name -> reason
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def store_header(prior: Prior, background: bool, modcrop_to: int, store_probs: bool, scale: int) -> dict:
+    header = {
+        "num_classes": prior.num_classes,
+        "class_names": list(prior.class_names),
+        "prior": prior.name if store_probs else None,
+        "background": background,
+        "modcrop": modcrop_to,
+        "scale": scale,
+    }
+    weights = getattr(prior, "weights", None)
+    if store_probs and weights and Path(weights).is_file():
+        # probabilities depend on the segmenter: a store made with other weights is not this store
+        header["prior_weights"] = {"name": Path(weights).name, "bytes": Path(weights).stat().st_size}
+    return header
+
+
+def prepare(
+    items: Sequence[SourceItem],
+    out: str | os.PathLike,
+    prior: Prior,
+    background: bool = False,
+    modcrop_to: int = 8,
+    min_size: int = 96,
+    scale: int = 4,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    limit: int | None = None,
+    progress: bool = True,
+    device: str = "cpu",
+) -> PrepareReport:
+    """Prepare ``items`` into the store at ``out``; see the module docstring.
+
+    Args:
+        background: a background-only set (DIV2K-style): labels and prior all background.
+        min_size: shorter side (after modcrop) below which an image is reported as too small.
+        limit: at most this many new entries in this run (the rest on the next run).
+    """
+    if modcrop_to % scale:
+        raise ValueError(f"modcrop ({modcrop_to}) must be a multiple of the SR scale ({scale})")
+    if prior.cached_probs and not background:
+        prior.check_ready()  # missing weights is a configuration error, not a failure of each file
+    store_probs = prior.cached_probs or (not background and any(i.prior is not None for i in items))
+    writer = StoreWriter(out, store_header(prior, background, modcrop_to, store_probs, scale))
+    report = PrepareReport(Path(out))
+    done = writer.done()
+    names = [i.name for i in items]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate image names in the input of {out}; every image needs a unique name")
+    todo = [i for i in items if i.name not in done]
+    report.skipped_done = len(items) - len(todo)
+    if report.skipped_done:
+        log.info("%s: resuming, %d of %d images already prepared", out, report.skipped_done, len(items))
+    if limit is not None:
+        todo = todo[:limit]
+    try:
+        for item in tqdm(todo, desc=f"prepare {Path(out).name}", unit="img", disable=not progress):
+            try:
+                image = read_image(item.image, max_pixels=max_pixels)
+                h, w = image.shape[:2]
+                labels = probs_f = None
+                if background:
+                    labels = np.zeros((h, w), np.uint8)
+                elif item.labels is not None:
+                    labels = read_label_map(item.labels, prior.num_classes, max_pixels)
+                    if labels.shape != (h, w):
+                        raise ImageError(
+                            f"{item.labels}: label map is {labels.shape[1]}x{labels.shape[0]}, its image {item.image} is {w}x{h}"
+                        )
+                if item.prior is not None and not background:
+                    probs_f = load_prior_file(item.prior, prior.num_classes, (h, w))
+                image = modcrop(image, modcrop_to)
+                h, w = image.shape[:2]
+                if min(h, w) < min_size:
+                    raise ImageError(f"{item.image}: {w}x{h} after modcrop is smaller than min_size={min_size}")
+                labels = np.ascontiguousarray(modcrop(labels, modcrop_to)) if labels is not None else None
+                probs = None
+                if store_probs:
+                    if background:
+                        p = torch.zeros(prior.num_classes, h, w)
+                        p[0] = 1.0
+                    elif probs_f is not None:
+                        p = torch.from_numpy(np.ascontiguousarray(modcrop(probs_f, modcrop_to))).permute(2, 0, 1)
+                    else:
+                        hr = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255.0)
+                        lr = imresize(hr[None].to(device), 1.0 / scale).clamp(0, 1)
+                        p = prior.from_lr(lr)[0].cpu()
+                    probs = quantize_probs(p)
+                writer.add(item.name, np.ascontiguousarray(image), labels, probs, item.category, _file_hash(item.image))
+                report.written += 1
+            except (ImageError, PriorError, FileNotFoundError) as err:
+                report.failures[item.name] = str(err)
+                log.error("%s", err)
+        if limit is None or len(todo) == len([i for i in items if i.name not in done]):
+            writer.finish(report.failures)
+    finally:
+        writer.close()
+    report.total = len(writer.entries)
+    return report

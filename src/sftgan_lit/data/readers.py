@@ -1,0 +1,101 @@
+"""Where a dataset's images come from: a prepared store (memory-mapped) or the source files (decoded each time).
+
+Both readers return the same thing for entry ``i``: ``(image uint8 (H, W, 3), labels uint8 (H, W) or
+None, probs (H, W, C) or None, category, name)``; stored probabilities are uint8 (sum 255), priors read
+from files are float32 (sum 1). The dataset crops them without caring which reader it has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..priors.base import validate_probs
+from .io import DEFAULT_MAX_PIXELS, ImageError, read_image, read_label_map
+from .sources import SourceItem
+from .store import Store
+from .transforms import modcrop
+
+Sample = tuple[np.ndarray, "np.ndarray | None", "np.ndarray | None", int, str]
+
+
+def load_prior_file(path: Path, num_classes: int, size: tuple[int, int]) -> np.ndarray:
+    """A stored prior ``(C, H, W)`` float (``.npy`` or a tensor in ``.pt``/``.pth``), validated -> ``(H, W, C)`` float32."""
+    if path.suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except ValueError as err:
+            raise ImageError(f"{path}: not a plain .npy array ({err})") from err
+        probs = torch.from_numpy(np.asarray(array, dtype=np.float32))
+    else:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(obj, torch.Tensor):
+            raise ImageError(f"{path}: expected a tensor (C, H, W), got {type(obj).__name__}")
+        probs = obj.float()
+    if probs.dim() == 4 and probs.shape[0] == 1:  # the original saved (1, C, H, W)
+        probs = probs[0]
+    validate_probs(probs, num_classes, size=None, source=str(path))
+    h, w = probs.shape[-2:]
+    if (h, w) != size:
+        raise ImageError(f"{path}: prior size {h}x{w} does not match its image {size[0]}x{size[1]}")
+    return probs.permute(1, 2, 0).contiguous().numpy()
+
+
+class FileReader:
+    """Decode source files on every access (the slow path; also what the loader benchmark compares against)."""
+
+    def __init__(self, items: Sequence[SourceItem], num_classes: int, modcrop_to: int = 8,
+                 background: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:  # fmt: skip
+        self.items = list(items)
+        self.num_classes = num_classes
+        self.modcrop_to = modcrop_to
+        self.background = background
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def load(self, i: int) -> Sample:
+        item = self.items[i]
+        image = read_image(item.image, max_pixels=self.max_pixels)
+        h, w = image.shape[:2]
+        labels = probs = None
+        if self.background:
+            labels = np.zeros((h, w), np.uint8)
+        elif item.labels is not None:
+            labels = read_label_map(item.labels, self.num_classes, self.max_pixels)
+            if labels.shape != (h, w):
+                raise ImageError(f"{item.labels}: label map {labels.shape[1]}x{labels.shape[0]} does not match {item.image} ({w}x{h})")
+        if item.prior is not None:
+            probs = load_prior_file(item.prior, self.num_classes, (h, w))
+        m = self.modcrop_to
+        image = modcrop(image, m)
+        labels = modcrop(labels, m) if labels is not None else None
+        probs = modcrop(probs, m) if probs is not None else None
+        return image, labels, probs, (0 if self.background else item.category), item.name
+
+
+class StoreReader:
+    """Read entries of a prepared ``Store`` (memory-mapped; only the crop is copied)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.num_classes = store.num_classes
+        self.background = bool(store.header.get("background", False))
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def load(self, i: int) -> Sample:
+        s = self.store
+        e = s.entries[i]
+        return s.image(i), s.labels(i), s.probs(i), (0 if self.background else e.category), e.file
+
+    def check(self, i: int, labels: np.ndarray | None, probs: np.ndarray | None) -> None:
+        if probs is not None:
+            self.store.check_probs(i, probs)
+        if labels is not None:
+            self.store.check_labels(i, labels)

@@ -1,0 +1,93 @@
+"""Data set layouts -> lists of source items (file paths and what is known about each image).
+
+(a) ``ost_items``: the OST layout the original trained on, one folder per category (``sky/``,
+    ``water/``...), the category taken from the folder name; background-only sets (DIV2K-style) are a
+    plain folder marked ``background``.
+(b) ``folder_items``: any folder of images, with an optional parallel folder of label maps (PNG, same
+    stem) or priors (``.npy``/``.pt`` float ``(C, H, W)``, same stem).
+(c) ``paired_items``: HR and LR folders of a benchmark set (Set5/Set14-style) where the LR is given.
+
+A partner file that is missing is an error naming both files, never a silently dropped image.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .io import list_images
+
+PRIOR_SUFFIXES = (".npy", ".pt", ".pth")
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    image: Path
+    name: str  # stable identifier: path relative to the layout's root
+    labels: Path | None = None
+    prior: Path | None = None
+    category: int = -1  # image-level category when the layout defines one (OST folders, background)
+    lr: Path | None = None  # given LR (paired layout)
+
+
+def _partner(folder: Path, stem: str, suffixes: Sequence[str], what: str, image: Path) -> Path:
+    for suffix in suffixes:
+        candidate = folder / f"{stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{image}: no {what} file {folder / stem}{{{','.join(suffixes)}}}; every image needs one")
+
+
+def folder_items(
+    images: str | os.PathLike,
+    labels: str | os.PathLike | None = None,
+    priors: str | os.PathLike | None = None,
+    category: int = -1,
+) -> list[SourceItem]:
+    """Layout (b): every image in ``images`` with its label map / prior file from the parallel folders."""
+    images = Path(images)
+    items = []
+    for path in list_images(images):
+        items.append(
+            SourceItem(
+                image=path,
+                name=path.name,
+                labels=_partner(Path(labels), path.stem, (".png",), "label map", path) if labels else None,
+                prior=_partner(Path(priors), path.stem, PRIOR_SUFFIXES, "prior", path) if priors else None,
+                category=category,
+            )
+        )
+    if not items:
+        raise FileNotFoundError(f"no images in {images}")
+    return items
+
+
+def ost_items(root: str | os.PathLike, class_names: Sequence[str], labels: str | os.PathLike | None = None) -> list[SourceItem]:
+    """Layout (a): ``root/<class name>/*.png``; the folder gives each image's category."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"OST root not found: {root}")
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    unknown = [p.name for p in folders if p.name not in class_names]
+    if unknown:
+        raise ValueError(f"{root}: folders {unknown} are not classes of the prior ({', '.join(class_names)}); rename or move them")
+    items = []
+    for folder in folders:
+        cat = list(class_names).index(folder.name)
+        label_dir = Path(labels) / folder.name if labels else None
+        for item in folder_items(folder, labels=label_dir, category=cat):
+            items.append(SourceItem(item.image, f"{folder.name}/{item.name}", item.labels, None, cat))
+    if not items:
+        raise FileNotFoundError(f"no images in the class folders of {root}")
+    return items
+
+
+def paired_items(hr: str | os.PathLike, lr: str | os.PathLike, labels: str | os.PathLike | None = None, lr_suffix: str = "") -> list[SourceItem]:
+    """Layout (c): ``hr/NAME.png`` with ``lr/NAME{lr_suffix}.png`` (e.g. ``lr_suffix=x4`` for ``babyx4.png``)."""
+    items = []
+    for item in folder_items(hr, labels=labels):
+        lr_path = _partner(Path(lr), item.image.stem + lr_suffix, (item.image.suffix, ".png"), "LR", item.image)
+        items.append(SourceItem(item.image, item.name, item.labels, None, item.category, lr_path))
+    return items

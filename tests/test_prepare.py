@@ -1,0 +1,114 @@
+"""sftgan-prepare: every bad input is named with its reason, resuming equals an uninterrupted run."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from data_helpers import write_folder
+from PIL import Image
+
+from sftgan_lit.data import ImageError, Store, folder_items, prepare, read_image
+from sftgan_lit.priors import LabelPrior
+
+
+def _bad_folder(root):
+    images, labels = write_folder(root, 2, 64, 64)
+
+    def add(name, writer, label_shape=(64, 64)):
+        writer(images / name)
+        Image.fromarray(np.zeros(label_shape, np.uint8)).save(labels / (name.rsplit(".", 1)[0] + ".png"))
+
+    add("garbage.png", lambda p: p.write_bytes(b"not an image at all"))
+    good = images / "000.png"
+    add("truncated.png", lambda p: p.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2]))
+    add("small.png", lambda p: Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(p), (40, 40))
+    add("gray.png", lambda p: Image.fromarray(np.full((64, 64), 90, np.uint8)).save(p))
+    add("transparent.png", lambda p: Image.fromarray(np.full((64, 64, 4), 90, np.uint8)).save(p))
+    add("opaque.png", lambda p: Image.fromarray(np.dstack([np.full((64, 64, 3), 90, np.uint8), np.full((64, 64), 255, np.uint8)])).save(p))
+    add("deep.png", lambda p: Image.fromarray(np.full((64, 64), 1000, np.uint16)).save(p))
+    add("huge.png", lambda p: Image.fromarray(np.zeros((300, 300, 3), np.uint8)).save(p), (300, 300))
+    add("mismatch.png", lambda p: Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(p), (64, 72))
+    add("cmyk.jpg", lambda p: Image.new("CMYK", (64, 64)).save(p))
+    Image.fromarray(np.full((64, 64), 9, np.uint8)).save(labels / "badlabel.png")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(images / "badlabel.png")
+    return images, labels
+
+
+EXPECTED_FAILURES = {
+    "garbage.png": "unreadable image",
+    "truncated.png": "truncated file",
+    "small.png": "smaller than min_size=48",
+    "transparent.png": "transparent pixels",
+    "deep.png": "16-bit image",
+    "huge.png": "exceeds the limit",
+    "mismatch.png": "does not match|is 72x64",
+    "cmyk.jpg": "unsupported colour mode 'CMYK'",
+    "badlabel.png": r"label values \[9\] outside",
+}
+
+
+def test_every_bad_file_is_reported_with_its_reason_and_the_rest_is_prepared(tmp_path):
+    images, labels = _bad_folder(tmp_path / "src")
+    report = prepare(folder_items(images, labels), tmp_path / "store", LabelPrior(), min_size=48, max_pixels=80_000, progress=False)
+    assert not report.ok
+    assert set(report.failures) == set(EXPECTED_FAILURES)
+    for name, pattern in EXPECTED_FAILURES.items():
+        assert name in report.failures[name]
+        assert re.search(pattern, report.failures[name]), (name, report.failures[name])
+    store = Store(tmp_path / "store")
+    assert sorted(e.file for e in store.entries) == ["000.png", "001.png", "gray.png", "opaque.png"]
+    gray = store.image([e.file for e in store.entries].index("gray.png"))
+    assert (gray == 90).all()  # lossless grayscale -> RGB
+
+
+def test_missing_label_file_is_an_error_not_a_skip(tmp_path):
+    images, labels = write_folder(tmp_path, 2)
+    (labels / "001.png").unlink()
+    with pytest.raises(FileNotFoundError, match="001.png: no label map file"):
+        folder_items(images, labels)
+
+
+def test_decompression_bomb_guard(tmp_path):
+    Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(tmp_path / "a.png")
+    with pytest.raises(ImageError, match="decompression-bomb guard"):
+        read_image(tmp_path / "a.png", max_pixels=5000)
+
+
+def test_resumed_prepare_equals_an_uninterrupted_run(tmp_path):
+    images, labels = write_folder(tmp_path / "src", 7, 64, 72)
+    items = folder_items(images, labels)
+    full = prepare(items, tmp_path / "full", LabelPrior(), min_size=32, progress=False)
+    assert full.ok and full.total == 7
+    first = prepare(items, tmp_path / "resumed", LabelPrior(), min_size=32, progress=False, limit=3)
+    assert first.written == 3 and not (tmp_path / "resumed" / "complete.json").exists()
+    # an interruption in the middle of the next entry: data bytes written, manifest line torn
+    with open(tmp_path / "resumed" / "images.bin", "ab") as f:
+        f.write(b"\xff" * 1000)
+    with open(tmp_path / "resumed" / "manifest.jsonl", "ab") as f:
+        f.write(b'{"file": "003.png", "hei')
+    with pytest.raises(Exception, match="unfinished"):
+        Store(tmp_path / "resumed")
+    second = prepare(items, tmp_path / "resumed", LabelPrior(), min_size=32, progress=False)
+    assert second.skipped_done == 3 and second.written == 4 and second.total == 7
+    for name in ("images.bin", "labels.bin", "manifest.jsonl", "header.json"):
+        assert (tmp_path / "full" / name).read_bytes() == (tmp_path / "resumed" / name).read_bytes(), name
+    Store(tmp_path / "resumed", verify=True)
+
+
+def test_cli_exit_code_and_messages(tmp_path):
+    images, labels = write_folder(tmp_path / "src", 2, 64, 64)
+    cmd = [sys.executable, "-c", "from sftgan_lit.cli import prepare_main; prepare_main()",
+           f"input.images={images}", f"input.labels={labels}", f"out={tmp_path / 'store'}", "min_size=32", "progress=false"]  # fmt: skip
+    ok = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert "2 written" in ok.stdout
+    (images / "zz_bad.png").write_bytes(b"junk")
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(labels / "zz_bad.png")
+    bad = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert bad.returncode == 1
+    assert "FAILED zz_bad.png" in bad.stderr and "unreadable image" in bad.stderr
+    assert "2 already done" in bad.stdout
