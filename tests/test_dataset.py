@@ -126,3 +126,10 @@ def test_crop_larger_than_image_is_an_error_naming_the_file(tmp_path):
     reader = _store(tmp_path, h=32, w=40)
     with pytest.raises(ValueError, match="000.png.*smaller than the crop size 48"):
         TripletDataset(reader, LabelPrior(), crop_size=48)[0]
+
+
+def test_labels_prior_without_label_maps_fails_at_setup_naming_the_key(tmp_path):
+    images, _ = write_folder(tmp_path / "src", 2)
+    with pytest.raises(ValueError, match=r"needs label maps.*data.train.labels"):
+        TripletDataset(FileReader(folder_items(images), 8), LabelPrior())
+    TripletDataset(FileReader(folder_items(images), 8), UniformPrior("none"))  # no labels needed

@@ -68,6 +68,11 @@ class TripletDataset(Dataset):
     ) -> None:
         if reader.num_classes != prior.num_classes:
             raise ValueError(f"data has {reader.num_classes} classes but prior={prior.name} has {prior.num_classes}")
+        if prior.source == "labels" and not reader.has_labels:
+            raise ValueError(
+                f"prior={prior.name} needs label maps but this data has none; set the split's labels folder "
+                "(data.train.labels=..., then prepare again) or choose prior=ade_outdoor / prior=none"
+            )
         if crop_size is not None and crop_size % scale:
             raise ValueError(f"crop_size={crop_size} must be a multiple of the SR scale {scale}")
         if not 0.0 <= bg_ratio < 1.0:

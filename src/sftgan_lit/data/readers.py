@@ -58,6 +58,10 @@ class FileReader:
     def __len__(self) -> int:
         return len(self.items)
 
+    @property
+    def has_labels(self) -> bool:
+        return self.background or all(i.labels is not None for i in self.items)
+
     def load(self, i: int) -> Sample:
         item = self.items[i]
         image = read_image(item.image, max_pixels=self.max_pixels)
@@ -88,6 +92,10 @@ class StoreReader:
 
     def __len__(self) -> int:
         return len(self.store)
+
+    @property
+    def has_labels(self) -> bool:
+        return self.store.has_labels
 
     def load(self, i: int) -> Sample:
         s = self.store

@@ -36,7 +36,6 @@ class SegmenterPrior(Prior):
         weights: str | None = None,
         mode: str = "cached",
         arch: dict | None = None,
-        batch_size: int = 1,
         weights_key: str = "prior.weights",
         **kwargs,
     ) -> None:
@@ -46,7 +45,6 @@ class SegmenterPrior(Prior):
         self.weights = weights
         self.mode = mode
         self.arch = dict(arch or {})
-        self.batch_size = int(batch_size)
         self.weights_key = weights_key
         self._model: nn.Module | None = None
 
