@@ -37,7 +37,7 @@ def test_demo_generation_is_deterministic_and_labelled(tmp_path):
 def test_each_prior_composes_and_trains_a_step(prior, tmp_path):
     metrics, objects = train(_cfg([f"prior={prior}"], tmp_path))
     assert objects["trainer"].global_step == 2  # one G and one D step
-    assert np.isfinite(metrics["train/loss_g"]) and np.isfinite(metrics["val/psnr_rgb"])
+    assert np.isfinite(metrics["train/loss_g"]) and np.isfinite(metrics["val/psnr_y"])
     assert objects["datamodule"].prior.name == prior
 
 

@@ -23,7 +23,7 @@ StateDict = dict[str, torch.Tensor]
 # Key under which sftgan_lit's own exports store the generator's constructor arguments.
 CONFIG_KEY = "sftgan_lit_config"
 # Attribute names of the generator inside sftgan_lit's LightningModule, EMA first.
-LIGHTNING_GENERATOR_PREFIXES = ("generator_ema.", "generator.")
+LIGHTNING_GENERATOR_PREFIXES = ("ema.module.", "generator_ema.", "generator.")  # SFTGANModule keeps its EMA at ema.module
 
 
 class CheckpointError(ValueError):

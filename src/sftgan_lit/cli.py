@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -25,8 +26,13 @@ def train_main() -> None:
     conf_dir = _conf_dir("sftgan-train")
 
     @hydra.main(version_base="1.3", config_path=str(conf_dir), config_name="train")
-    def _main(cfg: DictConfig) -> None:
-        train(cfg)
+    def _main(cfg: DictConfig) -> float | None:
+        metrics, _ = train(cfg)
+        # the return value is what Hydra sweepers (Optuna) optimise
+        key = cfg.get("optimized_metric")
+        if key and key not in metrics:
+            logging.getLogger("sftgan_lit.train").warning("optimized_metric=%s was not logged (available: %s)", key, sorted(metrics))
+        return metrics.get(key) if key else None
 
     _main()
 

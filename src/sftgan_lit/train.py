@@ -1,19 +1,23 @@
 """``train(cfg) -> (metrics, objects)``: the plain function under ``train.py``'s ``@hydra.main``.
 
-Instantiates the prior, the datamodule (which follows the prior), the networks (initialised from an
-SRGAN checkpoint when ``init_from_srgan`` is set), the LightningModule and the Trainer, and fits.
+Instantiates, in order: the prior (which fixes the class set), the datamodule, the networks (the
+generator optionally initialised from an SRGAN checkpoint), the perceptual loss, the LightningModule,
+loggers, callbacks and the Trainer; fits; exports the validated generator in the original key layout.
+Tests call it directly with a composed config.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from .checkpoints import init_from_srgan
+from . import config as _config  # noqa: F401  (registers the structured config schemas)
+from .checkpoints import export_generator, init_from_srgan
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,24 @@ def build_models(cfg: DictConfig) -> dict[str, torch.nn.Module]:
     return {"generator": generator, "discriminator": discriminator}
 
 
+def _devices_count(trainer_cfg: DictConfig) -> int:
+    devices = trainer_cfg.get("devices", 1)
+    if isinstance(devices, int):
+        return devices if devices > 0 else 2  # -1: all devices; treat as multi-process
+    if isinstance(devices, str):
+        return len([d for d in devices.split(",") if d.strip()]) if "," in devices else (int(devices) if devices.isdigit() else 2)
+    return len(devices)
+
+
+def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
+    """The Trainer from ``cfg.trainer``; a multi-process run on ``strategy=auto`` gets DDP with
+    ``find_unused_parameters`` (each manual G or D step leaves the other network's parameters unused)."""
+    kwargs = {}
+    if cfg.trainer.get("strategy", "auto") == "auto" and (_devices_count(cfg.trainer) > 1 or cfg.trainer.get("num_nodes", 1) > 1):
+        kwargs["strategy"] = "ddp_find_unused_parameters_true"
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **kwargs)
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, object]]:
     L.seed_everything(cfg.seed, workers=True)
     prior = instantiate(cfg.prior)
@@ -41,8 +63,33 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, object]]:
     metrics = {f"params/{name}": float(count_parameters(m)) for name, m in models.items()}
     for key, value in metrics.items():
         log.info("%s = %d", key, value)
-    module = instantiate(cfg.module, **models)
-    trainer = instantiate(cfg.trainer)
-    trainer.fit(module, datamodule=datamodule)
+    perceptual = instantiate(cfg.loss.perceptual) if cfg.loss.w_percep else None
+    module = instantiate(cfg.module, perceptual=perceptual, **models)
+    if perceptual is not None and module.perceptual is None:
+        log.warning("the perceptual term is OFF for this run (VGG19 weights not found); see the warning above")
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    trainer = build_trainer(cfg, callbacks, loggers)
+    container = OmegaConf.to_container(cfg, resolve=False)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(container)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1})
-    return metrics, {**models, "prior": prior, "datamodule": datamodule, "module": module, "trainer": trainer}
+    objects = {**models, "prior": prior, "datamodule": datamodule, "module": module, "trainer": trainer}
+    if cfg.get("export_generator") and trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
+        out = Path(cfg.paths.output_dir) / "generator.pth"
+        export_generator(module.eval_generator, out)
+        log.info("generator (EMA: %s) exported to %s", module.ema is not None, out)
+        objects["export"] = out
+        _upload_artifact(trainer, out)
+    return metrics, objects
+
+
+def _upload_artifact(trainer: L.Trainer, path: Path) -> None:
+    for logger in trainer.loggers:
+        if type(logger).__name__ == "WandbLogger":
+            import wandb
+
+            artifact = wandb.Artifact(name=f"generator-{logger.experiment.id}", type="model")
+            artifact.add_file(str(path))
+            logger.experiment.log_artifact(artifact)

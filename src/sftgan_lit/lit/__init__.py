@@ -1,5 +1,7 @@
-"""Lightning glue: thin modules over the plain networks in ``sftgan_lit.models``."""
+"""Lightning glue: thin modules and callbacks over the plain networks in ``sftgan_lit.models``."""
 
-from .sftgan_module import SFTGANModule
+from .callbacks import ValidationImages, WeightSyncCheck
+from .ema import EMA
+from .sftgan_module import NonFiniteLossError, SFTGANModule
 
-__all__ = ["SFTGANModule"]
+__all__ = ["EMA", "NonFiniteLossError", "SFTGANModule", "ValidationImages", "WeightSyncCheck"]

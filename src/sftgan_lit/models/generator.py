@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from typing import Literal
 
 import torch
@@ -121,6 +122,8 @@ class SFTGenerator(nn.Module):
 
     def __init__(self, **kwargs) -> None:
         super().__init__()
+        # str-valued enums (Hydra's structured configs) become plain strings: the config is saved in exports
+        kwargs = {k: (v.value if isinstance(v, Enum) else v) for k, v in kwargs.items()}
         cfg = GeneratorConfig(**kwargs)
         if cfg.conditioning not in ("sft", "film", "concat", "none"):
             raise ValueError(

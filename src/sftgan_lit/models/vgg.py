@@ -37,7 +37,7 @@ class VGGFeatureExtractor(nn.Module):
         super().__init__()
         from torchvision.models import vgg19
 
-        net = vgg19(weights=None)
+        path = None
         if pretrained:
             path = Path(weights_path) if weights_path is not None else default_vgg19_path()
             if not path.is_file():
@@ -47,6 +47,8 @@ class VGGFeatureExtractor(nn.Module):
                     f"{VGG19_FILENAME} from its torch hub cache (`python -c 'import torch; print(torch.hub.get_dir())'`"
                     f"/checkpoints) to {path}, or set the perceptual loss' weights_path to your copy."
                 )
+        net = vgg19(weights=None)
+        if path is not None:
             from ..checkpoints import load_state_dict_file, load_strict
 
             load_strict(net, load_state_dict_file(path), source=str(path))

@@ -1,0 +1,60 @@
+"""Perceptual loss (L1 between VGG19 features, the layer the original used) and the pixel loss."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.vgg import VGGFeatureExtractor
+
+log = logging.getLogger(__name__)
+
+
+def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, kind: str = "l1") -> torch.Tensor:
+    if kind == "l1":
+        return F.l1_loss(sr, hr)
+    if kind in ("l2", "mse"):
+        return F.mse_loss(sr, hr)
+    raise ValueError(f"loss.pixel_type={kind!r} is not l1 or mse")
+
+
+class PerceptualLoss(nn.Module):
+    """``L1(VGG(sr), VGG(hr))`` at ``layer`` (34 = conv5_4 before ReLU, SFTGAN's/ESRGAN's choice).
+
+    ``weights``: path to ``vgg19-dcbb9e9d.pth`` (default: torchvision's cache). With ``required=False``
+    a missing file disables the term (``available`` is False) and says so in the log, instead of
+    training against random features.
+    """
+
+    def __init__(self, layer: int = 34, weights: str | None = None, required: bool = True, random_weights: bool = False) -> None:
+        super().__init__()
+        self.available = True
+        if random_weights:
+            # exercises the code path in tests; a perceptual loss on random features is not the method
+            log.warning("perceptual loss uses RANDOM VGG19 weights (loss.perceptual.random_weights=true): tests only")
+        try:
+            self.vgg = VGGFeatureExtractor(layer=layer, weights_path=weights, pretrained=not random_weights)
+        except FileNotFoundError as err:
+            if required:
+                raise FileNotFoundError(f"{err}\n(set loss.perceptual.weights=PATH, or loss.w_percep=0 to train without it)") from err
+            log.warning("perceptual loss DISABLED: %s; training runs without it (loss.w_percep has no effect)", err)
+            self.available = False
+            self.vgg = None
+        if self.vgg is not None:
+            self.vgg.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True):  # the feature extractor stays in eval mode
+        super().train(mode)
+        if self.vgg is not None:
+            self.vgg.eval()
+        return self
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        if self.vgg is None:
+            return sr.new_zeros(())
+        with torch.no_grad():
+            target = self.vgg(hr)
+        return F.l1_loss(self.vgg(sr), target)

@@ -1,0 +1,77 @@
+"""train.py from the command line: DDP on CPU, multirun, the Optuna sweep, W&B offline, config errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import TINY, TINY_TRAIN
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from test_config import ROOT
+
+
+def _run(tmp_path, *args, timeout=600, env=None):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *[a for a in args if a.startswith("-")], *TINY, *TINY_TRAIN,
+         "trainer.enable_progress_bar=false", *[a for a in args if not a.startswith("-")]],
+        capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-4000:]
+    return out
+
+
+def test_ddp_four_cpu_processes_end_with_identical_weights(tmp_path):
+    _run(tmp_path, "trainer.devices=4", "data.num_workers=0", f"hydra.run.dir={tmp_path / 'run'}")
+    report = json.loads(next((tmp_path / "run").rglob("weight_sync.json")).read_text())
+    assert report["world_size"] == 4 and report["max_abs_diff"] == 0.0
+
+
+def test_multirun_grid_runs_each_job_in_its_own_folder(tmp_path):
+    _run(tmp_path, "-m", "loss.w_gan=5e-3,1e-2", "loss.w_percep=0", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1"]
+    values = sorted(float(next(iter(
+        line.split("=")[1] for line in (j / ".hydra" / "overrides.yaml").read_text().split("\n") if "w_gan" in line))) for j in jobs)  # fmt: skip
+    assert values == [5e-3, 1e-2]
+    assert all((j / "generator.pth").is_file() for j in jobs)
+
+
+def test_optuna_sweep_two_trials(tmp_path):
+    _run(tmp_path, "hparams_search=loss_weights", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=1",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}")  # fmt: skip
+    results = (tmp_path / "sweep" / "optimization_results.yaml").read_text()
+    assert "best_params" in results and "loss.w_gan" in results and "best_value" in results
+
+
+def test_wandb_offline_run_files_hold_the_logged_keys(tmp_path):
+    _run(tmp_path, "logger=wandb", "logger.wandb.offline=true", "trainer.log_every_n_steps=1", f"hydra.run.dir={tmp_path / 'run'}",
+         env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})  # fmt: skip
+    files = list((tmp_path / "run").rglob("run-*.wandb"))
+    assert len(files) == 1
+    data = files[0].read_bytes()
+    for key in (b"train/loss_g", b"train/loss_d", b"val/psnr_y", b"val/images", b"w_gan", b"generator"):
+        assert key in data, key
+
+
+def _compose(overrides):
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        return compose(config_name="train", overrides=overrides)
+
+
+@pytest.mark.parametrize(
+    "override,error,match",
+    [
+        ("loss.w_gann=1", ConfigCompositionException, "w_gann"),
+        ("loss.w_gan=abc", ConfigCompositionException, "abc"),
+        ("loss.gan_type=wgan", ConfigCompositionException, "wgan"),
+        ("sft.conditioning=sfft", ConfigCompositionException, "sfft"),
+        ("trainer.max_step=3", ConfigCompositionException, "max_step"),
+    ],
+)
+def test_config_typos_fail_at_composition(override, error, match):
+    with pytest.raises(error, match=match):
+        _compose([override])

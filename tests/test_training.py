@@ -1,0 +1,202 @@
+"""SFTGANModule: G/D separation, param groups and freezing, schedules, non-finite handling, GAN types,
+experiments, precision, resume and export (tiny models, CPU)."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, TINY_TRAIN, random_state_dict
+from hydra import compose, initialize_config_dir
+from test_config import ROOT
+
+from sftgan_lit import load_generator
+from sftgan_lit.lit import NonFiniteLossError, SFTGANModule
+from sftgan_lit.train import train
+
+
+def _cfg(tmp_path, overrides, tiny_train=True):
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        return compose(config_name="train", overrides=[
+            *TINY, *(TINY_TRAIN if tiny_train else []), f"paths.output_dir={tmp_path}", "logger=csv", *overrides])  # fmt: skip
+
+
+def _record_updates(monkeypatch):
+    """Snapshot both networks around every optimiser update."""
+    events = []
+    original = SFTGANModule._update
+
+    def spy(self, opt, params, terms, frozen=()):
+        net = "G" if opt.optimizer is self.trainer.optimizers[0] else "D"
+        before = {k: v.detach().clone() for k, v in self.state_dict().items() if k.startswith(("generator.", "discriminator."))}
+        stepped = original(self, opt, params, terms, frozen)
+        after = {k: v.detach().clone() for k, v in self.state_dict().items() if k.startswith(("generator.", "discriminator."))}
+        events.append((net, int(self.iteration), stepped, before, after, [g["lr"] for g in opt.param_groups]))
+        return stepped
+
+    monkeypatch.setattr(SFTGANModule, "_update", spy)
+    return events
+
+
+def _changed(before, after, prefix, names=None):
+    return {k for k in before if k.startswith(prefix) and (names is None or k in names) and not torch.equal(before[k], after[k])}
+
+
+def test_g_step_leaves_d_unchanged_and_d_step_leaves_g_unchanged(tmp_path, monkeypatch):
+    events = _record_updates(monkeypatch)
+    train(_cfg(tmp_path, ["trainer.max_steps=4", "trainer.limit_train_batches=2"]))
+    assert [e[0] for e in events] == ["G", "D", "G", "D"]
+    for net, _, stepped, before, after, _ in events:
+        assert stepped
+        # D's BatchNorm running stats move in its own forward passes; parameters must not
+        d_params = {k for k in before if k.startswith("discriminator.") and "running" not in k and "num_batches" not in k}
+        if net == "G":
+            assert _changed(before, after, "generator.") and not _changed(before, after, "discriminator.", d_params)
+        else:
+            assert _changed(before, after, "discriminator.", d_params) and not _changed(before, after, "generator.")
+
+
+def test_conditioning_runs_at_5x_and_the_trunk_is_frozen_until_its_iteration(tmp_path, monkeypatch):
+    events = _record_updates(monkeypatch)
+    overrides = ["trainer.max_steps=6", "trainer.limit_train_batches=3", "optim.generator.lr=1e-3",
+                 "optim.param_groups.0.lr_mult=5.0", "optim.param_groups.1.freeze_until=2", "optim.ema_decay=null",
+                 "optim.scheduler={_target_: torch.optim.lr_scheduler.MultiStepLR, _partial_: true, milestones: [2], gamma: 0.5}"]  # fmt: skip
+    _, objects = train(_cfg(tmp_path, overrides))
+    module = objects["module"]
+    names = {g["name"]: {"generator." + n for n in g["names"]} for g in module.groups}
+    assert any("CondNet" in n for n in names["conditioning"]) and any("SFT_scale" in n for n in names["conditioning"])
+    assert "generator.conv0.weight" in names["trunk"]
+    g_events = [e for e in events if e[0] == "G"]
+    assert [e[1] for e in g_events] == [0, 1, 2]
+    for _, it, _, before, after, lrs in g_events:
+        assert _changed(before, after, "generator.", names["conditioning"])
+        assert bool(_changed(before, after, "generator.", names["trunk"])) == (it >= 2), it
+        # 5x for conditioning; the MultiStepLR halves both after 2 iterations
+        expected = 1e-3 * (0.5 if it >= 2 else 1.0)
+        assert lrs == pytest.approx([5 * expected, expected])
+
+
+def test_d_init_iters_and_d_steps_per_g(tmp_path, monkeypatch):
+    events = _record_updates(monkeypatch)
+    train(_cfg(tmp_path, ["trainer.max_steps=4", "trainer.limit_train_batches=3", "optim.d_init_iters=1", "optim.d_steps_per_g=2"]))
+    # iteration 0: D only (warm-up); 1: D only (1 % 2); 2: G + D
+    assert [(e[0], e[1]) for e in events] == [("D", 0), ("D", 1), ("G", 2), ("D", 2)]
+
+
+class NaNAt(torch.nn.Module):
+    """Wraps a generator; outputs NaN on the listed forward calls (counting training calls only)."""
+
+    def __init__(self, generator, bad_calls):
+        super().__init__()
+        self.inner, self.bad, self.calls = generator, set(bad_calls), 0
+
+    def forward(self, lr, prior):
+        out = self.inner(lr, prior)
+        if self.training:
+            self.calls += 1
+            if self.calls in self.bad or "all" in self.bad:
+                out = out * float("nan")
+        return out
+
+
+def _tiny_module(bad_calls, max_nonfinite=3):
+    from sftgan_lit.models import ACDDiscriminator, SFTGenerator
+
+    g = SFTGenerator(num_features=8, num_blocks=1, cond_channels=4, cond_hidden_channels=8, sft_hidden_channels=4)
+    d = ACDDiscriminator(base_channels=4, input_size=32)
+    return SFTGANModule(NaNAt(g, bad_calls), d, w_pix=1.0, w_percep=0, max_nonfinite=max_nonfinite, ema_decay=None)
+
+
+def _fit(module, tmp_path, steps):
+    import lightning as L
+
+    from sftgan_lit.data import SFTGANDataModule
+    from sftgan_lit.priors import LabelPrior
+
+    dm = SFTGANDataModule(LabelPrior(), train={"layout": "demo"}, demo={"size": 128, "num_train": 6, "num_val": 2,
+                          "num_test": 2, "num_background": 2}, num_workers=0, batch_size=2, crop_size=32)  # fmt: skip
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, default_root_dir=tmp_path, limit_val_batches=0)  # fmt: skip
+    trainer.fit(module, datamodule=dm)
+    return trainer
+
+
+def test_a_nan_update_is_skipped_and_counted(tmp_path):
+    module = _tiny_module(bad_calls={2})
+    _fit(module, tmp_path, steps=6)
+    # the NaN SR of iteration 1 spoils its G update and, through sr.detach(), its D update: both skipped
+    assert int(module.nonfinite_total) == 2
+    assert int(module.iteration) == 4  # and training went on: 6 steps = 2 + 0 + 2 + 2 updates
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def test_consecutive_nans_stop_the_run_naming_step_and_terms(tmp_path):
+    module = _tiny_module(bad_calls={"all"}, max_nonfinite=3)
+    with pytest.raises(NonFiniteLossError, match=r"3 consecutive non-finite updates; last at iteration 1 \(global step 0\) with loss terms pix=nan"):
+        _fit(module, tmp_path, steps=20)
+    assert all(torch.isfinite(p).all() for p in module.generator.parameters())
+
+
+@pytest.mark.parametrize("gan_type", ["vanilla", "lsgan", "ragan", "wgan_gp", "hinge"])
+def test_every_gan_type_trains(gan_type, tmp_path):
+    metrics, _ = train(_cfg(tmp_path, [f"loss.gan_type={gan_type}", "debug=fast_dev_run"], tiny_train=False))
+    assert np.isfinite(metrics["train/loss_g"]) and np.isfinite(metrics["train/loss_d"])
+    if gan_type == "wgan_gp":
+        assert "train/d_gp" in metrics
+
+
+def test_experiment_sftgan_fast_dev_run(tmp_path):
+    """The paper's recipe at full network size, from a (generated) SRGAN checkpoint and a random VGG."""
+    torch.save(random_state_dict("SRGAN_bicx4_noBN_DIV2K", seed=1), tmp_path / "srgan.pth")
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        cfg = compose(config_name="train", overrides=[
+            "experiment=sftgan", "debug=fast_dev_run", "data=demo", "prior=labels", f"init_from_srgan={tmp_path / 'srgan.pth'}",
+            "loss.perceptual.random_weights=true", "loss.perceptual.layer=8", f"paths.output_dir={tmp_path}",
+            *[o for o in TINY if o.startswith("data.")], "model.discriminator.input_size=32"])  # fmt: skip
+    metrics, objects = train(cfg)
+    assert objects["module"].perceptual is not None and "train/g_percep" in metrics
+    assert {g["name"]: g["freeze_until"] for g in objects["module"].groups} == {"conditioning": 0, "trunk": 20000}
+
+
+def test_experiment_srresnet_pretrain_trains_g_alone(tmp_path):
+    metrics, objects = train(_cfg(tmp_path, ["experiment=srresnet_pretrain"]))
+    assert objects["generator"].config.conditioning == "none"
+    assert "train/loss_d" not in metrics and np.isfinite(metrics["train/g_pix"])
+    assert objects["trainer"].global_step == 2  # G steps only
+
+
+def test_bf16_mixed_on_cpu(tmp_path):
+    metrics, _ = train(_cfg(tmp_path, ["trainer.precision=bf16-mixed"]))
+    assert np.isfinite(metrics["train/loss_g"]) and np.isfinite(metrics["val/psnr_y"])
+
+
+def _losses(run_dir):
+    rows = []
+    for path in sorted(run_dir.rglob("metrics.csv")):  # a resumed run logs to a new version folder
+        with open(path) as f:
+            rows += [r for r in csv.DictReader(f) if r.get("train/loss_g")]
+    return [(float(r["train/iteration"]), float(r["train/loss_g"]), float(r["train/loss_d"])) for r in rows]
+
+
+def test_resume_continues_the_same_run(tmp_path):
+    common = ["trainer.limit_train_batches=1.0", "data.epoch_length=4", "trainer.log_every_n_steps=1", "data.num_workers=0"]
+    full_dir, part_dir = tmp_path / "full", tmp_path / "part"
+    _, full = train(_cfg(full_dir, [*common, "trainer.max_steps=8"]))
+    train(_cfg(part_dir, [*common, "trainer.max_steps=4"]))
+    last = part_dir / "checkpoints" / "last.ckpt"
+    _, resumed = train(_cfg(part_dir, [*common, "trainer.max_steps=8", f"+ckpt_path={last}"]))
+    for (k, a), b in zip(full["module"].state_dict().items(), resumed["module"].state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+    assert _losses(full_dir) == _losses(part_dir)
+
+
+def test_export_is_the_ema_generator_and_loads_with_load_generator(tmp_path):
+    _, objects = train(_cfg(tmp_path, []))
+    g = load_generator(objects["export"], channels_last=False)
+    ema = objects["module"].ema.module
+    for (k, a), b in zip(ema.state_dict().items(), g.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)
+    ckpt = load_generator(tmp_path / "checkpoints" / "last.ckpt", channels_last=False)  # Lightning checkpoint, EMA preferred
+    torch.testing.assert_close(ckpt.conv0.weight, ema.conv0.weight)
