@@ -68,3 +68,22 @@ def test_metric_wrappers_average_images_and_categories():
     s = SSIMY(crop_border=4)
     s.update(sr, hr)
     assert s.compute().item() == pytest.approx(ssim_y(sr, hr, 4).mean().item())
+
+
+def test_lpips_only_from_local_weights(tmp_path, monkeypatch):
+    import torchvision
+
+    from sftgan_lit.metrics import lpips_backbone_path, lpips_metric
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    metric, reason = lpips_metric("squeeze")
+    assert metric is None and str(tmp_path / "checkpoints") in reason
+    path = lpips_backbone_path("squeeze")
+    path.parent.mkdir(parents=True)
+    torch.save(torchvision.models.squeezenet1_1().state_dict(), path)
+    metric, _ = lpips_metric("squeeze")
+    img = torch.rand(2, 3, 32, 32)
+    metric.update(img, img)
+    assert metric.compute().item() == pytest.approx(0.0, abs=1e-6)
+    metric.update(img, torch.rand(2, 3, 32, 32))
+    assert metric.compute().item() > 0

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..losses import GANLoss, PerceptualLoss, gradient_penalty, pixel_loss
-from ..metrics import PSNRY, SSIMY
+from ..metrics import PSNRY, SSIMY, lpips_metric
 from .ema import EMA
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ class SFTGANModule(L.LightningModule):
     max_nonfinite: consecutive non-finite updates after which training stops.
     use_discriminator: False trains G alone (SRResNet pretraining: pixel loss, no GAN terms).
     crop_border: border removed by the Y metrics (the SR scale).
+    lpips_net: LPIPS backbone for ``val/lpips`` when its weights are on disk (None: off).
     class_names: category names for per-category validation metrics.
     """
 
@@ -94,6 +95,7 @@ class SFTGANModule(L.LightningModule):
         max_nonfinite: int = 10,
         use_discriminator: bool = True,
         crop_border: int = 4,
+        lpips_net: str | None = "alex",
         class_names: Sequence[str] = (),
     ) -> None:
         super().__init__()
@@ -120,6 +122,10 @@ class SFTGANModule(L.LightningModule):
         self.class_names = tuple(class_names) or tuple(str(i) for i in range(num_classes))
         self.val_psnr = PSNRY(crop_border, num_classes)
         self.val_ssim = SSIMY(crop_border, num_classes)
+        self.val_lpips = None
+        if lpips_net:
+            self.val_lpips, message = lpips_metric(lpips_net)
+            log.info("%s", message)
         # iterations (G+D pairs) done, and non-finite updates; in the state dict so resume continues them
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
         self.register_buffer("nonfinite_total", torch.zeros((), dtype=torch.long))
@@ -279,6 +285,8 @@ class SFTGANModule(L.LightningModule):
         sr = self.eval_generator(batch["lr"], batch["prior"]).float().clamp(0, 1)
         self.val_psnr.update(sr, batch["hr"].float(), batch["category"])
         self.val_ssim.update(sr, batch["hr"].float(), batch["category"])
+        if self.val_lpips is not None:
+            self.val_lpips.update(sr, batch["hr"].float())
 
     def on_validation_epoch_end(self) -> None:
         for key, metric in (("psnr_y", self.val_psnr), ("ssim_y", self.val_ssim)):
@@ -291,6 +299,9 @@ class SFTGANModule(L.LightningModule):
                     if np.isfinite(value):
                         self.log(f"val/psnr_y/{name}", value, sync_dist=False)
             metric.reset()
+        if self.val_lpips is not None:
+            self.log("val/lpips", self.val_lpips.compute(), sync_dist=False)
+            self.val_lpips.reset()
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -1,0 +1,145 @@
+"""Seconds per training iteration (one G + one D update), SFTGANModule under Lightning vs the same
+iteration as a plain PyTorch loop, same run, same networks, same losses.
+
+Full-size networks (SFT-Net 1.83M, ACD discriminator 10.8M, VGG19 to conv5_4 for the perceptual
+term, random weights: speed does not depend on them), batch 16, HR 96, vanilla GAN + category
+terms, EMA. Batches are fixed tensors, so data loading is not part of either figure. The two are
+timed in alternating rounds and the median per-iteration time of each is compared.
+
+    .venv/bin/python benchmarks/bench_training.py [--iters 6] [--rounds 2] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from sftgan_lit.lit import SFTGANModule
+from sftgan_lit.lit.ema import EMA
+from sftgan_lit.losses import GANLoss, PerceptualLoss
+from sftgan_lit.models import ACDDiscriminator, sftgan_pytorch
+
+
+class FixedBatches(Dataset):
+    def __init__(self, batch: dict, n: int) -> None:
+        self.batch, self.n = batch, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        return self.batch
+
+
+def make_batch(n: int = 16, size: int = 96) -> dict:
+    g = torch.Generator().manual_seed(0)
+    hr = torch.rand(n, 3, size, size, generator=g)
+    from sftgan_lit import imresize
+
+    prior = torch.softmax(torch.randn(n, 8, size, size, generator=g), 1)
+    return {"hr": hr, "lr": imresize(hr, 0.25).clamp(0, 1), "prior": prior, "category": torch.randint(1, 8, (n,), generator=g)}
+
+
+def networks():
+    torch.manual_seed(0)
+    return sftgan_pytorch(), ACDDiscriminator(), PerceptualLoss(random_weights=True)
+
+
+class IterationTimer(L.Callback):
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def on_train_batch_start(self, *args) -> None:
+        self._t = time.perf_counter()
+
+    def on_train_batch_end(self, *args) -> None:
+        self.times.append(time.perf_counter() - self._t)
+
+
+def lightning_iterations(batch: dict, iters: int, device: str, precision: str) -> list[float]:
+    g, d, percep = networks()
+    module = SFTGANModule(g, d, percep, w_pix=0.0, w_percep=1.0, w_gan=5e-3, ema_decay=0.999)
+    timer = IterationTimer()
+    trainer = L.Trainer(max_steps=2 * iters, accelerator=device, devices=1, precision=precision, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, callbacks=[timer])  # fmt: skip
+    loader = DataLoader(FixedBatches(batch, iters), batch_size=None, num_workers=0)
+    trainer.fit(module, train_dataloaders=loader)
+    return timer.times
+
+
+def plain_iterations(batch: dict, iters: int, device: str, precision: str) -> list[float]:
+    g, d, percep = networks()
+    g, d, percep = g.to(device), d.to(device), percep.to(device)
+    ema = EMA(g, 0.999)
+    gan = GANLoss("vanilla")
+    opt_g = torch.optim.Adam(g.parameters(), lr=1e-4, betas=(0.9, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=1e-4, betas=(0.9, 0.999))
+    b = {k: v.to(device) for k, v in batch.items()}
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    scaler = torch.amp.GradScaler(device) if precision == "16-mixed" else None
+
+    def ce(logits, cat):
+        return torch.nn.functional.cross_entropy(logits.float(), torch.where(cat == 0, -100, cat), ignore_index=-100)
+
+    def autocast():
+        return torch.autocast(device, dtype=dtype) if dtype else torch.autocast(device, enabled=False)
+
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        d.requires_grad_(False)
+        with autocast():
+            sr = g(b["lr"], b["prior"])
+            fake_logit, fake_cls = d(sr)
+            loss_g = percep(sr, b["hr"]) + 5e-3 * gan.generator(None, fake_logit.float()) + 5e-3 * ce(fake_cls, b["category"])
+        opt_g.zero_grad(set_to_none=True)
+        (scaler.scale(loss_g) if scaler else loss_g).backward()
+        scaler.step(opt_g) if scaler else opt_g.step()
+        ema.update(g)
+        d.requires_grad_(True)
+        g.requires_grad_(False)
+        with autocast():
+            real_logit, real_cls = d(b["hr"])
+            fake_logit, fake_cls = d(sr.detach())
+            loss_d = gan.discriminator(real_logit.float(), fake_logit.float()) + ce(real_cls, b["category"]) + ce(fake_cls, b["category"])
+        opt_d.zero_grad(set_to_none=True)
+        (scaler.scale(loss_d) if scaler else loss_d).backward()
+        scaler.step(opt_d) if scaler else opt_d.step()
+        if scaler:
+            scaler.update()
+        g.requires_grad_(True)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iters", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    torch.set_float32_matmul_precision("high")
+    batch = make_batch()
+    precisions = ["32-true"] + (["bf16-mixed", "16-mixed"] if args.device == "cuda" else [])
+    print(f"device {args.device}, {torch.get_num_threads()} threads, batch 16, HR 96, full-size G + D + VGG19 conv5_4")
+    for precision in precisions:
+        lit, plain = [], []
+        for _ in range(args.rounds):
+            plain += plain_iterations(batch, args.iters, args.device, precision)[args.warmup :]
+            lit += lightning_iterations(batch, args.iters, args.device, precision)[args.warmup :]
+        p, q = statistics.median(plain), statistics.median(lit)
+        print(f"{precision:>10}: plain PyTorch {p:.3f} s/it, Lightning SFTGANModule {q:.3f} s/it, overhead {100 * (q / p - 1):+.1f}%"
+              f"  ({len(plain)} timed iterations each; {1 / q:.2f} it/s)")
+
+
+if __name__ == "__main__":
+    main()
