@@ -75,3 +75,17 @@ def _compose(overrides):
 def test_config_typos_fail_at_composition(override, error, match):
     with pytest.raises(error, match=match):
         _compose([override])
+
+
+def test_tensorboard_and_csv_get_the_same_scalars_and_images(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _run(tmp_path, "logger=many", "trainer.log_every_n_steps=1", f"hydra.run.dir={tmp_path / 'run'}")
+    events = EventAccumulator(str(next((tmp_path / "run" / "tensorboard").rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss_g", "train/loss_d", "val/psnr_y", "val/ssim_y"} <= scalars
+    assert "val/images" in events.Tags()["images"]
+    header = next((tmp_path / "run" / "csv").rglob("metrics.csv")).read_text().split("\n")[0].split(",")
+    assert {"train/loss_g", "train/loss_d", "val/psnr_y", "val/ssim_y"} <= set(header)
+    assert list((tmp_path / "run" / "csv").rglob("images/val_step*.png"))
