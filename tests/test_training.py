@@ -167,8 +167,9 @@ def test_experiment_srresnet_pretrain_trains_g_alone(tmp_path):
     assert objects["trainer"].global_step == 2  # G steps only
 
 
-def test_bf16_mixed_on_cpu(tmp_path):
-    metrics, _ = train(_cfg(tmp_path, ["trainer.precision=bf16-mixed"]))
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+def test_mixed_precision_on_cpu(precision, tmp_path):
+    metrics, _ = train(_cfg(tmp_path, [f"trainer.precision={precision}"]))
     assert np.isfinite(metrics["train/loss_g"]) and np.isfinite(metrics["val/psnr_y"])
 
 
