@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test bench clean
+.PHONY: install test bench ablation clean
 
 install: $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip >/dev/null
@@ -20,6 +20,9 @@ bench:
 	$(BIN)/python benchmarks/bench_generator.py
 	$(BIN)/python benchmarks/bench_loader.py
 	$(BIN)/python benchmarks/bench_training.py
+
+ablation:
+	$(BIN)/python -m sftgan_lit.experiments.prior_ablation --out outputs/ablation
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

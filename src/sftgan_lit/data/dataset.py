@@ -111,7 +111,10 @@ class TripletDataset(Dataset):
         fitting = [s for s in self.scales if min(rescaled_size(h, w, s)) >= size] or [1.0]
         s = fitting[rng.integers(len(fitting))]
         rh, rw = rescaled_size(h, w, s)
-        return s, int(rng.integers(rh - size + 1)), int(rng.integers(rw - size + 1)), size, size
+        # Crops start on the LR grid (multiples of the scale), as the original cropped the LR and took
+        # the HR at scale x the LR position: the HR/LR pixel phase is then the same in every sample.
+        k = self.scale
+        return s, k * int(rng.integers((rh - size) // k + 1)), k * int(rng.integers((rw - size) // k + 1)), size, size
 
     def __getitem__(self, index: int) -> dict:
         rng = self._rng() if self.train else None

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..categories import OUTDOOR_CLASSES
+from .ambiguous import AMBIGUOUS_CLASSES, BASE_PHOTOS, HELD_OUT_BASE_PHOTOS, make_ambiguous_scene
 from .io import write_png
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,9 @@ class DemoConfig:
     num_val: int = 8
     num_test: int = 8
     num_background: int = 8  # photograph-only images for the background mix of the training split
+    # "outdoor": the 8 outdoor classes from skimage textures; "ambiguous": the prior ablation's scenes,
+    # whose 4 classes are identical at LR (data/ambiguous.py)
+    kind: str = "outdoor"
 
 
 def _photo(name: str) -> np.ndarray:
@@ -214,9 +218,12 @@ def generate_demo(root: str | os.PathLike | None = None, config: DemoConfig = De
     """
     if config.size % 8:
         raise ValueError(f"demo scene size must be a multiple of 8, got {config.size}")
+    if config.kind not in ("outdoor", "ambiguous"):
+        raise ValueError(f"data.demo.kind must be 'outdoor' or 'ambiguous', got {config.kind!r}")
     root = Path(root) if root is not None else default_cache_dir() / "demo"
     settings = {"version": DEMO_VERSION, **asdict(config)}
-    tag = f"demo-v{DEMO_VERSION}-s{config.seed}-{config.size}-{config.num_train}-{config.num_val}-{config.num_test}-{config.num_background}"
+    prefix = "demo" if config.kind == "outdoor" else config.kind
+    tag = f"{prefix}-v{DEMO_VERSION}-s{config.seed}-{config.size}-{config.num_train}-{config.num_val}-{config.num_test}-{config.num_background}"
     out = root / tag
     if (out / "demo.json").exists():
         return out
@@ -226,17 +233,23 @@ def generate_demo(root: str | os.PathLike | None = None, config: DemoConfig = De
         rng = np.random.default_rng(config.seed)
         splits = {"train": (config.num_train, False), "val": (config.num_val, True), "test": (config.num_test, True)}
         counts = {}
+        ambiguous = config.kind == "ambiguous"
+        class_names = AMBIGUOUS_CLASSES if ambiguous else OUTDOOR_CLASSES
         for split, (n, held_out) in splits.items():
-            photos = [_resize_photo(_photo(p), config.size) for p in (HELD_OUT_PHOTOS if held_out else TRAIN_PHOTOS)]
+            names = (HELD_OUT_BASE_PHOTOS if held_out else BASE_PHOTOS) if ambiguous else (HELD_OUT_PHOTOS if held_out else TRAIN_PHOTOS)
+            photos = [_resize_photo(_photo(p), config.size) for p in names]
             painter = _Painter(np.random.default_rng(rng.integers(2**63)), config.size, held_out)
             scene_rng = np.random.default_rng(rng.integers(2**63))
-            hist = np.zeros(len(OUTDOOR_CLASSES), np.int64)
+            hist = np.zeros(len(class_names), np.int64)
             for i in range(n):
-                image, labels = make_scene(scene_rng, config.size, photos, painter)
+                if ambiguous:
+                    image, labels = make_ambiguous_scene(scene_rng, config.size, photos)
+                else:
+                    image, labels = make_scene(scene_rng, config.size, photos, painter)
                 write_png(tmp / split / "images" / f"{i:04d}.png", image)
                 write_png(tmp / split / "labels" / f"{i:04d}.png", labels)
                 hist += np.bincount(labels.ravel(), minlength=len(hist))
-            counts[split] = {c: round(float(v / max(hist.sum(), 1)), 4) for c, v in zip(OUTDOOR_CLASSES, hist)}
+            counts[split] = {c: round(float(v / max(hist.sum(), 1)), 4) for c, v in zip(class_names, hist)}
         photos = [_resize_photo(_photo(p), config.size) for p in TRAIN_PHOTOS]
         for i in range(config.num_background):
             photo = photos[i % len(photos)]

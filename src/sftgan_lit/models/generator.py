@@ -54,6 +54,9 @@ class GeneratorConfig:
     cond_negative_slope: float = 0.1
     relu_after_cond: bool = False
     upsampler: Upsampler = "pixelshuffle"
+    # None: PyTorch's default initialisation. A float s: the original training code's initialisation
+    # (Kaiming-normal, fan-in, weights x s, biases 0; BasicSR used s = 0.1) for training from scratch.
+    weight_init_scale: float | None = None
     extra: dict = field(default_factory=dict)  # room for future options without breaking old exports
 
 
@@ -168,6 +171,18 @@ class SFTGenerator(nn.Module):
         )
         self.uses_prior = uses_prior
         self._final_conditioned = final is not None
+        if cfg.weight_init_scale is not None:
+            self.init_weights(cfg.weight_init_scale)
+
+    @torch.no_grad()
+    def init_weights(self, scale: float = 0.1) -> None:
+        """Kaiming-normal (fan-in) weights scaled by ``scale`` and zero biases, for every conv (the original's init)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+                m.weight.mul_(scale)
+                if m.bias is not None:
+                    m.bias.zero_()
 
     @property
     def scale(self) -> int:
