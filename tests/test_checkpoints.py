@@ -187,3 +187,21 @@ def test_srgan_that_does_not_fit_is_listed_and_leaves_generator_untouched():
     del srgan["model.0.weight"]
     with pytest.raises(CheckpointError, match=r"missing keys \(1\): conv0\.weight"):
         init_from_srgan(g, srgan)
+
+
+def test_init_from_an_srresnet_exported_by_this_package(tmp_path):
+    """experiment=srresnet_pretrain's generator.pth (our key names) can seed an SFT-Net's trunk."""
+    from sftgan_lit import export_generator, init_from_srgan
+    from sftgan_lit.models import SFTGenerator
+
+    small = dict(num_features=8, num_blocks=2, cond_channels=4, cond_hidden_channels=8, sft_hidden_channels=4)
+    torch.manual_seed(0)
+    trunk = SFTGenerator(conditioning="none", **small)
+    export_generator(trunk, tmp_path / "generator.pth")
+    g = SFTGenerator(conditioning="sft", **small)
+    init_from_srgan(g, tmp_path / "generator.pth")
+    theirs = trunk.state_dict()
+    for k, v in g.state_dict().items():
+        if k in theirs:
+            torch.testing.assert_close(v, theirs[k], msg=k)
+    assert any("SFT_scale" in k for k in g.state_dict()) and not any("SFT_scale" in k for k in theirs)

@@ -296,11 +296,14 @@ def init_from_srgan(
     """Copy a trained SRResNet/SRGAN generator into ``generator``'s trunk and upsampler, and initialise
     its SFT and condition layers small (scaled Kaiming, zero bias), as the original SFTGAN training did.
 
-    Every trunk/upsampler parameter of ``generator`` must be provided, with matching shapes.
+    ``srgan`` is the original's SRGAN/SRResNet layout (``model.0.weight`` ...) or this package's own
+    layout (an SRResNet trained with ``experiment=srresnet_pretrain``, its ``generator.pth``). Every
+    trunk/upsampler parameter of ``generator`` must be provided, with matching shapes.
     """
     source = str(srgan) if not isinstance(srgan, Mapping) else "SRGAN state dict"
     sd = load_state_dict_file(srgan) if not isinstance(srgan, Mapping) else dict(srgan)
-    converted = convert_srgan_state_dict(sd, generator.config.num_blocks)
+    ours = "conv0.weight" in sd  # already in SFT-Net key names (an export of this package)
+    converted = dict(sd) if ours else convert_srgan_state_dict(sd, generator.config.num_blocks)
     cond_params = {id(p) for m in generator.conditioning_modules() for p in m.parameters()}
     trunk_keys = [k for k, p in generator.named_parameters() if id(p) not in cond_params]
     # load (and validate) first, so a checkpoint that does not fit leaves the generator untouched
