@@ -25,10 +25,11 @@ def test_classes_differ_at_hr_but_not_at_lr():
 
 
 def test_sft_uses_the_prior_where_the_lr_is_ambiguous(tmp_path):
-    # seed 0 of experiment=prior_ablation (deterministic on CPU); measured: sft 42.6 dB, none 19.3 dB.
-    # Across seeds SFT does not always leave the "no texture" solution within this budget (see README),
-    # so the seed is pinned; a change that breaks conditioning cannot pass at any seed.
-    results = run_ablation(tmp_path, ["seed=0"], variants={"sft": ["sft=every_block"], "none": ["sft=none"]}, gan=False)
+    # seed 0 at half the ablation's budget (900 iterations, deterministic on CPU): sft 42.6 dB, none 19.3 dB.
+    # At this budget SFT does not leave the "no texture" solution on every seed (seed 2 needs ~1800, see
+    # README), so the seed is pinned; a change that breaks conditioning cannot pass at any seed.
+    short = ["seed=0", "trainer.max_steps=900", "optim.scheduler.milestones=[600]"]
+    results = run_ablation(tmp_path, short, variants={"sft": ["sft=every_block"], "none": ["sft=none"]}, gan=False)
     sft, none = results["models"]["sft"]["psnr_y"], results["models"]["none"]["psnr_y"]
     assert sft["ambiguous"] - none["ambiguous"] > 10.0
     swap = results["swap_test"]
