@@ -42,20 +42,13 @@ def prepare_from_config(cfg) -> int:
     from hydra.utils import instantiate
 
     from .data.prepare import prepare
-    from .data.sources import folder_items, ost_items
+    from .data.sources import items_from_spec
 
     prior = instantiate(cfg.prior)
     spec = cfg.input
-    if spec.layout == "ost":
-        if not spec.root:
-            raise ValueError("input.layout=ost needs input.root (the folder with one subfolder per class)")
-        items = ost_items(spec.root, prior.class_names, spec.labels)
-    elif spec.layout == "folder":
-        if not spec.images:
-            raise ValueError("input.images is not set: give the folder of HR images")
-        items = folder_items(spec.images, spec.labels, spec.priors, category=0 if cfg.background else -1)
-    else:
+    if spec.layout not in ("folder", "ost"):
         raise ValueError(f"input.layout={spec.layout!r} is not folder or ost")
+    items = items_from_spec(spec, prior.class_names, background=cfg.background and spec.layout == "folder", key="input")
     report = prepare(
         items, cfg.out, prior, background=cfg.background, modcrop_to=cfg.modcrop, min_size=cfg.min_size,
         scale=cfg.scale, max_pixels=cfg.max_pixels, limit=cfg.limit, progress=cfg.progress, device=cfg.device,

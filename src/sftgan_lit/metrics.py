@@ -94,8 +94,12 @@ class _MeanPerImage(Metric):
             self.class_total.index_add_(0, cat, values)
             self.class_count.index_add_(0, cat, torch.ones_like(values))
 
-    def compute(self) -> torch.Tensor:
+    def mean(self) -> torch.Tensor:
+        """The mean over the states as they are (``compute`` syncs them first under DDP)."""
         return self.total / self.count.clamp_min(1)
+
+    def compute(self) -> torch.Tensor:
+        return self.mean()
 
     def compute_per_class(self) -> torch.Tensor:
         """(num_classes,) mean per category; NaN where a category had no image."""

@@ -39,7 +39,7 @@ from .demo import DemoConfig, default_cache_dir, generate_demo
 from .gpu_augment import GpuAugment
 from .prepare import prepare
 from .readers import FileReader, StoreReader
-from .sources import SourceItem, folder_items, ost_items, paired_items
+from .sources import SourceItem, items_from_spec
 from .store import Store, StoreError
 from .transforms import make_lr
 
@@ -117,15 +117,9 @@ class SFTGANDataModule(L.LightningDataModule):
         """The generated demo set (made on first use under ``cache_dir``)."""
         return generate_demo(self.cache_dir / "demo", self.demo)
 
-    def _items(self, spec: Mapping) -> list[SourceItem]:
-        layout = spec.get("layout", "folder")  # "demo" was turned into a folder spec by _resolve
-        if layout == "folder":
-            return folder_items(spec["images"], spec.get("labels"), spec.get("priors"))
-        if layout == "ost":
-            return ost_items(spec["root"], self.prior.class_names, spec.get("labels"))
-        if layout == "paired":
-            return paired_items(spec["hr"], spec["lr"], spec.get("labels"), spec.get("lr_suffix", ""))
-        raise ValueError(f"data.*.layout={layout!r} is not one of folder, ost, paired, demo")
+    def _items(self, spec: Mapping, background: bool = False) -> list[SourceItem]:
+        # "demo" was turned into a folder spec by _resolve
+        return items_from_spec(spec, self.prior.class_names, background=background)
 
     def _resolve(self, split: str) -> dict | None:
         """The split's spec with ``layout: demo`` turned into the generated folders."""
@@ -157,7 +151,7 @@ class SFTGANDataModule(L.LightningDataModule):
             return
         if not self.prepare_missing:
             raise StoreError(f"{out}: no prepared store; run sftgan-prepare for the {split} split or set data.prepare_missing=true")
-        items = folder_items(spec["images"], category=0) if background else self._items(spec)
+        items = self._items(spec, background)
         log.info("preparing %s split (%d images) into %s", "background" if background else split, len(items), out)
         report = prepare(items, out, self.prior, background=background, min_size=min(self.crop_size, 8 * self.scale), scale=self.scale)
         if report.failures:
@@ -179,7 +173,7 @@ class SFTGANDataModule(L.LightningDataModule):
             if failures:
                 log.warning("%s: %d source files failed in sftgan-prepare and are missing: %s", store.root, len(failures), list(failures)[:5])
             return StoreReader(store)
-        items = folder_items(spec["images"], category=0) if background else self._items(spec)
+        items = self._items(spec, background)
         return FileReader(items, self.prior.num_classes, background=background)
 
     def setup(self, stage: str | None = None) -> None:

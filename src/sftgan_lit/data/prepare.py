@@ -23,11 +23,10 @@ from tqdm import tqdm
 
 from ..imresize import imresize
 from ..priors.base import Prior, PriorError
-from .io import DEFAULT_MAX_PIXELS, ImageError, read_image, read_label_map
-from .readers import load_prior_file
+from .io import DEFAULT_MAX_PIXELS, ImageError
+from .readers import read_source
 from .sources import SourceItem
 from .store import StoreWriter, quantize_probs
-from .transforms import modcrop
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +100,8 @@ def prepare(
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate image names in the input of {out}; every image needs a unique name")
     todo = [i for i in items if i.name not in done]
-    report.skipped_done = len(items) - len(todo)
+    remaining = len(todo)
+    report.skipped_done = len(items) - remaining
     if report.skipped_done:
         log.info("%s: resuming, %d of %d images already prepared", out, report.skipped_done, len(items))
     if limit is not None:
@@ -109,31 +109,17 @@ def prepare(
     try:
         for item in tqdm(todo, desc=f"prepare {Path(out).name}", unit="img", disable=not progress):
             try:
-                image = read_image(item.image, max_pixels=max_pixels)
-                h, w = image.shape[:2]
-                labels = probs_f = None
-                if background:
-                    labels = np.zeros((h, w), np.uint8)
-                elif item.labels is not None:
-                    labels = read_label_map(item.labels, prior.num_classes, max_pixels)
-                    if labels.shape != (h, w):
-                        raise ImageError(
-                            f"{item.labels}: label map is {labels.shape[1]}x{labels.shape[0]}, its image {item.image} is {w}x{h}"
-                        )
-                if item.prior is not None and not background:
-                    probs_f = load_prior_file(item.prior, prior.num_classes, (h, w))
-                image = modcrop(image, modcrop_to)
+                image, labels, probs_f = read_source(item, prior.num_classes, background, modcrop_to, max_pixels)
                 h, w = image.shape[:2]
                 if min(h, w) < min_size:
                     raise ImageError(f"{item.image}: {w}x{h} after modcrop is smaller than min_size={min_size}")
-                labels = np.ascontiguousarray(modcrop(labels, modcrop_to)) if labels is not None else None
                 probs = None
                 if store_probs:
                     if background:
                         p = torch.zeros(prior.num_classes, h, w)
                         p[0] = 1.0
                     elif probs_f is not None:
-                        p = torch.from_numpy(np.ascontiguousarray(modcrop(probs_f, modcrop_to))).permute(2, 0, 1)
+                        p = torch.from_numpy(np.ascontiguousarray(probs_f)).permute(2, 0, 1)
                     else:
                         hr = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255.0)
                         lr = imresize(hr[None].to(device), 1.0 / scale).clamp(0, 1)
@@ -144,7 +130,7 @@ def prepare(
             except (ImageError, PriorError, FileNotFoundError) as err:
                 report.failures[item.name] = str(err)
                 log.error("%s", err)
-        if limit is None or len(todo) == len([i for i in items if i.name not in done]):
+        if len(todo) == remaining:  # not cut short by ``limit``
             writer.finish(report.failures)
     finally:
         writer.close()

@@ -44,6 +44,30 @@ def load_prior_file(path: Path, num_classes: int, size: tuple[int, int]) -> np.n
     return probs.permute(1, 2, 0).contiguous().numpy()
 
 
+def read_source(item: SourceItem, num_classes: int, background: bool = False, modcrop_to: int = 1,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:  # fmt: skip
+    """One source image with its label map and prior file, checked and cut to a multiple of ``modcrop_to``.
+
+    Returns ``(image uint8 (H, W, 3), labels uint8 (H, W) or None, probs float32 (H, W, C) or None)``;
+    a background-only image gets all-background labels and no prior file.
+    """
+    image = read_image(item.image, max_pixels=max_pixels)
+    h, w = image.shape[:2]
+    labels = probs = None
+    if background:
+        labels = np.zeros((h, w), np.uint8)
+    elif item.labels is not None:
+        labels = read_label_map(item.labels, num_classes, max_pixels)
+        if labels.shape != (h, w):
+            raise ImageError(f"{item.labels}: label map is {labels.shape[1]}x{labels.shape[0]}, its image {item.image} is {w}x{h}")
+    if item.prior is not None and not background:
+        probs = load_prior_file(item.prior, num_classes, (h, w))
+    image = modcrop(image, modcrop_to)
+    labels = np.ascontiguousarray(modcrop(labels, modcrop_to)) if labels is not None else None
+    probs = modcrop(probs, modcrop_to) if probs is not None else None
+    return image, labels, probs
+
+
 class FileReader:
     """Decode source files on every access (the slow path; also what the loader benchmark compares against)."""
 
@@ -64,21 +88,7 @@ class FileReader:
 
     def load(self, i: int) -> Sample:
         item = self.items[i]
-        image = read_image(item.image, max_pixels=self.max_pixels)
-        h, w = image.shape[:2]
-        labels = probs = None
-        if self.background:
-            labels = np.zeros((h, w), np.uint8)
-        elif item.labels is not None:
-            labels = read_label_map(item.labels, self.num_classes, self.max_pixels)
-            if labels.shape != (h, w):
-                raise ImageError(f"{item.labels}: label map {labels.shape[1]}x{labels.shape[0]} does not match {item.image} ({w}x{h})")
-        if item.prior is not None:
-            probs = load_prior_file(item.prior, self.num_classes, (h, w))
-        m = self.modcrop_to
-        image = modcrop(image, m)
-        labels = modcrop(labels, m) if labels is not None else None
-        probs = modcrop(probs, m) if probs is not None else None
+        image, labels, probs = read_source(item, self.num_classes, self.background, self.modcrop_to, self.max_pixels)
         return image, labels, probs, (0 if self.background else item.category), item.name
 
 

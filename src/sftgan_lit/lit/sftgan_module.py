@@ -158,10 +158,6 @@ class SFTGANModule(L.LightningModule):
             return [opt_g, opt_d]
         return [opt_g, opt_d], [self.scheduler(opt_g), self.scheduler(opt_d)]
 
-    def frozen_groups(self, iteration: int | None = None) -> list[str]:
-        it = int(self.iteration) if iteration is None else iteration
-        return [g["name"] for g in self.groups if it < g["freeze_until"]]
-
     # ------------------------------------------------------------------ losses
     def _cls(self, logits: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
         target = torch.where(category == 0, IGNORE, category)  # background is not a category (original: ignore_index=0)
@@ -291,7 +287,7 @@ class SFTGANModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         for key, metric in (("psnr_y", self.val_psnr), ("ssim_y", self.val_ssim)):
             with metric.sync_context(should_sync=True):
-                overall = float(metric.total / metric.count.clamp_min(1))
+                overall = float(metric.mean())
                 per_class = metric.compute_per_class().tolist()
             self.log(f"val/{key}", overall, prog_bar=True, sync_dist=False)
             if key == "psnr_y":
