@@ -38,21 +38,37 @@ TINY_TRAIN = ["trainer.max_steps=2", "trainer.limit_train_batches=1", "trainer.l
 TINY = TINY_DATA + TINY_MODEL
 
 
-def _layout_dir() -> Path:
-    # The layout notes live in shared/ beside the repository (CI clones main with shared/ beside it);
-    # SFTGAN_LAYOUTS points elsewhere.
-    path = Path(os.environ.get("SFTGAN_LAYOUTS", TESTS.parent.parent / "shared" / "original_checkpoints"))
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"checkpoint layout notes not found at {path}; set SFTGAN_LAYOUTS to the folder with "
-            f"SFTGAN_noBN_OST_bg.json and the other layout files"
-        )
-    return path
+FIXTURE_LAYOUTS = TESTS / "fixtures" / "released_layouts.json"
+
+
+def notes_dir() -> Path | None:
+    """The layout notes folder: ``$SFTGAN_LAYOUTS``, else ``shared/original_checkpoints`` beside the repo."""
+    if "SFTGAN_LAYOUTS" in os.environ:
+        path = Path(os.environ["SFTGAN_LAYOUTS"])
+        if not path.is_dir():
+            raise FileNotFoundError(f"SFTGAN_LAYOUTS={path} is not a folder; unset it or point it at the layout notes")
+        return path
+    path = TESTS.parent.parent / "shared" / "original_checkpoints"
+    return path if path.is_dir() else None
+
+
+def _note(name: str) -> dict:
+    # The notes when present; otherwise the fixture generated from them (tests/fixtures/make_layout_fixture.py),
+    # so a clone without shared/ still checks the released layouts.
+    folder = notes_dir()
+    if folder is not None:
+        return json.loads((folder / f"{name}.json").read_text())
+    return json.loads(FIXTURE_LAYOUTS.read_text())[name]
 
 
 def layout(name: str) -> dict[str, list[int]]:
     """Key -> shape of a released checkpoint, in the checkpoint's order."""
-    return json.loads((_layout_dir() / f"{name}.json").read_text())["keys"]
+    return _note(name)["keys"]
+
+
+def layout_parameters(name: str) -> int:
+    """Total parameter count recorded for a released checkpoint."""
+    return _note(name)["parameters"]
 
 
 def random_state_dict(name: str, seed: int = 0, std: float = 0.05) -> dict[str, torch.Tensor]:

@@ -205,3 +205,19 @@ def test_init_from_an_srresnet_exported_by_this_package(tmp_path):
         if k in theirs:
             torch.testing.assert_close(v, theirs[k], msg=k)
     assert any("SFT_scale" in k for k in g.state_dict()) and not any("SFT_scale" in k for k in theirs)
+
+
+def test_layout_fixture_matches_the_notes():
+    """The committed layout fixture is what make_layout_fixture.py makes from the notes (when they are here)."""
+    import json
+
+    from conftest import FIXTURE_LAYOUTS, notes_dir
+
+    folder = notes_dir()
+    if folder is None:
+        pytest.skip("layout notes (shared/original_checkpoints or SFTGAN_LAYOUTS) not beside this clone")
+    fixture = json.loads(FIXTURE_LAYOUTS.read_text())
+    for name, entry in fixture.items():
+        note = json.loads((folder / f"{name}.json").read_text())
+        assert entry["keys"] == note["keys"], f"{name}: rerun tests/fixtures/make_layout_fixture.py"
+        assert entry["parameters"] == note.get("parameters"), name

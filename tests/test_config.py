@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, TINY_TRAIN, layout, random_state_dict
+from conftest import TINY, TINY_TRAIN, layout, layout_parameters, random_state_dict
 from hydra import compose, initialize_config_dir
 
 from sftgan_lit.cli import inspect_main
 from sftgan_lit.train import build_models, count_parameters, train
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "original_checkpoints"
 
 
 def _cfg(overrides):
@@ -29,9 +28,8 @@ def test_released_model_configs_build_the_released_layouts(model, layout_name):
     objects = build_models(_cfg([f"model={model}"]))
     g = objects["generator"]
     assert {k: list(v.shape) for k, v in g.state_dict().items()} == layout(layout_name)
-    expected = json.loads((SHARED / f"{layout_name}.json").read_text())["parameters"]
-    assert count_parameters(g) == expected
-    assert count_parameters(objects["discriminator"]) == json.loads((SHARED / "ACD_VGG_BN_96.json").read_text())["parameters"]
+    assert count_parameters(g) == layout_parameters(layout_name)
+    assert count_parameters(objects["discriminator"]) == layout_parameters("ACD_VGG_BN_96")
 
 
 def test_overrides_reach_the_constructor():
