@@ -221,9 +221,16 @@ def load_generator(path: str | os.PathLike, prefer_ema: bool = True, channels_la
 
 
 def export_generator(generator: SFTGenerator, path: str | os.PathLike) -> None:
-    """Save the generator alone, in the original key layout, with its constructor arguments."""
+    """Save the generator alone, in the original key layout, with its constructor arguments (atomically:
+    a reader polling for ``generator.pth``, e.g. ``checkpoint=latest``, never sees half a file)."""
+    import io
+
+    from .data.io import atomic_write_bytes
+
     state = {k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}
-    torch.save({"params": state, CONFIG_KEY: generator.config_dict()}, Path(path))
+    buf = io.BytesIO()
+    torch.save({"params": state, CONFIG_KEY: generator.config_dict()}, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def load_segmenter(path: str | os.PathLike, **arch) -> OutdoorSceneSeg:

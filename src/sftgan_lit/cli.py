@@ -16,6 +16,20 @@ def _conf_dir(prog: str) -> Path:
     return conf_dir
 
 
+def _setup_errors_exit(prog: str, fn, cfg):
+    """Run ``fn(cfg)``; a configuration or input error (all ours are ValueErrors, or a missing file) exits 2
+    with its message instead of a traceback. ``HYDRA_FULL_ERROR=1`` keeps the traceback."""
+    import os
+
+    try:
+        return fn(cfg)
+    except (ValueError, FileNotFoundError) as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"{prog}: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
 def train_main() -> None:
     """``sftgan-train``: ``train.py`` with the package's bundled ``conf/`` (Hydra overrides as arguments)."""
     import hydra
@@ -72,6 +86,75 @@ def prepare_main() -> None:
             sys.exit(code)
 
     _main()
+
+
+def predict_main() -> None:
+    """``sftgan-predict``: Hydra overrides as arguments (``conf/predict.yaml``); exit code 1 if any file
+    failed, 2 on a configuration error (missing checkpoint, unknown class, no inputs)."""
+    import hydra
+
+    from .inference.predict import predict
+
+    @hydra.main(version_base="1.3", config_path=str(_conf_dir("sftgan-predict")), config_name="predict")
+    def _main(cfg) -> None:
+        report, _ = _setup_errors_exit("sftgan-predict", predict, cfg)
+        print(f"sftgan-predict: {len(report.written)} written to {cfg.out}, {len(report.exists)} already there, "
+              f"{len(report.failures)} failed, {report.seconds:.1f} s")  # fmt: skip
+        for name, reason in report.failures.items():
+            print(f"sftgan-predict: FAILED {name}: {reason}", file=sys.stderr)
+        if not report.ok:
+            sys.exit(1)
+
+    _main()
+
+
+def eval_main() -> None:
+    """``sftgan-eval``: Hydra overrides as arguments (``conf/eval.yaml``); exit code 1 if any file
+    failed, 2 on a configuration error."""
+    import hydra
+
+    from .inference.evaluate import evaluate
+
+    @hydra.main(version_base="1.3", config_path=str(_conf_dir("sftgan-eval")), config_name="eval")
+    def _main(cfg) -> None:
+        result, _ = _setup_errors_exit("sftgan-eval", evaluate, cfg)
+        print((Path(cfg.out) / "summary.md").read_text())
+        print(f"sftgan-eval: report in {cfg.out} ({result['seconds']:.1f} s)")
+        for name, reason in result["failures"].items():
+            print(f"sftgan-eval: FAILED {name}: {reason}", file=sys.stderr)
+        if result["failures"]:
+            sys.exit(1)
+
+    _main()
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    """``sftgan-export CKPT --out DIR``: TorchScript and ONNX files of a generator, each checked against the eager model."""
+    from .checkpoints import CheckpointError, load_generator
+    from .inference.export import check_export, export_onnx, export_torchscript
+
+    parser = argparse.ArgumentParser(prog="sftgan-export", description=export_main.__doc__)
+    parser.add_argument("checkpoint", help="generator.pth, a Lightning .ckpt, or a released SFTGAN generator")
+    parser.add_argument("--out", default="exported", help="output folder (default: exported/)")
+    parser.add_argument("--format", nargs="+", choices=["torchscript", "onnx"], default=["torchscript", "onnx"])
+    parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="max |export - eager| accepted (default 1e-4)")
+    args = parser.parse_args(argv)
+    try:
+        generator = load_generator(args.checkpoint, channels_last=False)
+    except (CheckpointError, FileNotFoundError) as err:
+        print(f"sftgan-export: {err}", file=sys.stderr)
+        return 2
+    out, stem, worst = Path(args.out), Path(args.checkpoint).stem, 0.0
+    for fmt in args.format:
+        path = export_torchscript(generator, out / f"{stem}.ts") if fmt == "torchscript" else export_onnx(generator, out / f"{stem}.onnx", args.opset)
+        diff = check_export(generator, path)
+        worst = max(worst, diff)
+        print(f"sftgan-export: {path} (max |export - eager| = {diff:.2e} at a size it was not traced at)")
+    if worst > args.tolerance:
+        print(f"sftgan-export: difference {worst:.2e} exceeds --tolerance {args.tolerance}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def inspect_main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 
 import lightning as L
@@ -258,8 +259,12 @@ class SFTGANModule(L.LightningModule):
             logs.update({f"train/d_{k}": v.detach() for k, v in terms.items()})
             logs["train/loss_d"] = sum(terms.values()).detach()
         self.iteration += 1
-        for sched in self._schedulers():
-            sched.step()
+        with warnings.catch_warnings():
+            # Schedules count iterations and step every iteration; an optimiser that has not stepped yet (D
+            # without a GAN loss, G during d_init_iters) makes torch warn, but nothing is skipped that should not be.
+            warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)` before `optimizer\.step\(\)`", UserWarning)
+            for sched in self._schedulers():
+                sched.step()
         logs["train/lr_g"] = torch.tensor(opt_g.param_groups[-1]["lr"])
         logs["train/nonfinite_skipped"] = self.nonfinite_total.float()
         self.log_dict(logs, prog_bar=False, batch_size=n)

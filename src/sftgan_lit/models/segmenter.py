@@ -95,16 +95,36 @@ class OutdoorSceneSeg(nn.Module):
         means = torch.tensor(BGR_MEANS, dtype=up.dtype, device=up.device).view(1, 3, 1, 1)
         return up.flip(1) - means
 
+    # Tiled prediction keeps the logits at stride 8 (small) and decodes probabilities per tile:
+    # the x8 transposed conv reads at most 2 logit cells each side of a crop.
+    coarse_stride = 8
+    coarse_margin = 2
+
+    def coarse_logits(self, lr: torch.Tensor) -> torch.Tensor:
+        """LR RGB [0, 1] (N, 3, h, w) -> logits at 1/8 of HR resolution (N, C, ceil(scale*h/8), ceil(scale*w/8))."""
+        if lr.dim() != 4 or lr.shape[1] != 3:
+            raise ValueError(f"OutdoorSceneSeg expects LR RGB (N, 3, h, w) in [0, 1], got {tuple(lr.shape)}")
+        x = self.preprocess(lr, self.scale)
+        h, w = x.shape[-2:]
+        pad_h, pad_w = (-h) % self.stride, (-w) % self.stride
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        return self.feature(x)
+
+    def decode_coarse(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits (N, C, a, b) at stride 8 -> probabilities (N, C, 8a, 8b); a crop of the logits on the
+        stride-8 grid decodes to the same crop of the whole map, away from its ``coarse_margin`` border."""
+        return torch.softmax(self.deconv(logits), dim=1)
+
     def forward_preprocessed(self, x: torch.Tensor) -> torch.Tensor:
         """Mean-subtracted BGR (N, 3, H, W) -> class probabilities (N, num_classes, H, W)."""
         h, w = x.shape[-2:]
         pad_h, pad_w = (-h) % self.stride, (-w) % self.stride
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        logits = self.deconv(self.feature(x))
-        return torch.softmax(logits, dim=1)[..., :h, :w]
+        return self.decode_coarse(self.feature(x))[..., :h, :w]
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        if lr.dim() != 4 or lr.shape[1] != 3:
-            raise ValueError(f"OutdoorSceneSeg expects LR RGB (N, 3, h, w) in [0, 1], got {tuple(lr.shape)}")
-        return self.forward_preprocessed(self.preprocess(lr, self.scale))
+        """LR RGB [0, 1] (N, 3, h, w) -> class probabilities (N, num_classes, scale*h, scale*w)."""
+        h, w = lr.shape[-2] * self.scale, lr.shape[-1] * self.scale
+        return self.decode_coarse(self.coarse_logits(lr))[..., :h, :w]

@@ -1,0 +1,381 @@
+"""predict / eval / export: tiling equals the whole-image pass, odd sizes, awkward files, prior edits,
+atomic and non-destructive writes, exit codes, report numbers, and the released checkpoint layouts."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from conftest import TINY_DATA, random_state_dict
+from sftgan_lit.checkpoints import export_generator
+from sftgan_lit.data.io import read_image
+from sftgan_lit.imresize import imresize
+from sftgan_lit.inference import (
+    DenseProbs, EditedPrior, LabelPriorMap, evaluate, parse_remap, predict, receptive_field, segment,
+    super_resolve,
+)  # fmt: skip
+from sftgan_lit.inference.export import export_onnx, export_torchscript
+from sftgan_lit.models import SFTGenerator
+from sftgan_lit.models.segmenter import OutdoorSceneSeg
+from sftgan_lit.priors.labels import LabelPrior
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ["background", "sky", "water", "grass", "mountain", "building", "plant", "animal"]
+COLORS = [[0, 0, 0]] * 8
+
+
+def tiny_generator(seed: int = 0, blocks: int = 3, **kw) -> SFTGenerator:
+    """A small SFT-Net whose weights are all random (not the near-identity init of the conditioning), so
+    the prior visibly changes the output."""
+    torch.manual_seed(seed)
+    g = SFTGenerator(num_features=8, num_blocks=blocks, cond_channels=4, cond_hidden_channels=8, sft_hidden_channels=4, **kw)
+    with torch.no_grad():
+        for p in g.parameters():  # variance-preserving scale: outputs stay O(1), so 1e-4 means something
+            p.copy_(torch.randn_like(p) * (p[0].numel() ** -0.5 if p.dim() > 1 else 0.05))
+    return g.eval()
+
+
+def random_prior(h: int, w: int, classes: int = 8, seed: int = 0) -> DenseProbs:
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(1, classes, h // 4 + 1, w // 4 + 1, generator=gen) * 3
+    probs = torch.nn.functional.interpolate(logits, size=(4 * h, 4 * w), mode="bilinear").softmax(1)
+    return DenseProbs(probs[0])
+
+
+def _psnr_y_np(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> float:
+    """PSNR on the BT.601 luma of 8-bit RGB, border cropped: the literature's convention, in numpy."""
+    def y(img):
+        img = img.astype(np.float64)
+        return 16.0 + (65.481 * img[..., 0] + 128.553 * img[..., 1] + 24.966 * img[..., 2]) / 255.0
+
+    a, b = y(sr)[border:-border, border:-border], y(hr)[border:-border, border:-border]
+    return float(10 * np.log10(255.0**2 / np.mean((a - b) ** 2)))
+
+
+def _compose(name: str, overrides: list[str]):
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        return compose(config_name=name, overrides=overrides)
+
+
+# --------------------------------------------------------------------------- tiling
+
+
+def test_receptive_field_bounds_the_measured_one():
+    g = tiny_generator()
+    r = receptive_field(g)
+    # Measured: which LR pixels change the output block of the centre LR pixel (gradient support).
+    lr = torch.rand(1, 3, 41, 41, requires_grad=True)
+    prior = random_prior(41, 41)
+    out = g(lr, prior.full())
+    out[..., 80:84, 80:84].sum().backward()
+    ys, xs = torch.nonzero(lr.grad.abs().sum((0, 1)) > 0, as_tuple=True)
+    measured = int(max((ys - 20).abs().max(), (xs - 20).abs().max()))
+    # 3x3 convs in LR px: first (1) + 2 per block (6) + trunk end (1) + the upsampler's conv before the
+    # first pixel shuffle (1) and before the second (1/2) + two HR convs at x4 (2/4) = 10.
+    assert r == 10
+    assert measured <= r <= measured + 1
+
+
+@pytest.mark.parametrize("size", [(37, 53), (16, 16), (17, 9)])
+def test_tiled_output_equals_whole_image_output(size):
+    g = tiny_generator()
+    h, w = size
+    lr = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(h * w))
+    pm = random_prior(h, w)
+    whole = super_resolve(g, lr, pm, tile=None, as_float=True)
+    with torch.no_grad():
+        reference = g(lr, pm.full())[0].permute(1, 2, 0).numpy()  # the eager call, not the tiling code
+    tiled = super_resolve(g, lr, pm, tile=8, overlap=receptive_field(g), batch_size=3, as_float=True)
+    assert whole.shape == tiled.shape == (4 * h, 4 * w, 3)
+    assert np.abs(whole - reference).max() < 1e-5
+    assert np.abs(tiled - reference).max() < 1e-4
+    # Without enough context the seams show: the check above can fail.
+    if h > 8 or w > 8:
+        assert np.abs(super_resolve(g, lr, pm, tile=8, overlap=2, as_float=True) - reference).max() > 1e-3
+
+
+def test_uint8_output_is_the_rounded_clamped_float_output():
+    g = tiny_generator()
+    lr = torch.rand(1, 3, 12, 10)
+    pm = random_prior(12, 10)
+    with torch.no_grad():
+        ref = (g(lr, pm.full())[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    assert np.array_equal(super_resolve(g, lr, pm, tile=5), ref)
+
+
+def test_tiny_segmenter_whole_pass_equals_forward_and_tiles_blend_close():
+    torch.manual_seed(0)
+    seg = OutdoorSceneSeg(layers=(1, 1, 1, 1), base_width=8).eval()
+    lr = torch.rand(1, 3, 37, 45)
+    with torch.no_grad():
+        ref = seg(lr)  # probabilities (1, 8, 148, 180)
+    whole, how = segment(seg, lr, max_pixels=None)
+    assert "whole image" in how
+    full = whole.full()
+    assert full.shape == (1, 8, 148, 180)
+    assert torch.allclose(full, ref, atol=1e-5)
+    # A window of the decoded prior equals the same window of the full map (what the generator's tiles cut).
+    assert torch.allclose(whole.crop(9, 30, 7, 22), full[..., 36:120, 28:88], atol=1e-5)
+    tiled, how = segment(seg, lr, max_pixels=16 * 20 * 20, tile=16, overlap=8)
+    assert "tiles" in how
+    assert (tiled.full() - full).abs().mean() < 0.05
+
+
+# --------------------------------------------------------------------------- prior edits
+
+
+def _label_prior_map(h: int, w: int) -> tuple[LabelPriorMap, np.ndarray]:
+    labels = np.zeros((4 * h, 4 * w), np.uint8)
+    labels[: 2 * h] = 1  # sky on top
+    labels[2 * h :, : 2 * w] = 3  # grass bottom left
+    labels[2 * h :, 2 * w :] = 5  # building bottom right
+    return LabelPriorMap(labels, LabelPrior(name="labels", class_names=CLASSES, colors=COLORS)), labels
+
+
+def test_override_changes_the_output_and_identity_edits_do_not():
+    g = tiny_generator()
+    pm, labels = _label_prior_map(16, 20)
+    lr = torch.rand(1, 3, 16, 20)
+    base = super_resolve(g, lr, pm, tile=None, as_float=True)
+    building = EditedPrior(pm, override=CLASSES.index("building"))
+    assert torch.equal(building.full().argmax(1), torch.full((1, 64, 80), 5))
+    assert np.abs(super_resolve(g, lr, building, tile=None, as_float=True) - base).mean() > 1e-3
+    identity_remap = EditedPrior(pm, remap=parse_remap("sky->sky", CLASSES))
+    keep_mask = EditedPrior(pm, mask=np.full(labels.shape, 255, np.uint8))
+    for edited in (identity_remap, keep_mask):
+        assert np.array_equal(super_resolve(g, lr, edited, tile=None, as_float=True), base)
+    # A remap moves exactly the remapped class; a mask paints only where it says.
+    swapped = EditedPrior(pm, remap=parse_remap("sky->water", CLASSES)).full().argmax(1)[0].numpy()
+    assert np.array_equal(swapped, np.where(labels == 1, 2, labels))
+    mask = np.full(labels.shape, 255, np.uint8)
+    mask[:10, :10] = 7
+    painted = EditedPrior(pm, mask=mask).full().argmax(1)[0].numpy()
+    assert np.array_equal(painted, np.where(mask == 255, labels, 7))
+
+
+# --------------------------------------------------------------------------- predict.py
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "generator.pth"
+    export_generator(tiny_generator(), path)
+    return path
+
+
+def _predict_cfg(tmp_path: Path, ckpt: Path, *overrides: str):
+    return _compose("predict", [f"checkpoint={ckpt}", f"out={tmp_path / 'out'}", "progress=false", *TINY_DATA, *overrides])
+
+
+def test_predict_on_demo_hr_matches_the_eager_model(tmp_path, tiny_ckpt):
+    report, objs = predict(_predict_cfg(tmp_path, tiny_ckpt, "images=demo", "input=hr", "tile=12", "save_prior=true"))
+    assert report.ok and len(report.written) == 2
+    src = objs["files"][0]
+    hr = read_image(src)
+    out = read_image(report.written[0])
+    assert out.shape == hr.shape  # 128x128: a multiple of 4, nothing cropped
+    # Independently: MATLAB-bicubic LR rounded to 8 bits, one-hot prior of the label map, one eager call.
+    lr = (imresize(torch.from_numpy(hr.copy()).permute(2, 0, 1)[None].float() / 255, 0.25).clamp(0, 1) * 255).round() / 255
+    labels = np.array(Image.open(src.parent.parent / "labels" / src.name))
+    assert objs["prior"].smoothing == objs["prior"].blur_sigma == 0  # conf/prior/labels.yaml: plain one-hot
+    prior = torch.from_numpy(np.eye(8, dtype=np.float32)[labels]).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        ref = (objs["generator"].float()(lr, prior)[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
+    prior_png = np.array(Image.open(report.written[0].with_name(f"{report.written[0].stem}_prior.png")))
+    colors = np.array(objs["prior"].colors, np.uint8)
+    assert np.array_equal(prior_png, colors[labels])
+
+
+def test_predict_lr_odd_sizes_and_awkward_files(tmp_path, tiny_ckpt):
+    rng = np.random.default_rng(0)
+    src = tmp_path / "in"
+    src.mkdir()
+    rgb = rng.integers(0, 256, (23, 37, 3), np.uint8)
+    Image.fromarray(rgb).save(src / "odd.png")
+    Image.fromarray(rgb[..., 0]).save(src / "gray.png")
+    Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])).save(src / "rgba_opaque.png")
+    Image.fromarray(np.dstack([rgb, rng.integers(0, 256, rgb.shape[:2], np.uint8)])).save(src / "rgba_transparent.png")
+    Image.fromarray(rgb[..., 1].astype(np.uint16) * 257).save(src / "gray16.png")  # exact 8-bit values in 16 bits
+    Image.fromarray(rgb[..., 1].astype(np.uint16) * 257 + 1).save(src / "deep16.png")  # real 16-bit precision
+    (src / "truncated.png").write_bytes((src / "odd.png").read_bytes()[:200])
+    report, _ = predict(_predict_cfg(tmp_path, tiny_ckpt, f"images={src}", "input=lr", "prior=uniform", "tile=8"))
+    assert sorted(p.name for p in report.written) == ["gray.png", "gray16.png", "odd.png", "rgba_opaque.png"]
+    assert sorted(Path(k).name for k in report.failures) == ["deep16.png", "rgba_transparent.png", "truncated.png"]
+    assert "transparent" in report.failures[str(src / "rgba_transparent.png")]
+    assert "16-bit" in report.failures[str(src / "deep16.png")]
+    assert not report.ok
+    out = tmp_path / "out"
+    assert read_image(out / "odd.png").shape == (92, 148, 3)
+    # Grayscale and opaque RGBA are the same pixels as RGB input: identical outputs.
+    gray_rgb = tmp_path / "gray_rgb"
+    gray_rgb.mkdir()
+    Image.fromarray(np.repeat(rgb[..., :1], 3, 2)).save(gray_rgb / "g.png")
+    Image.fromarray(np.repeat(rgb[..., 1:2], 3, 2)).save(gray_rgb / "g16.png")
+    predict(_predict_cfg(tmp_path, tiny_ckpt, f"images={gray_rgb}", "input=lr", "prior=uniform", "tile=8"))
+    assert np.array_equal(read_image(out / "gray.png"), read_image(out / "g.png"))
+    assert np.array_equal(read_image(out / "gray16.png"), read_image(out / "g16.png"))
+    assert np.array_equal(read_image(out / "rgba_opaque.png"), read_image(out / "odd.png"))
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_predict_hr_mode_modcrops_odd_sizes(tmp_path, tiny_ckpt):
+    src = tmp_path / "hr.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (75, 102, 3), np.uint8)).save(src)
+    report, _ = predict(_predict_cfg(tmp_path, tiny_ckpt, f"images={src}", "input=hr", "prior=uniform", "tile=7"))
+    assert read_image(report.written[0]).shape == (72, 100, 3)
+
+
+def test_existing_outputs_are_kept_unless_overwrite(tmp_path, tiny_ckpt):
+    cfg = ["images=demo", "input=hr", "tile=null"]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "0000.png").write_bytes(b"mine")
+    report, _ = predict(_predict_cfg(tmp_path, tiny_ckpt, *cfg))
+    assert [p.name for p in report.exists] == ["0000.png"] and [p.name for p in report.written] == ["0001.png"]
+    assert (out / "0000.png").read_bytes() == b"mine"
+    report, _ = predict(_predict_cfg(tmp_path, tiny_ckpt, *cfg, "overwrite=true"))
+    assert len(report.written) == 2 and read_image(out / "0000.png").shape == (128, 128, 3)
+
+
+def test_an_interrupted_write_leaves_no_partial_file(tmp_path, tiny_ckpt, monkeypatch):
+    import sftgan_lit.data.io as io
+
+    real_replace, calls = os.replace, []
+
+    def interrupted(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # the second output: data written to the temp file, then the run is killed
+            assert Path(src).stat().st_size > 0
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        predict(_predict_cfg(tmp_path, tiny_ckpt, "images=demo", "input=hr", "batch_size=1"))
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".png") == ["0000.png"]
+    assert not list(out.glob(".*.tmp"))
+    read_image(out / "0000.png")  # complete and decodable
+
+
+def test_predict_edits_and_unknown_class(tmp_path, tiny_ckpt):
+    base, _ = predict(_predict_cfg(tmp_path / "a", tiny_ckpt, "images=demo", "input=hr"))
+    same, _ = predict(_predict_cfg(tmp_path / "b", tiny_ckpt, "images=demo", "input=hr", "prior_remap={sky:sky}"))
+    edited, _ = predict(_predict_cfg(tmp_path / "c", tiny_ckpt, "images=demo", "input=hr", "prior_override=building"))
+    for a, b, c in zip(base.written, same.written, edited.written):
+        assert np.array_equal(read_image(a), read_image(b))
+        assert not np.array_equal(read_image(a), read_image(c))
+    from sftgan_lit.priors.base import PriorError
+
+    with pytest.raises(PriorError, match="banana.*not a class"):
+        predict(_predict_cfg(tmp_path / "d", tiny_ckpt, "images=demo", "prior_override=banana"))
+
+
+def _cli(tmp_path, script, *args):
+    return subprocess.run([sys.executable, str(ROOT / script), *args, *TINY_DATA], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "HYDRA_FULL_ERROR": "0"})  # fmt: skip
+
+
+def test_cli_exit_codes(tmp_path, tiny_ckpt):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(src / "ok.png")
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    run = _cli(tmp_path, "predict.py", f"images={src}", f"checkpoint={tiny_ckpt}", "prior=uniform", "out=sr", "progress=false")
+    assert run.returncode == 1, run.stderr
+    assert "FAILED" in run.stderr and "broken.jpg" in run.stderr
+    assert (tmp_path / "sr" / "ok.png").is_file() and (tmp_path / "sr" / "predict.log").is_file()
+    run = _cli(tmp_path, "predict.py", f"images={src}", "checkpoint=missing.pth", "out=sr2")
+    assert run.returncode == 2 and "checkpoint=missing.pth: file not found" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+# --------------------------------------------------------------------------- eval.py
+
+
+def test_eval_report_numbers_match_independent_psnr(tmp_path, tiny_ckpt):
+    other = tmp_path / "runB" / "generator.pth"
+    export_generator(tiny_generator(seed=1), other)
+    cfg = _compose("eval", [f"checkpoints=[{tiny_ckpt},{other}]", f"out={tmp_path / 'report'}",
+                            "compare_priors=[prior,uniform]", "lpips_net=null", "tile=10", *TINY_DATA])  # fmt: skip
+    result, objs = evaluate(cfg)
+    out = tmp_path / "report"
+    for name in ("per_image.csv", "summary.md", "summary.json", "report.png"):
+        assert (out / name).is_file()
+    rows = list(csv.DictReader((out / "per_image.csv").open()))
+    assert len(rows) == 2 * (1 + 4)  # 2 images x (bicubic + 2 checkpoints x 2 priors)
+    run_a = tiny_ckpt.parent.name
+    assert {r["variant"] for r in rows} == {"bicubic", f"{run_a}/prior", f"{run_a}/uniform", "runB/prior", "runB/uniform"}
+    from sftgan_lit.checkpoints import load_generator
+
+    g = load_generator(tiny_ckpt, channels_last=False)
+    for f in objs["files"]:
+        hr = read_image(f)
+        hr_t = torch.from_numpy(hr.copy()).permute(2, 0, 1)[None].float() / 255
+        lr = (imresize(hr_t, 0.25).clamp(0, 1) * 255).round() / 255
+        bic = (imresize(lr, 4).clamp(0, 1) * 255).round().byte()[0].permute(1, 2, 0).numpy()
+        labels = np.array(Image.open(f.parent.parent / "labels" / f.name))
+        with torch.no_grad():
+            sr = g(lr, torch.from_numpy(np.eye(8, dtype=np.float32)[labels]).permute(2, 0, 1)[None])
+        sr = (sr.clamp(0, 1) * 255).round().byte()[0].permute(1, 2, 0).numpy()
+        by_variant = {r["variant"]: r for r in rows if r["image"] == f.name}
+        assert float(by_variant["bicubic"]["psnr_y"]) == pytest.approx(_psnr_y_np(bic, hr), abs=1e-6)
+        assert float(by_variant[f"{run_a}/prior"]["psnr_y"]) == pytest.approx(_psnr_y_np(sr, hr), abs=1e-6)
+    summary = json.loads((out / "summary.json").read_text())["summary"]
+    for variant in {r["variant"] for r in rows}:
+        mean = np.mean([float(r["psnr_y"]) for r in rows if r["variant"] == variant])
+        assert summary[variant]["overall"]["psnr_y"] == pytest.approx(mean, abs=1e-9)
+        assert f"{mean:.2f}" in (out / "summary.md").read_text()
+
+
+# --------------------------------------------------------------------------- export
+
+
+@pytest.mark.filterwarnings(r"ignore:`torch\.jit\.load` is deprecated:FutureWarning")
+@pytest.mark.parametrize("kw", [{}, {"conditioning": "none"}])
+def test_torchscript_and_onnx_match_eager_at_new_sizes(tmp_path, kw):
+    import onnxruntime as ort
+
+    g = tiny_generator(blocks=2, **kw)
+    ts = export_torchscript(g, tmp_path / "g.ts")
+    onnx_path = export_onnx(g, tmp_path / "g.onnx")
+    gen = torch.Generator().manual_seed(5)
+    for n, h, w in [(1, 11, 29), (3, 20, 16)]:
+        lr = torch.rand(n, 3, h, w, generator=gen)
+        inputs = (lr,) if not g.uses_prior else (lr, torch.rand(n, 8, 4 * h, 4 * w, generator=gen).softmax(1))
+        with torch.no_grad():
+            ref = g(*inputs)
+            out_ts = torch.jit.load(str(ts))(*inputs)
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        feeds = {i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs)}
+        out_onnx = torch.from_numpy(session.run(None, feeds)[0])
+        assert out_ts.shape == out_onnx.shape == ref.shape == (n, 3, 4 * h, 4 * w)
+        assert (out_ts - ref).abs().max() < 1e-4
+        assert (out_onnx - ref).abs().max() < 1e-4
+
+
+# --------------------------------------------------------------------------- released layouts
+
+
+@pytest.mark.parametrize("name", ["SFTGAN_noBN_OST_bg", "SFTGAN_torch"])
+def test_predict_and_eval_run_released_checkpoint_layouts(tmp_path, name):
+    ckpt = tmp_path / f"{name}.pth"
+    torch.save(random_state_dict(name), ckpt)
+    report, objs = predict(_predict_cfg(tmp_path, ckpt, "images=demo", "input=hr", "tile=16", "data.demo.size=64"))
+    assert report.ok and len(report.written) == 2
+    assert read_image(report.written[0]).shape == (64, 64, 3)
+    assert objs["generator"].config.num_classes == 8
+    result, _ = evaluate(_compose("eval", [f"checkpoints=[{ckpt}]", f"out={tmp_path / 'ev'}", "lpips_net=null",
+                                           "num_crops=1", *TINY_DATA, "data.demo.size=64"]))  # fmt: skip
+    assert not result["failures"] and set(result["summary"]) == {"bicubic", "prior", "uniform"}
