@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test bench ablation clean
+.PHONY: install test bench ablation pipeline notebook clean
 
 install: $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip >/dev/null
@@ -20,9 +20,18 @@ bench:
 	$(BIN)/python benchmarks/bench_generator.py
 	$(BIN)/python benchmarks/bench_loader.py
 	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_predict.py
 
 ablation:
 	$(BIN)/python -m sftgan_lit.experiments.prior_ablation --out outputs/ablation
+
+# segmenter -> priors -> SFTGAN -> predict on the context demo scenes, no external weights
+pipeline:
+	$(BIN)/python -m sftgan_lit.experiments.learned_prior --out outputs/pipeline
+
+# re-run notebooks/demo.ipynb in place (outputs committed)
+notebook:
+	MPLBACKEND=module://matplotlib_inline.backend_inline $(BIN)/python -c "import nbformat; from nbclient import NotebookClient; nb = nbformat.read('notebooks/demo.ipynb', as_version=4); NotebookClient(nb, timeout=1200, kernel_name='python3').execute(); nbformat.write(nb, 'notebooks/demo.ipynb')"
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

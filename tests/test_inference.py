@@ -96,9 +96,12 @@ def test_tiled_output_equals_whole_image_output(size):
     with torch.no_grad():
         reference = g(lr, pm.full())[0].permute(1, 2, 0).numpy()  # the eager call, not the tiling code
     tiled = super_resolve(g, lr, pm, tile=8, overlap=receptive_field(g), batch_size=3, as_float=True)
-    assert whole.shape == tiled.shape == (4 * h, 4 * w, 3)
+    strips = super_resolve(g, lr, pm, tile=None, hr_rows=5, as_float=True)  # upsampling layers in strips of 5 LR rows
+    assert whole.shape == tiled.shape == strips.shape == (4 * h, 4 * w, 3)
     assert np.abs(whole - reference).max() < 1e-5
     assert np.abs(tiled - reference).max() < 1e-4
+    assert np.abs(strips - reference).max() < 1e-5
+    assert receptive_field(g, within=g.HR_branch) == 2  # 1 (conv at LR) + 1/2 (at x2) + 2/4 (two at x4)
     # Without enough context the seams show: the check above can fail.
     if h > 8 or w > 8:
         assert np.abs(super_resolve(g, lr, pm, tile=8, overlap=2, as_float=True) - reference).max() > 1e-3

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .models.generator import SFTGenerator
+from .models.lraspp import LRASPPSegmenter
 from .models.segmenter import OutdoorSceneSeg
 
 StateDict = dict[str, torch.Tensor]
@@ -233,13 +234,64 @@ def export_generator(generator: SFTGenerator, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_segmenter(path: str | os.PathLike, **arch) -> OutdoorSceneSeg:
-    """Load ``segmentation_OST_bic.pth`` (or a compatible checkpoint) strictly into ``OutdoorSceneSeg``, eval mode.
+SEGMENTER_KEY = "sftgan_lit_segmenter"
+# Architectures a segmenter checkpoint may name. A checkpoint is untrusted input: it selects one of
+# these classes by its dotted path and passes plain constructor arguments; it never names code to run.
+SEGMENTER_ARCHS: dict[str, type[nn.Module]] = {
+    "sftgan_lit.models.OutdoorSceneSeg": OutdoorSceneSeg,
+    "sftgan_lit.models.LRASPPSegmenter": LRASPPSegmenter,
+}
 
-    ``arch``: ``OutdoorSceneSeg`` constructor arguments (``layers``, ``base_width``) for non-released
-    sizes; the class count is read from the checkpoint.
+
+def _dotted(cls: type) -> str:
+    return next(name for name, c in SEGMENTER_ARCHS.items() if c is cls)
+
+
+def export_segmenter(segmenter: nn.Module, path: str | os.PathLike, class_names: Iterable[str], colors: Iterable) -> None:
+    """Save a trained prior segmenter with its architecture, constructor arguments, class names and
+    colours, so a prior config needs only the path (``prior=learned prior.weights=PATH``)."""
+    import io
+
+    from .data.io import atomic_write_bytes
+
+    spec = {
+        "target": _dotted(type(segmenter)),
+        "kwargs": dict(segmenter.config_dict()),
+        "class_names": [str(c) for c in class_names],
+        "colors": [[int(v) for v in c] for c in colors],
+    }
+    buf = io.BytesIO()
+    torch.save({"params": {k: v.detach().cpu().clone() for k, v in segmenter.state_dict().items()}, SEGMENTER_KEY: spec}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def segmenter_spec(path: str | os.PathLike, obj: Mapping | None = None) -> dict | None:
+    """The architecture/classes record of a checkpoint written by ``export_segmenter`` (None for the
+    released file); ``obj``: the already loaded file."""
+    spec = (load_checkpoint_file(path) if obj is None else obj).get(SEGMENTER_KEY)
+    if spec is not None and not (isinstance(spec, Mapping) and spec.get("target") in SEGMENTER_ARCHS and isinstance(spec.get("kwargs"), Mapping)):
+        raise CheckpointError(f"{path}: '{SEGMENTER_KEY}' must name one of {sorted(SEGMENTER_ARCHS)} with a dict of kwargs")
+    return dict(spec) if spec is not None else None
+
+
+def load_segmenter(path: str | os.PathLike, **arch) -> nn.Module:
+    """Load a prior segmenter strictly, eval mode.
+
+    A file written by ``export_segmenter`` carries its architecture and is rebuilt from it (``arch``
+    must then be empty). Otherwise it is ``segmentation_OST_bic.pth`` or a compatible
+    ``OutdoorSceneSeg`` state dict: ``arch`` gives constructor arguments (``layers``, ``base_width``)
+    for non-released sizes and the class count is read from the checkpoint.
     """
-    sd = load_state_dict_file(path, prefixes=("segmenter.", "model."))
+    obj = load_checkpoint_file(path)
+    spec = segmenter_spec(path, obj)
+    if spec is not None:
+        if arch:
+            raise CheckpointError(f"{path} records its architecture ({spec['target']}); remove prior.arch={arch}")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["kwargs"].items()}
+        segmenter = SEGMENTER_ARCHS[spec["target"]](**kwargs)
+        load_strict(segmenter, unwrap_state_dict(obj, source=str(path)), source=str(path))
+        return segmenter.eval()
+    sd = unwrap_state_dict(obj, prefixes=("segmenter.", "model."), source=str(path))
     num_classes = sd["deconv.weight"].shape[0] if "deconv.weight" in sd else 8
     arch = {k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()}
     segmenter = OutdoorSceneSeg(num_classes=num_classes, **arch)

@@ -9,6 +9,13 @@ region says nothing about its class while the HR textures differ by ``2 * amplit
 prior can tell the generator which texture to draw, and the texture's contrast is proportional to
 the local brightness, a multiplicative interaction between content and class.
 
+``make_context_scene`` (``data.demo.kind=context``, the learned-prior pipeline) keeps the textures
+locally ambiguous but makes the class identifiable from wider context, as the paper's premise needs:
+horizontal bands with wavy boundaries in a fixed class order from top to bottom (like sky above
+mountains above water), each band with its own brightness so the boundaries show at LR. A segmenter
+that sees the whole image can tell which band a pixel is in; a generator that sees a few LR pixels
+around it cannot.
+
 The pattern's phase is tied to absolute pixel parity, so crops must start at multiples of the SR
 scale and must not be flipped or transposed (``conf/data/ablation.yaml`` sets this).
 """
@@ -64,6 +71,47 @@ def make_ambiguous_scene(
     for c in range(1, len(AMBIGUOUS_CLASSES)):
         texture += (labels == c) * pattern(c, size, size)
     hr = np.clip(base * (1.0 + amplitude * texture), 0, 1)
+    rgb = np.round(hr * 255).astype(np.uint8)
+    return np.repeat(rgb[..., None], 3, axis=2), labels
+
+
+# Top to bottom in every context scene.
+CONTEXT_ORDER: tuple[int, ...] = (1, 3, 0, 2)  # hstripes, checker, flat, vstripes
+
+
+def _band_edges(rng: np.random.Generator, size: int, bands: int, min_frac: float = 0.14) -> list[np.ndarray]:
+    """``bands - 1`` wavy boundaries (rows per column), ordered and at least ``min_frac * size`` apart."""
+    while True:
+        levels = np.sort(rng.uniform(0.12, 0.88, bands - 1))
+        if np.all(np.diff(np.r_[0.0, levels, 1.0]) >= min_frac):
+            break
+    x = np.arange(size, dtype=np.float32)
+    edges = []
+    for level in levels:
+        wave = sum(rng.uniform(0.01, 0.035) * size * np.sin(rng.uniform(1, 4) * 2 * np.pi * x / size + rng.uniform(0, 6.3)) for _ in range(2))
+        edges.append(level * size + wave)
+    return edges
+
+
+def make_context_scene(
+    rng: np.random.Generator, size: int, photos: list[np.ndarray], amplitude: float = 0.3
+) -> tuple[np.ndarray, np.ndarray]:
+    """One context scene: RGB uint8 (size, size, 3) (grey) and its label map uint8 (size, size)."""
+    base = smooth_base(photos[int(rng.integers(len(photos)))], rng, size, 0.35, 0.85)
+    yy = np.arange(size, dtype=np.float32)[:, None]
+    band = sum((yy >= e[None, :]).astype(np.int64) for e in _band_edges(rng, size, len(CONTEXT_ORDER)))
+    labels = np.asarray(CONTEXT_ORDER, np.uint8)[band]
+    # Neighbouring bands differ in brightness by at least 0.2, so every boundary is visible at LR;
+    # the gains are random, so brightness says nothing about the class.
+    gains = [rng.uniform(0.45, 1.0)]
+    while len(gains) < len(CONTEXT_ORDER):
+        g = rng.uniform(0.45, 1.0)
+        if abs(g - gains[-1]) >= 0.2:
+            gains.append(g)
+    texture = np.zeros((size, size), np.float32)
+    for c in range(1, len(AMBIGUOUS_CLASSES)):
+        texture += (labels == c) * pattern(c, size, size)
+    hr = np.clip(base * np.asarray(gains, np.float32)[band] * (1.0 + amplitude * texture), 0, 1)
     rgb = np.round(hr * 255).astype(np.uint8)
     return np.repeat(rgb[..., None], 3, axis=2), labels
 

@@ -142,7 +142,7 @@ class SFTGANDataModule(L.LightningDataModule):
         else:
             raise ValueError("data.store_root is not set: give a folder for prepared stores, or set data.use_store=false")
         # Label maps serve the labels/uniform/none priors alike; cached probabilities belong to one prior.
-        key = self.prior.name if self.prior.cached_probs else "labels"
+        key = self.prior.store_key if self.prior.cached_probs else "labels"
         return root / f"{'background' if background else split}-{key}"
 
     def _prepare_split(self, split: str, spec: Mapping, background: bool = False) -> None:

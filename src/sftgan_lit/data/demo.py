@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..categories import OUTDOOR_CLASSES
-from .ambiguous import AMBIGUOUS_CLASSES, BASE_PHOTOS, HELD_OUT_BASE_PHOTOS, make_ambiguous_scene
+from .ambiguous import AMBIGUOUS_CLASSES, BASE_PHOTOS, HELD_OUT_BASE_PHOTOS, make_ambiguous_scene, make_context_scene
 from .io import write_png
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,8 @@ class DemoConfig:
     num_test: int = 8
     num_background: int = 8  # photograph-only images for the background mix of the training split
     # "outdoor": the 8 outdoor classes from skimage textures; "ambiguous": the prior ablation's scenes,
-    # whose 4 classes are identical at LR (data/ambiguous.py)
+    # whose 4 classes are identical at LR (data/ambiguous.py); "context": the same classes in bands whose
+    # order identifies them from the whole image only (the learned-prior pipeline)
     kind: str = "outdoor"
 
 
@@ -218,8 +219,8 @@ def generate_demo(root: str | os.PathLike | None = None, config: DemoConfig = De
     """
     if config.size % 8:
         raise ValueError(f"demo scene size must be a multiple of 8, got {config.size}")
-    if config.kind not in ("outdoor", "ambiguous"):
-        raise ValueError(f"data.demo.kind must be 'outdoor' or 'ambiguous', got {config.kind!r}")
+    if config.kind not in ("outdoor", "ambiguous", "context"):
+        raise ValueError(f"data.demo.kind must be 'outdoor', 'ambiguous' or 'context', got {config.kind!r}")
     root = Path(root) if root is not None else default_cache_dir() / "demo"
     settings = {"version": DEMO_VERSION, **asdict(config)}
     prefix = "demo" if config.kind == "outdoor" else config.kind
@@ -233,7 +234,8 @@ def generate_demo(root: str | os.PathLike | None = None, config: DemoConfig = De
         rng = np.random.default_rng(config.seed)
         splits = {"train": (config.num_train, False), "val": (config.num_val, True), "test": (config.num_test, True)}
         counts = {}
-        ambiguous = config.kind == "ambiguous"
+        ambiguous = config.kind in ("ambiguous", "context")
+        make_grey = make_context_scene if config.kind == "context" else make_ambiguous_scene
         class_names = AMBIGUOUS_CLASSES if ambiguous else OUTDOOR_CLASSES
         for split, (n, held_out) in splits.items():
             names = (HELD_OUT_BASE_PHOTOS if held_out else BASE_PHOTOS) if ambiguous else (HELD_OUT_PHOTOS if held_out else TRAIN_PHOTOS)
@@ -243,7 +245,7 @@ def generate_demo(root: str | os.PathLike | None = None, config: DemoConfig = De
             hist = np.zeros(len(class_names), np.int64)
             for i in range(n):
                 if ambiguous:
-                    image, labels = make_ambiguous_scene(scene_rng, config.size, photos)
+                    image, labels = make_grey(scene_rng, config.size, photos)
                 else:
                     image, labels = make_scene(scene_rng, config.size, photos, painter)
                 write_png(tmp / split / "images" / f"{i:04d}.png", image)

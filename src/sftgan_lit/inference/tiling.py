@@ -4,7 +4,9 @@ A window of the LR image, grown by ``overlap`` LR pixels on each side, goes thro
 only its core is kept. When ``overlap`` is at least the generator's receptive field radius
 (``receptive_field``), every kept pixel saw exactly what it sees in a whole-image pass, so the stitched
 output equals the whole-image output up to float rounding. Peak memory depends on the tile size only:
-the output is written per tile into a uint8 image and the prior is cut per window (``priors.PriorMap``).
+the output is written per tile into a uint8 image, the prior is cut per window (``priors.PriorMap``),
+and inside a window the upsampling layers, whose activations are 16x larger than the trunk's, run on
+strips of rows with their own (2 LR px) context (``run_generator``).
 """
 
 from __future__ import annotations
@@ -33,14 +35,15 @@ def autocast(device: torch.device | str, precision: str):
 
 
 @torch.no_grad()
-def receptive_field(generator: nn.Module) -> int:
+def receptive_field(generator: nn.Module, within: nn.Module | None = None) -> int:
     """Radius of the generator's receptive field in LR pixels (an upper bound, rounded up).
 
     Each stride-1 conv adds ``dilation * (kernel - 1) / 2`` pixels at the resolution it runs at,
     i.e. that divided by its upsampling factor in LR pixels; summing over all convs bounds the
     radius of any path through the network (residual branches only shorten paths). Convs whose
     stride equals their kernel (the condition net's first layer, on the scale grid) add nothing
-    for windows that start on LR pixels.
+    for windows that start on LR pixels. ``within``: count only that submodule's convs (e.g.
+    ``generator.HR_branch``, the halo of its strips).
     """
     scale = getattr(generator, "scale", 4)
     h = w = 8
@@ -57,7 +60,7 @@ def receptive_field(generator: nn.Module) -> int:
         factor = inputs[0].shape[-2] / h
         total += d * (k - 1) / 2 / factor
 
-    for m in generator.modules():
+    for m in (within or generator).modules():
         if isinstance(m, nn.Conv2d):
             hooks.append(m.register_forward_hook(hook))
     try:
@@ -70,6 +73,31 @@ def receptive_field(generator: nn.Module) -> int:
         for hk in hooks:
             hk.remove()
     return math.ceil(total - 1e-9)
+
+
+def run_generator(generator: nn.Module, lr: torch.Tensor, prior: torch.Tensor | None, hr_rows: int | None = 64,
+                  halo: int | None = None) -> torch.Tensor:  # fmt: skip
+    """``generator(lr, prior)``, with the upsampling layers (``HR_branch``) run on strips of ``hr_rows``
+    LR rows plus ``halo`` rows of context (their receptive field, so the result is the same).
+
+    At SR resolution each activation is 64 x 16 floats per LR pixel (440 MB for a 328 x 328 LR
+    window): run at once, those layers set the peak memory; in strips they take ``hr_rows / h`` of it.
+    """
+    if hr_rows is None or not hasattr(generator, "lr_features") or lr.shape[-2] <= hr_rows:
+        return generator(lr, prior)
+    fea = generator.lr_features(lr, prior)
+    halo = receptive_field(generator, within=generator.HR_branch) if halo is None else halo
+    s, h = generator.scale, fea.shape[-2]
+    out = None
+    for y0 in range(0, h, hr_rows):
+        y1 = min(h, y0 + hr_rows)
+        a, b = max(0, y0 - halo), min(h, y1 + halo)
+        part = generator.HR_branch(fea[:, :, a:b])
+        if out is None:
+            out = part.new_empty(part.shape[0], part.shape[1], s * h, s * fea.shape[-1])
+        out[:, :, s * y0 : s * y1] = part[:, :, s * (y0 - a) : s * (y1 - a)]
+        del part
+    return out
 
 
 def tile_starts(length: int, tile: int) -> list[int]:
@@ -105,6 +133,7 @@ def super_resolve_many(
     labels_out: list[np.ndarray | None] | None = None,
     progress=None,
     as_float: bool = False,
+    hr_rows: int | None = 64,
 ) -> list[np.ndarray]:
     """Super-resolve LR images tile by tile; windows of equal shape (across images too) share a batch.
 
@@ -119,6 +148,7 @@ def super_resolve_many(
         labels_out: per image, an optional uint8 ``(H, W)`` array filled with the prior's argmax.
         progress: optional callable ``progress(n)`` after each ``n`` windows.
         as_float: return the raw float32 output instead of the rounded uint8 image (tests, metrics).
+        hr_rows: run the upsampling layers on strips of this many LR rows (``run_generator``); None = at once.
 
     Returns:
         Per image, SR uint8 ``(scale*h, scale*w, 3)`` (float32 with ``as_float``).
@@ -129,6 +159,7 @@ def super_resolve_many(
     if tile is not None and tile < 1:
         raise ValueError(f"tile must be a positive number of LR pixels or null, got {tile}")
     overlap = receptive_field(generator) if overlap is None else overlap
+    halo = receptive_field(generator, within=generator.HR_branch) if hr_rows and hasattr(generator, "HR_branch") else None
     device = next(generator.parameters()).device
     lrs, outs, groups = [], [], {}
     for n, (lr, prior) in enumerate(images):
@@ -156,7 +187,7 @@ def super_resolve_many(
                 # One memory layout whatever the prior map's crop returns, so equal priors give bitwise-equal outputs.
                 priors = torch.cat([images[n][1].crop(*win) for n, _, win in chunk]).to(device, torch.float32).contiguous()
             with autocast(device, precision):
-                sr = generator(x, priors if needs_prior else None)
+                sr = run_generator(generator, x, priors if needs_prior else None, hr_rows, halo)
             for j, (n, (y0, y1, x0, x1), (a, b, c, d)) in enumerate(chunk):
                 rows, cols = slice(s * (y0 - a), s * (y1 - a)), slice(s * (x0 - c), s * (x1 - c))
                 core = sr[j, :, rows, cols]
@@ -173,10 +204,10 @@ def super_resolve_many(
 
 def super_resolve(generator: nn.Module, lr: torch.Tensor, prior: PriorMap | None, tile: int | None = 256,
                   overlap: int | None = None, batch_size: int = 1, precision: str = "fp32",
-                  labels_out: np.ndarray | None = None, as_float: bool = False) -> np.ndarray:  # fmt: skip
+                  labels_out: np.ndarray | None = None, as_float: bool = False, hr_rows: int | None = 64) -> np.ndarray:  # fmt: skip
     """One image: see ``super_resolve_many``. Returns SR uint8 ``(scale*h, scale*w, 3)`` (float32 with ``as_float``)."""
     return super_resolve_many(generator, [(lr, prior)], tile, overlap, batch_size, precision,
-                              [labels_out], as_float=as_float)[0]  # fmt: skip
+                              [labels_out], as_float=as_float, hr_rows=hr_rows)[0]  # fmt: skip
 
 
 def count_tiles(size: tuple[int, int], tile: int | None) -> int:

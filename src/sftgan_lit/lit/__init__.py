@@ -2,6 +2,7 @@
 
 from .callbacks import ValidationImages, WeightSyncCheck
 from .ema import EMA
+from .segmenter_module import SegmenterModule
 from .sftgan_module import NonFiniteLossError, SFTGANModule
 
-__all__ = ["EMA", "NonFiniteLossError", "SFTGANModule", "ValidationImages", "WeightSyncCheck"]
+__all__ = ["EMA", "NonFiniteLossError", "SFTGANModule", "SegmenterModule", "ValidationImages", "WeightSyncCheck"]

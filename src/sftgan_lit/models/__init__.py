@@ -4,6 +4,7 @@ from .concat import ConcatLayer
 from .condition import ConditionNet
 from .discriminator import ACDDiscriminator
 from .generator import GeneratorConfig, ResBlockSFT, SFTGenerator, sftgan_pytorch, sftgan_torch7, srresnet
+from .lraspp import LRASPPSegmenter
 from .segmenter import OutdoorSceneSeg, Res131
 from .sft import SFTLayer
 from .vgg import VGGFeatureExtractor
@@ -13,6 +14,7 @@ __all__ = [
     "ConcatLayer",
     "ConditionNet",
     "GeneratorConfig",
+    "LRASPPSegmenter",
     "OutdoorSceneSeg",
     "Res131",
     "ResBlockSFT",

@@ -228,6 +228,11 @@ class SFTGenerator(nn.Module):
         return cond
 
     def forward(self, lr: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+        return self.HR_branch(self.lr_features(lr, prior))
+
+    def lr_features(self, lr: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+        """The trunk: LR features ``(N, num_features, h, w)`` (long skip included) that ``HR_branch``
+        upsamples. Split out so tiled inference can run the memory-heavy HR layers in strips."""
         self.check_inputs(lr, prior)
         if self.conv0.weight.is_contiguous(memory_format=torch.channels_last):
             # Inputs follow the weights' layout: a channels_last model (what load_generator returns)
@@ -242,7 +247,7 @@ class SFTGenerator(nn.Module):
         if self._final_conditioned:
             res = self.sft_branch[-2](res, cond)
         res = self.sft_branch[-1](res)
-        return self.HR_branch(fea + res)
+        return fea + res
 
 
 def sftgan_pytorch(**overrides) -> SFTGenerator:

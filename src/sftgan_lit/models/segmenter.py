@@ -65,6 +65,7 @@ class OutdoorSceneSeg(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
+        self._config = {"num_classes": num_classes, "layers": list(layers), "base_width": base_width, "scale": scale, "dropout": dropout}
         self.num_classes = num_classes
         self.scale = scale
         w = base_width
@@ -87,6 +88,10 @@ class OutdoorSceneSeg(nn.Module):
         self.deconv = nn.ConvTranspose2d(
             num_classes, num_classes, 2 * self.stride, self.stride, self.stride // 2, groups=num_classes, bias=False
         )
+
+    def config_dict(self) -> dict:
+        """Constructor arguments (what ``export_segmenter`` records)."""
+        return dict(self._config)
 
     @staticmethod
     def preprocess(lr: torch.Tensor, scale: int = 4) -> torch.Tensor:
@@ -124,7 +129,11 @@ class OutdoorSceneSeg(nn.Module):
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
         return self.decode_coarse(self.feature(x))[..., :h, :w]
 
+    def logits(self, lr: torch.Tensor) -> torch.Tensor:
+        """LR RGB [0, 1] (N, 3, h, w) -> logits before the softmax (N, num_classes, scale*h, scale*w) (training)."""
+        h, w = lr.shape[-2] * self.scale, lr.shape[-1] * self.scale
+        return self.deconv(self.coarse_logits(lr))[..., :h, :w]
+
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         """LR RGB [0, 1] (N, 3, h, w) -> class probabilities (N, num_classes, scale*h, scale*w)."""
-        h, w = lr.shape[-2] * self.scale, lr.shape[-1] * self.scale
-        return self.decode_coarse(self.coarse_logits(lr))[..., :h, :w]
+        return torch.softmax(self.logits(lr), dim=1)

@@ -87,6 +87,11 @@ class Prior:
         return False
 
     @property
+    def store_key(self) -> str:
+        """Names the prepared store of this prior's cached probabilities (see ``SegmenterPrior``)."""
+        return self.name
+
+    @property
     def informative(self) -> bool:
         """False for priors that carry no information (uniform / none)."""
         return self.source != "uniform"

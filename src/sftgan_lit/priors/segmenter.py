@@ -56,6 +56,23 @@ class SegmenterPrior(Prior):
     def online(self) -> bool:
         return self.mode == "online"
 
+    @property
+    def store_key(self) -> str:
+        # Probabilities belong to these weights: a retrained segmenter under the same prior name must
+        # not reuse an older store, so the key carries a digest of the weights file.
+        import hashlib
+
+        path = self.check_weights()
+        stat = path.stat()
+        ident = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if getattr(self, "_digest", (None, ""))[0] != ident:  # the released file is 200 MB: hash it once
+            digest = hashlib.sha256()
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            self._digest = (ident, digest.hexdigest()[:12])
+        return f"{self.name}-{self._digest[1]}"
+
     def check_weights(self) -> Path:
         """The weights file, or a ``FileNotFoundError`` naming the config key to set."""
         if not self.weights:
@@ -71,9 +88,17 @@ class SegmenterPrior(Prior):
     def model(self, device: torch.device | str = "cpu") -> nn.Module:
         """The frozen segmenter on ``device`` (loaded on first use)."""
         if self._model is None:
-            from ..checkpoints import load_segmenter
+            from ..checkpoints import load_segmenter, segmenter_spec
 
-            model = load_segmenter(self.check_weights(), **self.arch)
+            path = self.check_weights()
+            spec = segmenter_spec(path)
+            model = load_segmenter(path, **self.arch)
+            names = spec.get("class_names") if spec else None
+            if names and model.num_classes == self.num_classes and tuple(names) != self.class_names:
+                raise PriorError(
+                    f"{self.weights_key}={self.weights}: the segmenter was trained on classes ({', '.join(names)}) but "
+                    f"prior={self.name} declares ({', '.join(self.class_names)}); use the prior config it was trained with"
+                )
             if model.num_classes != self.num_classes:
                 raise PriorError(
                     f"{self.weights_key}={self.weights}: the segmenter predicts {model.num_classes} classes but "
