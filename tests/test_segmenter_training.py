@@ -168,6 +168,12 @@ def test_prior_from_trained_segmenter_passes_store_validation_and_predicts(tmp_p
                    name="predict")  # fmt: skip
     report, _ = predict(cfg)
     assert report.ok and (tmp_path / "out" / "x.png").is_file() and (tmp_path / "out" / "x_prior.png").is_file()
+    # without weights: one configuration error before any file is read (exit code 2 in the CLI)
+    cfg = _compose([f"images={tmp_path / 'x.png'}", "prior=learned", f"checkpoint={tmp_path / 'g.pth'}",
+                    f"out={tmp_path / 'out2'}", "progress=false"], name="predict")  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="set prior.weights=.*experiment=segmenter"):
+        predict(cfg)
+    assert not (tmp_path / "out2").exists()
 
 
 @pytest.mark.slow

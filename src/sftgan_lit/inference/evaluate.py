@@ -249,6 +249,7 @@ def evaluate(cfg) -> tuple[dict, dict]:
     start = time.perf_counter()
     device = pick_device(cfg.device)
     prior: Prior = instantiate(cfg.prior)
+    prior.check_ready()  # missing segmenter weights: one configuration error, not a failure per file
     variants = parse_variants(list(cfg.checkpoints), list(cfg.compare_priors), prior)
     files, labels = inputs_from_config(cfg)
     sources = PriorSources(prior, labels, Path(cfg.priors) if cfg.priors else None, cfg.segment_max_pixels,

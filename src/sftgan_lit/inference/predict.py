@@ -302,6 +302,7 @@ def predict(cfg) -> tuple[PredictReport, dict]:
 
     device = pick_device(cfg.device)
     prior: Prior = instantiate(cfg.prior)
+    prior.check_ready()  # missing segmenter weights: one configuration error, not a failure per file
     ckpt = resolve_checkpoint(cfg.checkpoint)
     generator = load_for_prior(ckpt, prior, device, cfg.channels_last, f"checkpoint={cfg.checkpoint}")
     files, labels = inputs_from_config(cfg)

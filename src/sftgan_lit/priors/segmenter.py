@@ -76,9 +76,11 @@ class SegmenterPrior(Prior):
     def check_weights(self) -> Path:
         """The weights file, or a ``FileNotFoundError`` naming the config key to set."""
         if not self.weights:
+            wanted = ("segmentation_OST_bic.pth (the released file cannot be downloaded here)" if self.name == "ade_outdoor"
+                      else "segmenter.pth (written by train.py experiment=segmenter)")  # fmt: skip
             raise FileNotFoundError(
-                f"prior={self.name} needs the segmenter weights: set {self.weights_key}=/path/to/segmentation_OST_bic.pth "
-                "(the released file cannot be downloaded here), or use prior=labels / prior=none"
+                f"prior={self.name} needs the segmenter weights: set {self.weights_key}=/path/to/{wanted}, "
+                "or use prior=labels / prior=none"
             )
         path = Path(self.weights).expanduser()
         if not path.is_file():
