@@ -221,17 +221,25 @@ def load_generator(path: str | os.PathLike, prefer_ema: bool = True, channels_la
     return generator.eval()
 
 
-def export_generator(generator: SFTGenerator, path: str | os.PathLike) -> None:
-    """Save the generator alone, in the original key layout, with its constructor arguments (atomically:
-    a reader polling for ``generator.pth``, e.g. ``checkpoint=latest``, never sees half a file)."""
+def _save_atomic(obj: Mapping, path: str | os.PathLike) -> None:
+    """``torch.save`` through a temporary file and a rename: a reader polling for the file (e.g.
+    ``checkpoint=latest``) never sees half of it."""
     import io
 
     from .data.io import atomic_write_bytes
 
-    state = {k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}
     buf = io.BytesIO()
-    torch.save({"params": state, CONFIG_KEY: generator.config_dict()}, buf)
+    torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _cpu_state(module: nn.Module) -> StateDict:
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def export_generator(generator: SFTGenerator, path: str | os.PathLike) -> None:
+    """Save the generator alone, in the original key layout, with its constructor arguments (atomically)."""
+    _save_atomic({"params": _cpu_state(generator), CONFIG_KEY: generator.config_dict()}, path)
 
 
 SEGMENTER_KEY = "sftgan_lit_segmenter"
@@ -250,32 +258,31 @@ def _dotted(cls: type) -> str:
 def export_segmenter(segmenter: nn.Module, path: str | os.PathLike, class_names: Iterable[str], colors: Iterable) -> None:
     """Save a trained prior segmenter with its architecture, constructor arguments, class names and
     colours, so a prior config needs only the path (``prior=learned prior.weights=PATH``)."""
-    import io
-
-    from .data.io import atomic_write_bytes
-
     spec = {
         "target": _dotted(type(segmenter)),
         "kwargs": dict(segmenter.config_dict()),
         "class_names": [str(c) for c in class_names],
         "colors": [[int(v) for v in c] for c in colors],
     }
-    buf = io.BytesIO()
-    torch.save({"params": {k: v.detach().cpu().clone() for k, v in segmenter.state_dict().items()}, SEGMENTER_KEY: spec}, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    _save_atomic({"params": _cpu_state(segmenter), SEGMENTER_KEY: spec}, path)
 
 
-def segmenter_spec(path: str | os.PathLike, obj: Mapping | None = None) -> dict | None:
-    """The architecture/classes record of a checkpoint written by ``export_segmenter`` (None for the
-    released file); ``obj``: the already loaded file."""
-    spec = (load_checkpoint_file(path) if obj is None else obj).get(SEGMENTER_KEY)
+def segmenter_spec(path: str | os.PathLike, obj: Mapping) -> dict | None:
+    """The architecture/classes record of checkpoint ``obj`` (loaded from ``path``) written by
+    ``export_segmenter``; None for the released file."""
+    spec = obj.get(SEGMENTER_KEY)
     if spec is not None and not (isinstance(spec, Mapping) and spec.get("target") in SEGMENTER_ARCHS and isinstance(spec.get("kwargs"), Mapping)):
         raise CheckpointError(f"{path}: '{SEGMENTER_KEY}' must name one of {sorted(SEGMENTER_ARCHS)} with a dict of kwargs")
     return dict(spec) if spec is not None else None
 
 
 def load_segmenter(path: str | os.PathLike, **arch) -> nn.Module:
-    """Load a prior segmenter strictly, eval mode.
+    """Load a prior segmenter strictly, eval mode (``read_segmenter`` without the record)."""
+    return read_segmenter(path, **arch)[0]
+
+
+def read_segmenter(path: str | os.PathLike, **arch) -> tuple[nn.Module, dict | None]:
+    """Load a prior segmenter strictly, eval mode, and the record ``export_segmenter`` wrote (or None).
 
     A file written by ``export_segmenter`` carries its architecture and is rebuilt from it (``arch``
     must then be empty). Otherwise it is ``segmentation_OST_bic.pth`` or a compatible
@@ -290,13 +297,13 @@ def load_segmenter(path: str | os.PathLike, **arch) -> nn.Module:
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["kwargs"].items()}
         segmenter = SEGMENTER_ARCHS[spec["target"]](**kwargs)
         load_strict(segmenter, unwrap_state_dict(obj, source=str(path)), source=str(path))
-        return segmenter.eval()
+        return segmenter.eval(), spec
     sd = unwrap_state_dict(obj, prefixes=("segmenter.", "model."), source=str(path))
     num_classes = sd["deconv.weight"].shape[0] if "deconv.weight" in sd else 8
     arch = {k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()}
     segmenter = OutdoorSceneSeg(num_classes=num_classes, **arch)
     load_strict(segmenter, sd, source=str(path))
-    return segmenter.eval()
+    return segmenter.eval(), None
 
 
 # ---------------------------------------------------------------------------------------------------

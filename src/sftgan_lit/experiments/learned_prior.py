@@ -52,9 +52,9 @@ FAST_SR = ["data.demo.num_train=8", "data.demo.num_val=2", "data.demo.num_test=2
            "trainer.max_steps=4", "optim.scheduler.milestones=[3]"]  # fmt: skip
 
 
-def _compose(overrides: Sequence[str]):
+def _compose(overrides: Sequence[str], config_name: str = "train"):
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        return compose(config_name="train", overrides=list(overrides))
+        return compose(config_name=config_name, overrides=list(overrides))
 
 
 @torch.no_grad()
@@ -117,19 +117,14 @@ def run_pipeline(out: str | Path, seg_overrides: Sequence[str] = (), sr_override
     from ..inference.predict import predict
 
     test_images = Path(dm.demo_root()) / "test" / "images"
-    pcfg = _predict_cfg([f"images={test_images / '0000.png'}", "input=hr", "prior=learned", f"prior.weights={seg_path}",
-                         f"checkpoint={export['learned']}", f"out={out / 'predict'}", "save_prior=true", "progress=false",
-                         "overwrite=true"])  # fmt: skip
+    pcfg = _compose([f"images={test_images / '0000.png'}", "input=hr", "prior=learned", f"prior.weights={seg_path}",
+                     f"checkpoint={export['learned']}", f"out={out / 'predict'}", "save_prior=true", "progress=false",
+                     "overwrite=true"], config_name="predict")  # fmt: skip
     report, _ = predict(pcfg)
     results["predict"] = [str(p) for p in report.written]
     (out / "results.json").write_text(json.dumps(results, indent=1))
     write_report(out, results)
     return results
-
-
-def _predict_cfg(overrides: Sequence[str]):
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        return compose(config_name="predict", overrides=list(overrides))
 
 
 def write_report(out: Path, results: dict) -> None:

@@ -167,21 +167,21 @@ class PriorEdits:
     mask: Path | None = None
     remap: str | list | None = None
 
-    def check(self, prior: Prior) -> None:
-        """Fail before any file is read when a class name is not one of the prior's."""
+    def check(self, prior: Prior) -> tuple[int | None, dict[int, int]]:
+        """Fail before any file is read when a class name is not one of the prior's or the mask is
+        missing; returns the override's class index and the remap as indices."""
         if self.override is not None and self.override not in prior.class_names:
             raise PriorError(f"prior_override={self.override}: not a class of prior={prior.name} ({', '.join(prior.class_names)})")
-        parse_remap(self.remap, prior.class_names)
+        remap = parse_remap(self.remap, prior.class_names)
         if self.mask is not None and not Path(self.mask).is_file():
             raise FileNotFoundError(f"prior_mask={self.mask}: file not found")
+        return (None if self.override is None else prior.class_names.index(self.override)), remap
 
     def apply(self, pm: PriorMap, prior: Prior) -> tuple[PriorMap, str]:
         if self.override is None and self.mask is None and not self.remap:
             return pm, ""
-        self.check(prior)
-        override = None if self.override is None else prior.class_names.index(self.override)
+        override, remap = self.check(prior)
         mask = read_class_mask(self.mask, prior.class_names, prior.colors, pm.hr_size) if self.mask is not None else None
-        remap = parse_remap(self.remap, prior.class_names)
         what = [f"override={self.override}"] * (override is not None) + [f"mask={self.mask}"] * (mask is not None)
         what += [f"remap={self.remap}"] * bool(remap)
         return EditedPrior(pm, override, mask, remap), ", edited: " + "; ".join(what)
@@ -223,8 +223,9 @@ def predict_files(
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     scale = generator.scale
-    overlap = receptive_field(generator) if overlap is None else overlap
-    log.info("tiles of %s LR px with %d px overlap (receptive field radius %d)", tile, overlap, receptive_field(generator))
+    radius = receptive_field(generator)
+    overlap = radius if overlap is None else overlap
+    log.info("tiles of %s LR px with %d px overlap (receptive field radius %d)", tile, overlap, radius)
     pending: list[tuple[Path, Path, torch.Tensor, PriorMap, str]] = []
 
     def flush() -> None:

@@ -153,7 +153,7 @@ def read_class_mask(path, class_names: Sequence[str], colors: Sequence[Sequence[
 
     img = _open(path, max_pixels=hr_size[0] * hr_size[1] * 4)
     if img.mode in ("L", "P", "I", "I;16"):
-        mask = np.asarray(img if img.mode != "P" else img, dtype=np.int64)
+        mask = np.asarray(img, dtype=np.int64)
         bad = np.unique(mask[(mask >= len(class_names)) & (mask != VOID_LABEL)])
         if bad.size:
             raise PriorError(f"{path}: mask values {bad[:8].tolist()} are neither a class index < {len(class_names)} nor 255 (keep)")
@@ -191,7 +191,8 @@ class EditedPrior(PriorMap):
         self.remap = dict(remap or {})
 
     def crop(self, y0, y1, x0, x1):
-        probs = self.base.crop(y0, y1, x0, x1).clone()
+        # every edit below builds a new tensor: the base's crop (possibly a view of its map) is never written
+        probs = self.base.crop(y0, y1, x0, x1)
         c = self.num_classes
         if self.remap:
             moved = probs.clone()

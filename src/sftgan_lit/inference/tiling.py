@@ -131,7 +131,6 @@ def super_resolve_many(
     batch_size: int = 1,
     precision: str = "fp32",
     labels_out: list[np.ndarray | None] | None = None,
-    progress=None,
     as_float: bool = False,
     hr_rows: int | None = 64,
 ) -> list[np.ndarray]:
@@ -146,7 +145,6 @@ def super_resolve_many(
             makes the result equal to the whole-image pass.
         batch_size: windows of equal shape per generator call.
         labels_out: per image, an optional uint8 ``(H, W)`` array filled with the prior's argmax.
-        progress: optional callable ``progress(n)`` after each ``n`` windows.
         as_float: return the raw float32 output instead of the rounded uint8 image (tests, metrics).
         hr_rows: run the upsampling layers on strips of this many LR rows (``run_generator``); None = at once.
 
@@ -197,8 +195,6 @@ def super_resolve_many(
                 if labels_out is not None and labels_out[n] is not None:
                     labels_out[n][s * y0 : s * y1, s * x0 : s * x1] = priors[j, :, rows, cols].argmax(0).to(torch.uint8).cpu().numpy()
             del sr, x, priors
-            if progress is not None:
-                progress(len(chunk))
     return outs
 
 
@@ -209,6 +205,3 @@ def super_resolve(generator: nn.Module, lr: torch.Tensor, prior: PriorMap | None
     return super_resolve_many(generator, [(lr, prior)], tile, overlap, batch_size, precision,
                               [labels_out], as_float=as_float, hr_rows=hr_rows)[0]  # fmt: skip
 
-
-def count_tiles(size: tuple[int, int], tile: int | None) -> int:
-    return sum(1 for _ in windows(size, tile, 0))

@@ -109,7 +109,10 @@ class OutdoorSceneSeg(nn.Module):
         """LR RGB [0, 1] (N, 3, h, w) -> logits at 1/8 of HR resolution (N, C, ceil(scale*h/8), ceil(scale*w/8))."""
         if lr.dim() != 4 or lr.shape[1] != 3:
             raise ValueError(f"OutdoorSceneSeg expects LR RGB (N, 3, h, w) in [0, 1], got {tuple(lr.shape)}")
-        x = self.preprocess(lr, self.scale)
+        return self._coarse(self.preprocess(lr, self.scale))
+
+    def _coarse(self, x: torch.Tensor) -> torch.Tensor:
+        """Preprocessed (N, 3, H, W), padded by edge replication to a multiple of the stride -> stride-8 logits."""
         h, w = x.shape[-2:]
         pad_h, pad_w = (-h) % self.stride, (-w) % self.stride
         if pad_h or pad_w:
@@ -124,10 +127,7 @@ class OutdoorSceneSeg(nn.Module):
     def forward_preprocessed(self, x: torch.Tensor) -> torch.Tensor:
         """Mean-subtracted BGR (N, 3, H, W) -> class probabilities (N, num_classes, H, W)."""
         h, w = x.shape[-2:]
-        pad_h, pad_w = (-h) % self.stride, (-w) % self.stride
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        return self.decode_coarse(self.feature(x))[..., :h, :w]
+        return self.decode_coarse(self._coarse(x))[..., :h, :w]
 
     def logits(self, lr: torch.Tensor) -> torch.Tensor:
         """LR RGB [0, 1] (N, 3, h, w) -> logits before the softmax (N, num_classes, scale*h, scale*w) (training)."""

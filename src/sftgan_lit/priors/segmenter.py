@@ -90,11 +90,9 @@ class SegmenterPrior(Prior):
     def model(self, device: torch.device | str = "cpu") -> nn.Module:
         """The frozen segmenter on ``device`` (loaded on first use)."""
         if self._model is None:
-            from ..checkpoints import load_segmenter, segmenter_spec
+            from ..checkpoints import read_segmenter
 
-            path = self.check_weights()
-            spec = segmenter_spec(path)
-            model = load_segmenter(path, **self.arch)
+            model, spec = read_segmenter(self.check_weights(), **self.arch)
             names = spec.get("class_names") if spec else None
             if names and model.num_classes == self.num_classes and tuple(names) != self.class_names:
                 raise PriorError(
