@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test bench ablation pipeline notebook clean
+.PHONY: install test format bench ablation pipeline notebook clean
 
 install: $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip >/dev/null
@@ -12,8 +12,17 @@ install: $(BIN)/python
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# style (ruff format + lint), the import layers (import-linter), then the test suite
 test:
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
+
+# apply the formatter and the linter's safe fixes
+format:
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 bench:
 	$(BIN)/python benchmarks/bench_imresize.py

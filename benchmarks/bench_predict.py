@@ -51,15 +51,15 @@ def run_case(lr_h: int, lr_w: int, tile: int | None, threads: int) -> dict:
     import numpy as np
     import torch
 
-    from sftgan_lit.inference import LabelPriorMap, receptive_field, super_resolve
+    from sftgan_lit.inference import receptive_field, super_resolve
     from sftgan_lit.models import sftgan_pytorch
-    from sftgan_lit.priors.labels import LabelPrior
+    from sftgan_lit.priors import LabelPrior
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     g = sftgan_pytorch().eval()
     lr, labels = _photo(lr_h, lr_w)
-    prior = LabelPriorMap(labels, LabelPrior(class_names=[f"c{i}" for i in range(8)], colors=[[0, 0, 0]] * 8))
+    prior = LabelPrior(class_names=[f"c{i}" for i in range(8)], colors=[[0, 0, 0]] * 8).map_of(labels, 4)
     r = receptive_field(g)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     t0 = time.perf_counter()
@@ -108,7 +108,7 @@ def part1(small: bool, threads: int) -> None:
 def part2(small: bool, threads: int) -> None:
     import torch
 
-    from sftgan_lit.inference.tiling import autocast
+    from sftgan_lit.precision import autocast
     from sftgan_lit.models import sftgan_pytorch
     from sftgan_lit.models.segmenter import OutdoorSceneSeg
 

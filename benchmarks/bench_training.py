@@ -21,8 +21,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from sftgan_lit.lit import SFTGANModule
 from sftgan_lit.lit.ema import EMA
-from sftgan_lit.losses import GANLoss, PerceptualLoss
+from sftgan_lit.losses import GANLoss, PerceptualLoss, SFTGANObjective
 from sftgan_lit.models import ACDDiscriminator, sftgan_pytorch
+from sftgan_lit.priors import LabelPrior
 
 
 class FixedBatches(Dataset):
@@ -63,7 +64,8 @@ class IterationTimer(L.Callback):
 
 def lightning_iterations(batch: dict, iters: int, device: str, precision: str) -> list[float]:
     g, d, percep = networks()
-    module = SFTGANModule(g, d, percep, w_pix=0.0, w_percep=1.0, w_gan=5e-3, ema_decay=0.999)
+    objective = SFTGANObjective(w_pix=0.0, w_percep=1.0, w_gan=5e-3, perceptual=lambda: percep)
+    module = SFTGANModule(g, d, objective, LabelPrior(), ema_decay=0.999, lpips_net=None)
     timer = IterationTimer()
     trainer = L.Trainer(max_steps=2 * iters, accelerator=device, devices=1, precision=precision, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

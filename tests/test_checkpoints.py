@@ -6,12 +6,13 @@ import os
 
 import pytest
 import torch
-from conftest import layout, random_state_dict
+from helpers import layout, random_state_dict
 from reference_nets import RefSFTNet
 
 import sftgan_lit
 from sftgan_lit import load_generator, load_segmenter
-from sftgan_lit.checkpoints import CheckpointError, convert_srgan_state_dict, export_generator, init_from_srgan
+from sftgan_lit.models import convert_srgan_state_dict, export_generator, init_from_srgan
+from sftgan_lit.state_dict import CheckpointError
 from sftgan_lit.models import SFTGenerator
 
 
@@ -211,7 +212,7 @@ def test_layout_fixture_matches_the_notes():
     """The committed layout fixture is what make_layout_fixture.py makes from the notes (when they are here)."""
     import json
 
-    from conftest import FIXTURE_LAYOUTS, notes_dir
+    from helpers import FIXTURE_LAYOUTS, notes_dir
 
     folder = notes_dir()
     if folder is None:

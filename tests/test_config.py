@@ -9,18 +9,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, TINY_TRAIN, layout, layout_parameters, random_state_dict
-from hydra import compose, initialize_config_dir
+from helpers import TINY, TINY_TRAIN, layout, layout_parameters, random_state_dict
+from helpers import ROOT, compose
 
 from sftgan_lit.cli import inspect_main
 from sftgan_lit.train import build_models, count_parameters, train
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cfg(overrides):
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        return compose(config_name="train", overrides=overrides)
+    return compose(config_name="train", overrides=overrides)
 
 
 @pytest.mark.parametrize("model,layout_name", [("sftgan", "SFTGAN_noBN_OST_bg"), ("sftgan_torch7", "SFTGAN_torch")])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, TINY_TRAIN
-from hydra import compose, initialize_config_dir
-from test_config import ROOT
-from test_priors import tiny_segmenter_file
+from helpers import TINY, TINY_TRAIN
+from helpers import compose
+from helpers import ROOT
+from helpers import tiny_segmenter_file
 
 from sftgan_lit import imresize
 from sftgan_lit.data import DemoConfig, SFTGANDataModule, generate_demo
@@ -18,8 +18,7 @@ from sftgan_lit.train import train
 
 
 def _cfg(overrides, tmp_path):
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        return compose(config_name="train", overrides=[*TINY, *TINY_TRAIN, f"paths.output_dir={tmp_path}", *overrides])
+    return compose(config_name="train", overrides=[*TINY, *TINY_TRAIN, f"paths.output_dir={tmp_path}", *overrides])
 
 
 def test_demo_generation_is_deterministic_and_labelled(tmp_path):
@@ -102,7 +101,7 @@ def test_datamodule_with_workers_yields_batches(tmp_path):
 
 
 def test_ost_layout_with_background_and_paired_validation(tmp_path):
-    from data_helpers import write_folder
+    from helpers import write_folder
     from PIL import Image
 
     from sftgan_lit.data import ost_items
@@ -118,8 +117,7 @@ def test_ost_layout_with_background_and_paired_validation(tmp_path):
         Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "Set5_LR" / p.name)
     items = ost_items(tmp_path / "OST", LabelPrior().class_names)
     assert sorted({(i.name.split("/")[0], i.category) for i in items}) == [("building", 5), ("sky", 1)]
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfg = compose(config_name="train", overrides=[
+    cfg = compose(config_name="train", overrides=[
             "data=ost", f"data.train.root={tmp_path / 'OST'}", f"data.train.background.images={bg}",
             f"data.val.hr={hr}", f"data.val.lr={tmp_path / 'Set5_LR'}", f"data.store_root={tmp_path / 'stores'}",
             "prior=uniform", "data.crop_size=32", "data.num_workers=0", "data.batch_size=4", "data.bg_ratio=0.5"])  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from data_helpers import PALETTE, block_scene, write_folder
+from helpers import PALETTE, block_scene, write_folder
 from PIL import Image
 
 from sftgan_lit import imresize

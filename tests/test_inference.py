@@ -13,23 +13,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from conftest import TINY_DATA, random_state_dict
-from sftgan_lit.checkpoints import export_generator
+from helpers import TINY_DATA, random_state_dict
+from helpers import ROOT, compose
+from sftgan_lit.models import export_generator
 from sftgan_lit.data.io import read_image
 from sftgan_lit.imresize import imresize
-from sftgan_lit.inference import (
-    DenseProbs, EditedPrior, LabelPriorMap, evaluate, parse_remap, predict, receptive_field, segment,
-    super_resolve,
-)  # fmt: skip
+from sftgan_lit.inference import evaluate, predict, receptive_field, super_resolve
+from sftgan_lit.priors import DenseProbs, EditedPrior, LabelPriorMap, SegmentOptions, parse_remap, segment_image
 from sftgan_lit.inference.export import export_onnx, export_torchscript
 from sftgan_lit.models import SFTGenerator
 from sftgan_lit.models.segmenter import OutdoorSceneSeg
 from sftgan_lit.priors.labels import LabelPrior
 
-ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["background", "sky", "water", "grass", "mountain", "building", "plant", "animal"]
 COLORS = [[0, 0, 0]] * 8
 
@@ -49,7 +46,7 @@ def random_prior(h: int, w: int, classes: int = 8, seed: int = 0) -> DenseProbs:
     gen = torch.Generator().manual_seed(seed)
     logits = torch.randn(1, classes, h // 4 + 1, w // 4 + 1, generator=gen) * 3
     probs = torch.nn.functional.interpolate(logits, size=(4 * h, 4 * w), mode="bilinear").softmax(1)
-    return DenseProbs(probs[0])
+    return DenseProbs(probs[0], 4)
 
 
 def _psnr_y_np(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> float:
@@ -63,8 +60,7 @@ def _psnr_y_np(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> float:
 
 
 def _compose(name: str, overrides: list[str]):
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        return compose(config_name=name, overrides=overrides)
+    return compose(config_name=name, overrides=overrides)
 
 
 # --------------------------------------------------------------------------- tiling
@@ -122,14 +118,14 @@ def test_tiny_segmenter_whole_pass_equals_forward_and_tiles_blend_close():
     lr = torch.rand(1, 3, 37, 45)
     with torch.no_grad():
         ref = seg(lr)  # probabilities (1, 8, 148, 180)
-    whole, how = segment(seg, lr, max_pixels=None)
+    whole, how = segment_image(seg, lr, SegmentOptions(max_pixels=None))
     assert "whole image" in how
     full = whole.full()
     assert full.shape == (1, 8, 148, 180)
     assert torch.allclose(full, ref, atol=1e-5)
     # A window of the decoded prior equals the same window of the full map (what the generator's tiles cut).
     assert torch.allclose(whole.crop(9, 30, 7, 22), full[..., 36:120, 28:88], atol=1e-5)
-    tiled, how = segment(seg, lr, max_pixels=16 * 20 * 20, tile=16, overlap=8)
+    tiled, how = segment_image(seg, lr, SegmentOptions(max_pixels=16 * 20 * 20, tile=16, overlap=8))
     assert "tiles" in how
     assert (tiled.full() - full).abs().mean() < 0.05
 
@@ -142,7 +138,7 @@ def _label_prior_map(h: int, w: int) -> tuple[LabelPriorMap, np.ndarray]:
     labels[: 2 * h] = 1  # sky on top
     labels[2 * h :, : 2 * w] = 3  # grass bottom left
     labels[2 * h :, 2 * w :] = 5  # building bottom right
-    return LabelPriorMap(labels, LabelPrior(name="labels", class_names=CLASSES, colors=COLORS)), labels
+    return LabelPrior(name="labels", class_names=CLASSES, colors=COLORS).map_of(labels, 4), labels
 
 
 def test_override_changes_the_output_and_identity_edits_do_not():
@@ -320,7 +316,7 @@ def test_eval_report_numbers_match_independent_psnr(tmp_path, tiny_ckpt):
     assert len(rows) == 2 * (1 + 4)  # 2 images x (bicubic + 2 checkpoints x 2 priors)
     run_a = tiny_ckpt.parent.name
     assert {r["variant"] for r in rows} == {"bicubic", f"{run_a}/prior", f"{run_a}/uniform", "runB/prior", "runB/uniform"}
-    from sftgan_lit.checkpoints import load_generator
+    from sftgan_lit.models import load_generator
 
     g = load_generator(tiny_ckpt, channels_last=False)
     for f in objs["files"]:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import layout, random_state_dict
+from helpers import layout, random_state_dict
 from reference_nets import RefACD, RefOutdoorSceneSeg, RefSFTNet
 
-from sftgan_lit.checkpoints import CheckpointError, load_strict
+from sftgan_lit.state_dict import CheckpointError, load_strict
 from sftgan_lit.models import (
     ACDDiscriminator,
     ConditionNet,
@@ -277,3 +277,35 @@ def test_vgg_features_layer_normalisation_and_frozen(tmp_path):
         expected = full.features[:35]((x - mean) / std)
         torch.testing.assert_close(vgg(x), expected)
     assert expected.shape == (1, 512, 2, 2)
+
+
+def test_discriminator_original_init_is_kaiming_with_zero_biases():
+    """BasicSR v0.x: init_weights(netD, 'kaiming', scale=1): Kaiming-normal fan-in weights, zero biases, BN 1/0."""
+    torch.manual_seed(0)
+    default = ACDDiscriminator(base_channels=16, input_size=32)
+    original = ACDDiscriminator(base_channels=16, input_size=32, weight_init_scale=1.0)
+    for name, m in original.named_modules():
+        if isinstance(m, torch.nn.Conv2d | torch.nn.Linear):
+            fan_in = m.weight[0].numel()
+            assert m.weight.std().item() == pytest.approx((2.0 / fan_in) ** 0.5, rel=0.15), name
+            assert torch.count_nonzero(m.bias) == 0, name
+    # PyTorch's default (kept by weight_init_scale=None) is about 2.4x narrower and has non-zero biases
+    conv = default.feature[2]
+    assert conv.weight.std().item() < 0.6 * (2.0 / conv.weight[0].numel()) ** 0.5
+    assert torch.count_nonzero(conv.bias) > 0
+
+
+def test_the_variant_registry_is_what_builders_yaml_and_detection_read():
+    from helpers import compose
+    from hydra.utils import instantiate
+
+    from sftgan_lit.models import GENERATOR_VARIANTS, infer_generator_config, sftgan_torch7
+
+    torch7 = GENERATOR_VARIANTS["sftgan_torch7"].overrides
+    built = sftgan_torch7(num_blocks=2).config_dict()
+    assert all(built[k] == v for k, v in torch7.items())
+    from_yaml = instantiate(compose(["model=sftgan_torch7", "model.generator.num_blocks=2"]).model.generator).config_dict()
+    assert from_yaml == built
+    detected = infer_generator_config(sftgan_torch7(num_blocks=2).state_dict())
+    assert all(detected[k] == v for k, v in torch7.items())
+    assert compose(["experiment=sftgan"]).model.discriminator.weight_init_scale == 1.0

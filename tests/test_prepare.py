@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from data_helpers import write_folder
+from helpers import write_folder
 from PIL import Image
 
 from sftgan_lit.data import ImageError, Store, folder_items, prepare, read_image

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from sftgan_lit.data.store import dequantize_probs, quantize_probs
 from sftgan_lit.models import OutdoorSceneSeg
 from sftgan_lit.priors import LabelPrior, PriorError, SegmenterPrior, UniformPrior, validate_probs
-from test_config import ROOT
+from helpers import ROOT, tiny_segmenter_file
+from helpers import compose
 
 
 def test_label_prior_one_hot_smoothing_and_void():
@@ -80,12 +80,6 @@ def test_segmenter_prior_missing_weights_names_the_config_key(tmp_path):
         SegmenterPrior(weights=str(tmp_path / "nope.pth")).from_lr(torch.rand(1, 3, 8, 8))
 
 
-def tiny_segmenter_file(path, num_classes=8, seed=0):
-    torch.manual_seed(seed)
-    torch.save(OutdoorSceneSeg(num_classes=num_classes, layers=(1, 1, 1, 1), base_width=4).state_dict(), path)
-    return {"layers": [1, 1, 1, 1], "base_width": 4}
-
-
 def test_segmenter_prior_matches_the_network_and_checks_class_count(tmp_path):
     arch = tiny_segmenter_file(tmp_path / "seg.pth")
     prior = SegmenterPrior(weights=str(tmp_path / "seg.pth"), arch=arch)
@@ -103,8 +97,7 @@ def test_segmenter_prior_matches_the_network_and_checks_class_count(tmp_path):
 
 @pytest.mark.parametrize("name", ["labels", "ade_outdoor", "uniform", "none"])
 def test_prior_configs_instantiate_and_drive_the_class_count(name):
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfg = compose(config_name="train", overrides=[f"prior={name}"])
+    cfg = compose(config_name="train", overrides=[f"prior={name}"])
     prior = instantiate(cfg.prior)
     assert prior.name == name and prior.num_classes == 8 == cfg.model.generator.num_classes
     assert cfg.model.discriminator.num_classes == prior.num_classes

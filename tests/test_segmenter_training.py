@@ -10,30 +10,30 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from conftest import TESTS
-from sftgan_lit.checkpoints import CheckpointError, export_segmenter, load_segmenter
+from helpers import TESTS
+from helpers import compose
+from sftgan_lit.models import export_segmenter, load_segmenter
+from sftgan_lit.state_dict import CheckpointError
 from sftgan_lit.data.ambiguous import AMBIGUOUS_CLASSES, CONTEXT_ORDER, make_context_scene
 from sftgan_lit.imresize import imresize
 from sftgan_lit.lit import SegmenterModule
 from sftgan_lit.models import LRASPPSegmenter, OutdoorSceneSeg
-from sftgan_lit.priors import SegmenterPrior
+from sftgan_lit.priors import SegmenterPrior, UniformPrior
 from sftgan_lit.priors.base import PriorError, validate_probs
 
-CONF = TESTS.parent / "conf"
 CLASSES = list(AMBIGUOUS_CLASSES)
 COLORS = [[153, 153, 153], [230, 90, 60], [60, 160, 230], [120, 200, 90]]
 
 
 def _compose(overrides, name="train"):
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        return compose(config_name=name, overrides=overrides)
+    return compose(config_name=name, overrides=overrides)
 
 
 def test_iou_acc_and_ece_match_a_hand_computed_case():
     seg = LRASPPSegmenter(num_classes=3)
-    module = SegmenterModule(seg, optimizer=None, class_names=["a", "b", "c"], colors=[[0, 0, 0]] * 3)
+    abc = UniformPrior("abc", num_classes=3, class_names=["a", "b", "c"], colors=[[0, 0, 0]] * 3)
+    module = SegmenterModule(seg, abc, optimizer=None)
     # 2x3 image; class c never occurs in the target; one void pixel
     target = torch.tensor([[[0, 0, 1], [1, 1, 255]]])
     probs = torch.tensor([[[0.9, 0.6, 0.2], [0.3, 0.1, 0.5]],   # p(a)
@@ -56,7 +56,7 @@ def test_iou_acc_and_ece_match_a_hand_computed_case():
 
 def test_class_count_mismatch_fails_clearly(tmp_path):
     with pytest.raises(ValueError, match="predicts 8 classes but the prior has 4.*num_classes"):
-        SegmenterModule(LRASPPSegmenter(num_classes=8), optimizer=None, class_names=CLASSES, colors=COLORS)
+        SegmenterModule(LRASPPSegmenter(num_classes=8), UniformPrior("four", 4, CLASSES, COLORS), optimizer=None)
     # A segmenter file used as a prior with another class set: the error names the key and both sets.
     path = tmp_path / "seg.pth"
     export_segmenter(LRASPPSegmenter(num_classes=4), path, CLASSES, COLORS)
@@ -155,7 +155,7 @@ def test_prior_from_trained_segmenter_passes_store_validation_and_predicts(tmp_p
     validate_probs(probs, 4, (64, 48), source="learned prior")  # the store's check of cached priors
     assert prior.store_key.startswith("learned-") and len(prior.store_key) == len("learned-") + 12
     # a generator conditioned on 4 classes, run by predict.py with prior=learned
-    from sftgan_lit.checkpoints import export_generator
+    from sftgan_lit.models import export_generator
     from sftgan_lit.models import SFTGenerator
 
     export_generator(SFTGenerator(num_classes=4, num_features=8, num_blocks=1, cond_channels=4, cond_hidden_channels=8,

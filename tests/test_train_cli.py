@@ -8,10 +8,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TINY, TINY_TRAIN
-from hydra import compose, initialize_config_dir
+from helpers import TINY, TINY_TRAIN
+from helpers import compose
 from hydra.errors import ConfigCompositionException
-from test_config import ROOT
+from helpers import ROOT
 
 
 def _run(tmp_path, *args, timeout=600, env=None):
@@ -58,8 +58,7 @@ def test_wandb_offline_run_files_hold_the_logged_keys(tmp_path):
 
 
 def _compose(overrides):
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        return compose(config_name="train", overrides=overrides)
+    return compose(config_name="train", overrides=overrides)
 
 
 @pytest.mark.parametrize(

@@ -8,18 +8,19 @@ import csv
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, TINY_TRAIN, random_state_dict
-from hydra import compose, initialize_config_dir
-from test_config import ROOT
+from helpers import TINY, TINY_TRAIN, random_state_dict
+from helpers import compose
+from helpers import ROOT
 
 from sftgan_lit import load_generator
 from sftgan_lit.lit import NonFiniteLossError, SFTGANModule
+from sftgan_lit.losses import SFTGANObjective
+from sftgan_lit.priors import LabelPrior
 from sftgan_lit.train import train
 
 
 def _cfg(tmp_path, overrides, tiny_train=True):
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        return compose(config_name="train", overrides=[
+    return compose(config_name="train", overrides=[
             *TINY, *(TINY_TRAIN if tiny_train else []), f"paths.output_dir={tmp_path}", "logger=csv", *overrides])  # fmt: skip
 
 
@@ -60,8 +61,10 @@ def test_g_step_leaves_d_unchanged_and_d_step_leaves_g_unchanged(tmp_path, monke
 
 def test_conditioning_runs_at_5x_and_the_trunk_is_frozen_until_its_iteration(tmp_path, monkeypatch):
     events = _record_updates(monkeypatch)
+    groups = ("[{name: conditioning, part: conditioning, lr_mult: 5.0, freeze_until: 0},"
+              " {name: trunk, part: trunk, lr_mult: 1.0, freeze_until: 2}]")
     overrides = ["trainer.max_steps=6", "trainer.limit_train_batches=3", "optim.generator.lr=1e-3",
-                 "optim.param_groups.0.lr_mult=5.0", "optim.param_groups.1.freeze_until=2", "optim.ema_decay=null",
+                 f"optim.param_groups={groups}", "optim.ema_decay=null",
                  "optim.scheduler={_target_: torch.optim.lr_scheduler.MultiStepLR, _partial_: true, milestones: [2], gamma: 0.5}"]  # fmt: skip
     _, objects = train(_cfg(tmp_path, overrides))
     module = objects["module"]
@@ -73,8 +76,9 @@ def test_conditioning_runs_at_5x_and_the_trunk_is_frozen_until_its_iteration(tmp
     for _, it, _, before, after, lrs in g_events:
         assert _changed(before, after, "generator.", names["conditioning"])
         assert bool(_changed(before, after, "generator.", names["trunk"])) == (it >= 2), it
-        # 5x for conditioning; the MultiStepLR halves both after 2 iterations
-        expected = 1e-3 * (0.5 if it >= 2 else 1.0)
+        # 5x for conditioning; the MultiStepLR (milestone 2) is stepped before each iteration, as the
+        # original's update_learning_rate(): the 2nd iteration (it = 1) already runs at half the rate
+        expected = 1e-3 * (0.5 if it >= 1 else 1.0)
         assert lrs == pytest.approx([5 * expected, expected])
 
 
@@ -92,6 +96,14 @@ class NaNAt(torch.nn.Module):
         super().__init__()
         self.inner, self.bad, self.calls = generator, set(bad_calls), 0
 
+    # what SFTGANModule asks of a generator
+    scale = property(lambda self: self.inner.scale)
+    uses_prior = property(lambda self: self.inner.uses_prior)
+    config = property(lambda self: self.inner.config)
+
+    def conditioning_modules(self):
+        return self.inner.conditioning_modules()
+
     def forward(self, lr, prior):
         out = self.inner(lr, prior)
         if self.training:
@@ -106,7 +118,8 @@ def _tiny_module(bad_calls, max_nonfinite=3):
 
     g = SFTGenerator(num_features=8, num_blocks=1, cond_channels=4, cond_hidden_channels=8, sft_hidden_channels=4)
     d = ACDDiscriminator(base_channels=4, input_size=32)
-    return SFTGANModule(NaNAt(g, bad_calls), d, w_pix=1.0, w_percep=0, max_nonfinite=max_nonfinite, ema_decay=None)
+    objective = SFTGANObjective(w_pix=1.0, w_percep=0)
+    return SFTGANModule(NaNAt(g, bad_calls), d, objective, LabelPrior(), max_nonfinite=max_nonfinite, ema_decay=None)
 
 
 def _fit(module, tmp_path, steps):
@@ -150,13 +163,12 @@ def test_every_gan_type_trains(gan_type, tmp_path):
 def test_experiment_sftgan_fast_dev_run(tmp_path):
     """The paper's recipe at full network size, from a (generated) SRGAN checkpoint and a random VGG."""
     torch.save(random_state_dict("SRGAN_bicx4_noBN_DIV2K", seed=1), tmp_path / "srgan.pth")
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfg = compose(config_name="train", overrides=[
+    cfg = compose(config_name="train", overrides=[
             "experiment=sftgan", "debug=fast_dev_run", "data=demo", "prior=labels", f"init_from_srgan={tmp_path / 'srgan.pth'}",
             "loss.perceptual.random_weights=true", "loss.perceptual.layer=8", f"paths.output_dir={tmp_path}",
             *[o for o in TINY if o.startswith("data.")], "model.discriminator.input_size=32"])  # fmt: skip
     metrics, objects = train(cfg)
-    assert objects["module"].perceptual is not None and "train/g_percep" in metrics
+    assert objects["module"].objective.perceptual is not None and "train/g_percep" in metrics
     assert {g["name"]: g["freeze_until"] for g in objects["module"].groups} == {"conditioning": 0, "trunk": 20000}
 
 
@@ -201,3 +213,21 @@ def test_export_is_the_ema_generator_and_loads_with_load_generator(tmp_path):
         torch.testing.assert_close(a, b, msg=k)
     ckpt = load_generator(tmp_path / "checkpoints" / "last.ckpt", channels_last=False)  # Lightning checkpoint, EMA preferred
     torch.testing.assert_close(ckpt.conv0.weight, ema.conv0.weight)
+
+
+@pytest.mark.parametrize("conditioning", ["sft", "concat", "none"])
+def test_param_groups_take_the_layers_the_generator_reports(conditioning):
+    from sftgan_lit.models import ACDDiscriminator, SFTGenerator
+
+    g = SFTGenerator(num_features=8, num_blocks=2, cond_channels=4, cond_hidden_channels=8, sft_hidden_channels=4,
+                     conditioning=conditioning, num_cond_blocks=1)  # fmt: skip
+    groups = [{"name": "conditioning", "part": "conditioning", "lr_mult": 5.0}, {"name": "trunk", "part": "trunk"}]
+    module = SFTGANModule(g, ACDDiscriminator(base_channels=4, input_size=32), SFTGANObjective(w_pix=1, w_percep=0),
+                          LabelPrior(), param_groups=groups, ema_decay=None, lpips_net=None)  # fmt: skip
+    reported = {id(p) for m in g.conditioning_modules() for p in m.parameters()}
+    by_name = {gr["name"]: {id(p) for p in gr["params"]} for gr in module.groups}
+    assert by_name.get("conditioning", set()) == reported
+    assert by_name["trunk"] == {id(p) for p in g.parameters()} - reported
+    with pytest.raises(ValueError, match="part='regex'"):
+        SFTGANModule(g, ACDDiscriminator(base_channels=4, input_size=32), SFTGANObjective(w_pix=1, w_percep=0), LabelPrior(),
+                     param_groups=[{"name": "x", "part": "regex"}], ema_decay=None, lpips_net=None)  # fmt: skip

@@ -12,7 +12,6 @@ Public API::
 """
 
 from .categories import NUM_OUTDOOR_CLASSES, OUTDOOR_CLASSES, OUTDOOR_COLORS, colorize
-from .checkpoints import export_generator, init_from_srgan, load_generator, load_segmenter
 from .imresize import imresize
 from .models import (
     ACDDiscriminator,
@@ -20,6 +19,10 @@ from .models import (
     SFTGenerator,
     SFTLayer,
     VGGFeatureExtractor,
+    export_generator,
+    init_from_srgan,
+    load_generator,
+    load_segmenter,
     sftgan_pytorch,
     sftgan_torch7,
     srresnet,

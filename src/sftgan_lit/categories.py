@@ -1,7 +1,7 @@
-"""The outdoor categories of SFTGAN's prior (OST data set / ADE20K outdoor classes).
+"""The outdoor categories of SFTGAN's prior (OST data set / ADE20K outdoor classes), and the label constants.
 
-One place for the class list and the colour table of the original code's segmentation maps, so that
-nothing downstream hard-codes "8" or the order.
+One place for the class list and the colour table of the original code's segmentation maps, the void
+label and the ImageNet normalisation, so that nothing downstream hard-codes "8", 255 or the order.
 """
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ OUTDOOR_COLORS: tuple[tuple[int, int, int], ...] = (
     (224, 102, 102),
 )
 VOID_COLOR: tuple[int, int, int] = (255, 255, 255)
+# The label of pixels without a class (label maps, masks): ignored by losses and metrics, white in colour maps.
+VOID_LABEL = 255
+# torchvision's ImageNet normalisation, used by the VGG19 features and the LR-ASPP backbone.
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 NUM_OUTDOOR_CLASSES = len(OUTDOOR_CLASSES)
 

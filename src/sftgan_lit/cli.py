@@ -1,4 +1,10 @@
-"""Console scripts."""
+"""Console scripts: ``sftgan-train``, ``-predict``, ``-eval``, ``-prepare`` (Hydra), ``-export``, ``-inspect``.
+
+The Hydra scripts read the package's configs (``config.conf_dir()``: inside the wheel, or the source
+checkout's ``conf/``), registering the typed schemas first. Your own config folders join Hydra's
+search path: ``sftgan-train hydra.searchpath=[file:///path/to/my_conf] experiment=mine`` (or
+``--config-dir /path/to/my_conf``), where ``my_conf/experiment/mine.yaml`` composes with ours.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,18 @@ import sys
 from pathlib import Path
 
 
-def _conf_dir(prog: str) -> Path:
-    conf_dir = Path(__file__).resolve().parents[2] / "conf"
-    if not conf_dir.is_dir():
-        sys.exit(f"{prog}: config folder not found at {conf_dir}; run from a source checkout (pip install -e .)")
-    return conf_dir
+def _hydra_main(prog: str, config_name: str):
+    """``hydra.main`` on the package's configs, with the schemas registered."""
+    import hydra
+
+    from .config import conf_dir, register_configs
+
+    register_configs()
+    try:
+        folder = conf_dir()
+    except FileNotFoundError as err:
+        sys.exit(f"{prog}: {err}")
+    return hydra.main(version_base="1.3", config_path=str(folder), config_name=config_name)
 
 
 def _setup_errors_exit(prog: str, fn, cfg):
@@ -32,14 +45,11 @@ def _setup_errors_exit(prog: str, fn, cfg):
 
 def train_main() -> None:
     """``sftgan-train``: ``train.py`` with the package's bundled ``conf/`` (Hydra overrides as arguments)."""
-    import hydra
     from omegaconf import DictConfig
 
     from .train import train
 
-    conf_dir = _conf_dir("sftgan-train")
-
-    @hydra.main(version_base="1.3", config_path=str(conf_dir), config_name="train")
+    @_hydra_main("sftgan-train", "train")
     def _main(cfg: DictConfig) -> float | None:
         metrics, _ = train(cfg)
         # the return value is what Hydra sweepers (Optuna) optimise
@@ -77,9 +87,7 @@ def prepare_from_config(cfg) -> int:
 
 def prepare_main() -> None:
     """``sftgan-prepare``: Hydra overrides as arguments (``conf/prepare.yaml``); exit code 1 if any file failed."""
-    import hydra
-
-    @hydra.main(version_base="1.3", config_path=str(_conf_dir("sftgan-prepare")), config_name="prepare")
+    @_hydra_main("sftgan-prepare", "prepare")
     def _main(cfg) -> None:
         code = prepare_from_config(cfg)
         if code:
@@ -91,11 +99,9 @@ def prepare_main() -> None:
 def predict_main() -> None:
     """``sftgan-predict``: Hydra overrides as arguments (``conf/predict.yaml``); exit code 1 if any file
     failed, 2 on a configuration error (missing checkpoint, unknown class, no inputs)."""
-    import hydra
-
     from .inference.predict import predict
 
-    @hydra.main(version_base="1.3", config_path=str(_conf_dir("sftgan-predict")), config_name="predict")
+    @_hydra_main("sftgan-predict", "predict")
     def _main(cfg) -> None:
         report, _ = _setup_errors_exit("sftgan-predict", predict, cfg)
         print(f"sftgan-predict: {len(report.written)} written to {cfg.out}, {len(report.exists)} already there, "
@@ -111,11 +117,9 @@ def predict_main() -> None:
 def eval_main() -> None:
     """``sftgan-eval``: Hydra overrides as arguments (``conf/eval.yaml``); exit code 1 if any file
     failed, 2 on a configuration error."""
-    import hydra
-
     from .inference.evaluate import evaluate
 
-    @hydra.main(version_base="1.3", config_path=str(_conf_dir("sftgan-eval")), config_name="eval")
+    @_hydra_main("sftgan-eval", "eval")
     def _main(cfg) -> None:
         result, _ = _setup_errors_exit("sftgan-eval", evaluate, cfg)
         print((Path(cfg.out) / "summary.md").read_text())
@@ -130,7 +134,8 @@ def eval_main() -> None:
 
 def export_main(argv: list[str] | None = None) -> int:
     """``sftgan-export CKPT --out DIR``: TorchScript and ONNX files of a generator, each checked against the eager model."""
-    from .checkpoints import CheckpointError, load_generator
+    from .models import load_generator
+    from .state_dict import CheckpointError
     from .inference.export import check_export, export_onnx, export_torchscript
 
     parser = argparse.ArgumentParser(prog="sftgan-export", description=export_main.__doc__)
@@ -159,7 +164,8 @@ def export_main(argv: list[str] | None = None) -> int:
 
 def inspect_main(argv: list[str] | None = None) -> int:
     """``sftgan-inspect CKPT``: what a generator checkpoint holds (variant, config, parameter count)."""
-    from .checkpoints import CheckpointError, load_generator
+    from .models import load_generator
+    from .state_dict import CheckpointError
 
     parser = argparse.ArgumentParser(prog="sftgan-inspect", description=inspect_main.__doc__)
     parser.add_argument("checkpoint", type=Path)

@@ -1,42 +1,29 @@
-"""Structured configs (dataclasses) registered in Hydra's ConfigStore: typed schemas for the groups
-whose values are plain numbers and choices, so that a typo in a key or a wrong type fails when the
-config is composed, with Hydra's message, not in the middle of a run.
+"""Structured configs (dataclasses) for Hydra's ConfigStore, where the package's configs live, and composing them.
 
-``conf/loss/*.yaml`` and ``conf/sft/*.yaml`` start from these schemas (``defaults: [schema_*, _self_]``).
+Typed schemas for the groups and entry points whose values are plain numbers and choices, so that a
+typo in a key or a wrong type fails when the config is composed, with Hydra's message, not in the
+middle of a run. ``conf/loss/*.yaml`` and ``conf/sft/*.yaml`` start from ``schema_loss`` /
+``schema_sft``; ``conf/predict.yaml`` and ``conf/eval.yaml`` from ``schema_predict`` / ``schema_eval``.
+The schemas are registered by ``register_configs()``, which every entry point calls before composing
+(``cli``, ``compose_config``); importing this module registers nothing.
+
+The configs themselves are the repository's top-level ``conf/`` folder; a wheel carries a copy inside
+the package (``sftgan_lit/conf``), so the installed console scripts work from any folder.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import Enum
-from typing import Optional
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
 
-from hydra.core.config_store import ConfigStore
-
-
-class GanType(str, Enum):
-    vanilla = "vanilla"
-    lsgan = "lsgan"
-    ragan = "ragan"
-    wgan_gp = "wgan_gp"
-    hinge = "hinge"
-
-
-class PixelType(str, Enum):
-    l1 = "l1"
-    mse = "mse"
-
-
-class Conditioning(str, Enum):
-    sft = "sft"
-    film = "film"
-    concat = "concat"
-    none = "none"
+from .choices import Conditioning, GanType, PixelType
 
 
 @dataclass
 class PerceptualSchema:
     _target_: str = "sftgan_lit.losses.PerceptualLoss"
+    _partial_: bool = True  # built by the objective only when w_percep is non-zero
     layer: int = 34  # VGG19 features index: 34 = conv5_4 before its ReLU
     weights: Optional[str] = None  # None: torchvision's cache (vgg19-dcbb9e9d.pth)
     required: bool = True  # False: a missing file disables the term, with a warning
@@ -45,6 +32,9 @@ class PerceptualSchema:
 
 @dataclass
 class LossSchema:
+    """``losses.SFTGANObjective``'s arguments."""
+
+    _target_: str = "sftgan_lit.losses.SFTGANObjective"
     w_pix: float = 0.0
     pixel_type: PixelType = PixelType.l1
     w_percep: float = 1.0
@@ -63,10 +53,93 @@ class SFTSchema:
     final_cond: bool = True  # the conditioning layer before the trunk's last conv
 
 
+@dataclass
+class InferenceSchema:
+    """Keys shared by ``predict.yaml`` and ``eval.yaml`` (see those files for what each does)."""
+
+    prior: Any = None  # the prior group (conf/prior/)
+    data: Any = None  # the data group: read for images=demo only
+    paths: Any = None
+    images: str = "???"
+    demo_split: str = "test"
+    labels: Optional[str] = None
+    priors: Optional[str] = None
+    tile: Optional[int] = 256
+    segment_max_pixels: Optional[int] = 4_000_000
+    segment_tile: int = 256
+    segment_overlap: int = 64
+    precision: str = "fp32"
+    device: str = "auto"
+    max_pixels: int = 64_000_000
+
+
+@dataclass
+class PredictSchema(InferenceSchema):
+    input: str = "lr"
+    out: str = "outputs/predict"
+    checkpoint: str = "latest"
+    prior_override: Optional[str] = None
+    prior_mask: Optional[str] = None
+    prior_remap: Any = None  # {sky: water} or "sky:water,grass:plant"
+    save_prior: bool = False
+    overlap: Optional[int] = None
+    batch_size: int = 4
+    channels_last: bool = True
+    overwrite: bool = False
+    progress: bool = True
+
+
+@dataclass
+class EvalSchema(InferenceSchema):
+    images: str = "demo"
+    lr_images: Optional[str] = None
+    checkpoints: list[str] = field(default_factory=lambda: ["latest"])
+    compare_priors: list[str] = field(default_factory=lambda: ["prior", "uniform"])
+    out: str = "outputs/eval"
+    lpips_net: Optional[str] = "alex"
+    num_crops: int = 3
+    crop_size: int = 192
+
+
+GROUP_KEYS = ("prior", "data", "paths")  # config groups inside an inference config: instantiated, not copied
+
+
+def options(cfg, schema: type[InferenceSchema]) -> InferenceSchema:
+    """The plain keys of a composed predict/eval config as its typed schema object (group nodes left out:
+    they are read from ``cfg`` where needed, so interpolations inside them are never resolved here)."""
+    from omegaconf import OmegaConf
+
+    values = {f.name: cfg[f.name] for f in fields(schema) if f.name not in GROUP_KEYS}
+    return schema(**{k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for k, v in values.items()})
+
+
 def register_configs() -> None:
+    """Put the schemas into Hydra's ConfigStore (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+
     cs = ConfigStore.instance()
     cs.store(group="loss", name="schema_loss", node=LossSchema)
     cs.store(group="sft", name="schema_sft", node=SFTSchema)
+    cs.store(name="schema_predict", node=PredictSchema)
+    cs.store(name="schema_eval", node=EvalSchema)
 
 
-register_configs()
+def conf_dir() -> Path:
+    """The package's config folder: inside an installed wheel, else the source checkout's top-level ``conf/``."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parents[1] / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"sftgan_lit's configs are neither in {here / 'conf'} (a wheel) nor in {here.parents[1] / 'conf'} "
+        "(a source checkout); reinstall the package"
+    )
+
+
+def compose_config(config_name: str, overrides: list[str] | tuple[str, ...] = ()):
+    """Compose ``conf/<config_name>.yaml`` with Hydra ``overrides`` outside ``@hydra.main`` (tests, notebooks)."""
+    from hydra import compose, initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
+        return compose(config_name=config_name, overrides=list(overrides))

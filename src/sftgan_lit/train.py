@@ -1,10 +1,10 @@
 """``train(cfg) -> (metrics, objects)``: the plain function under ``train.py``'s ``@hydra.main``.
 
-Instantiates, in order: the prior (which fixes the class set), the datamodule, the networks (the
-generator optionally initialised from an SRGAN checkpoint; or, for ``experiment=segmenter``, the prior
-segmenter), the perceptual loss, the LightningModule, loggers, callbacks and the Trainer; fits;
-exports the validated generator in the original key layout (or the segmenter as a prior checkpoint).
-Tests call it directly with a composed config.
+Instantiates, in order: the prior (which fixes the class set), the datamodule, the networks listed in
+``cfg.model`` (optionally initialised from checkpoints), the LightningModule (from ``cfg.module``, given
+the prior and the networks; its objective comes from the ``loss`` group through the module config),
+loggers, callbacks and the Trainer; fits; and asks the module to export itself. No task branches: an
+SFTGAN run and a segmenter run differ only in their configs. Tests call it directly with a composed config.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from . import config as _config  # noqa: F401  (registers the structured config schemas)
-from .checkpoints import export_generator, init_from_srgan, load_state_dict_file, load_strict
+from .models import init_from_srgan
+from .state_dict import load_state_dict_file, load_strict
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,13 @@ def build_models(cfg: DictConfig) -> dict[str, torch.nn.Module]:
     """Instantiate every network of ``cfg.model`` (generator + discriminator, or a segmenter); the
     generator starts from ``cfg.init_from_srgan`` and a segmenter from ``cfg.init_segmenter`` when set."""
     models = {name: instantiate(node) for name, node in cfg.model.items() if node is not None}
-    if cfg.get("init_from_srgan") and "generator" in models:
+    for key, name in (("init_from_srgan", "generator"), ("init_segmenter", "segmenter")):
+        if cfg.get(key) and name not in models:
+            raise ValueError(f"{key}={cfg.get(key)} is set but this run has no {name} (model: {', '.join(models)}); remove it")
+    if cfg.get("init_from_srgan"):
         init_from_srgan(models["generator"], cfg.init_from_srgan)
         log.info("generator trunk initialised from %s", cfg.init_from_srgan)
-    if cfg.get("init_segmenter") and "segmenter" in models:
+    if cfg.get("init_segmenter"):
         load_strict(models["segmenter"], load_state_dict_file(cfg.init_segmenter, prefixes=("segmenter.", "model.")),
                     source=f"init_segmenter={cfg.init_segmenter}")  # fmt: skip
         log.info("segmenter initialised from %s", cfg.init_segmenter)
@@ -68,13 +71,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, object]]:
     metrics = {f"params/{name}": float(count_parameters(m)) for name, m in models.items()}
     for key, value in metrics.items():
         log.info("%s = %d", key, value)
-    extra = {}
-    if cfg.get("loss") is not None:  # the SR experiments; experiment=segmenter has no loss group
-        extra["perceptual"] = instantiate(cfg.loss.perceptual) if cfg.loss.w_percep else None
-    perceptual = extra.get("perceptual")
-    module = instantiate(cfg.module, **extra, **models)
-    if perceptual is not None and module.perceptual is None:
-        log.warning("the perceptual term is OFF for this run (VGG19 weights not found); see the warning above")
+    module = instantiate(cfg.module, prior=prior, **models)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     trainer = build_trainer(cfg, callbacks, loggers)
@@ -84,17 +81,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, object]]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1})
     objects = {**models, "prior": prior, "datamodule": datamodule, "module": module, "trainer": trainer}
-    if "segmenter" in models and trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
-        # the last weights; checkpoints/ holds the best by val/miou
-        objects["export"] = module.export(Path(cfg.paths.output_dir) / "segmenter.pth")
-        log.info("segmenter exported to %s (use it as prior=learned prior.weights=%s)", objects["export"], objects["export"])
+    if cfg.export and trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
+        # the last (validated) weights; checkpoints/ holds the best by the monitored metric
+        objects["export"] = module.export(Path(cfg.paths.output_dir))
+        log.info("exported %s", objects["export"])
         _upload_artifact(trainer, objects["export"])
-    elif cfg.get("export_generator") and trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
-        out = Path(cfg.paths.output_dir) / "generator.pth"
-        export_generator(module.eval_generator, out)
-        log.info("generator (EMA: %s) exported to %s", module.ema is not None, out)
-        objects["export"] = out
-        _upload_artifact(trainer, out)
     return metrics, objects
 
 

@@ -33,7 +33,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..priors.base import Prior
+from ..priors import Prior
 from .dataset import ORIGINAL_SCALES, PairedDataset, TripletDataset
 from .demo import DemoConfig, default_cache_dir, generate_demo
 from .gpu_augment import GpuAugment

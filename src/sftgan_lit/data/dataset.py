@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..priors.base import VOID_LABEL, Prior
+from ..categories import VOID_LABEL
+from ..priors import Prior
 from .io import ImageError, read_image
 from .readers import FileReader, StoreReader
 from .sources import SourceItem
@@ -68,7 +69,7 @@ class TripletDataset(Dataset):
     ) -> None:
         if reader.num_classes != prior.num_classes:
             raise ValueError(f"data has {reader.num_classes} classes but prior={prior.name} has {prior.num_classes}")
-        if prior.source == "labels" and not reader.has_labels:
+        if prior.needs_labels and not reader.has_labels:
             raise ValueError(
                 f"prior={prior.name} needs label maps but this data has none; set the split's labels folder "
                 "(data.train.labels=..., then prepare again) or choose prior=ade_outdoor / prior=none"
@@ -131,8 +132,7 @@ class TripletDataset(Dataset):
             hr = rescale_crop_image(image, s, top, left, oh)
         lab = rescale_crop_nearest(labels, s, top, left, oh)[:oh, :ow] if labels is not None else None
         pr = rescale_crop_nearest(probs, s, top, left, oh)[:oh, :ow] if probs is not None else None
-        if isinstance(reader, StoreReader):
-            reader.check(i, lab, pr)
+        reader.check(i, lab, pr)
         lab_t = torch.from_numpy(lab) if lab is not None else None  # uint8: 8x less to ship from workers
         pr_t = _probs_tensor(pr) if pr is not None else None
         if rng is not None and (self.hflip or self.rotate):
@@ -180,10 +180,8 @@ class PairedDataset(Dataset):
         lab_t = torch.from_numpy(np.array(labels[: s * lh, : s * lw])) if labels is not None else None
         pr_t = _probs_tensor(probs[: s * lh, : s * lw]) if probs is not None else None
         size = (s * lh, s * lw)
-        if self.prior.source == "segmenter" and pr_t is None:
-            prior = None  # computed from the given LR on the device (SFTGANDataModule.on_after_batch_transfer)
-        else:
-            prior = self.prior.for_sample(lab_t, pr_t, size)
+        # None: computed from the given LR on the device (SFTGANDataModule.on_after_batch_transfer)
+        prior = self.prior.for_sample(lab_t, pr_t, size, lr_given=True)
         sample = {
             "hr": hr,
             "lr": to_float_chw(lr_img),

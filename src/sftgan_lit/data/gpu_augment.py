@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..priors.base import VOID_LABEL
+from ..categories import VOID_LABEL
 
 
 class GpuAugment(nn.Module):

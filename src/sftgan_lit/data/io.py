@@ -9,12 +9,14 @@ palette without transparency, alpha that is fully opaque, 16-bit whose values ar
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ..categories import VOID_LABEL
+from ..files import atomic_write_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 # Default upper bound on pixels per image (PIL's own bomb limit is ~89 MP): far above any SR training
@@ -26,7 +28,7 @@ class ImageError(ValueError):
     """A file that cannot be used as an image or label map; the message names the file and the reason."""
 
 
-def _open(path: Path, max_pixels: int) -> Image.Image:
+def open_image(path: Path, max_pixels: int) -> Image.Image:
     if not path.is_file():
         raise ImageError(f"{path}: file not found")
     try:
@@ -64,7 +66,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, mi
     (``min_size`` on the shorter side), transparent, CMYK or truly 16-bit images.
     """
     path = Path(path)
-    img = _open(path, max_pixels)
+    img = open_image(path, max_pixels)
     try:
         _decode(img, path)
         w, h = img.size
@@ -109,7 +111,7 @@ def read_label_map(path: str | os.PathLike, num_classes: int, max_pixels: int = 
     Values must be in ``[0, num_classes)`` or 255 (void, ignored).
     """
     path = Path(path)
-    img = _open(path, max_pixels)
+    img = open_image(path, max_pixels)
     try:
         _decode(img, path)
         if img.mode not in ("L", "P"):
@@ -119,27 +121,11 @@ def read_label_map(path: str | os.PathLike, num_classes: int, max_pixels: int = 
         labels = np.array(img, dtype=np.uint8)
     finally:
         img.close()
-    bad = (labels >= num_classes) & (labels != 255)
+    bad = (labels >= num_classes) & (labels != VOID_LABEL)
     if bad.any():
         values = sorted(int(v) for v in np.unique(labels[bad]))[:8]
         raise ImageError(f"{path}: label values {values} outside [0, {num_classes}) and not 255 (void)")
     return labels
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_png(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from ..imresize import imresize
-from ..priors.base import Prior, PriorError
+from ..priors import Prior, PriorError
 from .io import DEFAULT_MAX_PIXELS, ImageError
 from .readers import read_source
 from .sources import SourceItem
@@ -61,10 +61,9 @@ def store_header(prior: Prior, background: bool, modcrop_to: int, store_probs: b
         "modcrop": modcrop_to,
         "scale": scale,
     }
-    weights = getattr(prior, "weights", None)
-    if store_probs and weights and Path(weights).is_file():
-        # probabilities depend on the segmenter: a store made with other weights is not this store
-        header["prior_weights"] = {"name": Path(weights).name, "bytes": Path(weights).stat().st_size}
+    if store_probs and prior.cached_probs:
+        # probabilities depend on the prior's source (e.g. the segmenter's weights): another source, another store
+        header.update(prior.store_identity())
     return header
 
 

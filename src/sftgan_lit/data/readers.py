@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..priors.base import validate_probs
+from ..priors import validate_probs
 from .io import DEFAULT_MAX_PIXELS, ImageError, read_image, read_label_map
 from .sources import SourceItem
 from .store import Store
@@ -90,6 +90,9 @@ class FileReader:
         item = self.items[i]
         image, labels, probs = read_source(item, self.num_classes, self.background, self.modcrop_to, self.max_pixels)
         return image, labels, probs, (0 if self.background else item.category), item.name
+
+    def check(self, i: int, labels: np.ndarray | None, probs: np.ndarray | None) -> None:
+        """Nothing to check: the source files were validated when decoded (``StoreReader`` checks its crops)."""
 
 
 class StoreReader:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io import atomic_write_bytes
+from ..files import atomic_write_bytes
 
 STORE_VERSION = 1
 QUANT_LEVELS = 255

@@ -103,3 +103,23 @@ def modcrop(array: np.ndarray, multiple: int) -> np.ndarray:
     """Crop the bottom/right so that H and W are multiples of ``multiple`` (the literature's ``modcrop``)."""
     h, w = array.shape[:2]
     return array[: h - h % multiple, : w - w % multiple]
+
+
+def lr_from_image(image: np.ndarray, mode: str, scale: int) -> tuple[torch.Tensor, tuple[int, int] | None]:
+    """An input image (uint8 ``(H, W, 3)``) as the LR to super-resolve: ``(1, 3, h, w)`` in [0, 1], and,
+    for ``mode="hr"``, the HR size before modcrop (companion files of that size are cut with the image).
+
+    ``mode="lr"``: the image is the LR. ``mode="hr"``: the paper's test protocol: modcrop to ``scale``,
+    MATLAB-bicubic x1/``scale``, rounded to 8 bits (the released test sets stored their LR as PNGs).
+    """
+    from .io import ImageError
+
+    if mode == "lr":
+        return to_float_chw(image)[None], None
+    if mode != "hr":
+        raise ValueError(f"input must be 'hr' or 'lr', got {mode!r}")
+    hr = modcrop(image, scale)
+    if hr.shape[0] < scale or hr.shape[1] < scale:
+        raise ImageError(f"input=hr: a {image.shape[1]}x{image.shape[0]} image is smaller than the scale {scale}")
+    lr = make_lr(to_float_chw(hr)[None], scale)
+    return (lr * 255.0).round() / 255.0, image.shape[:2]

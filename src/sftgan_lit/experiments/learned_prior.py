@@ -29,11 +29,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
+from ..config import compose_config
 from ..metrics import psnr_y
 from ..train import train
-from .prior_ablation import CONF_DIR
 from .prior_ablation import evaluate as region_psnr
 
 log = logging.getLogger(__name__)
@@ -50,11 +49,6 @@ FAST_SR = ["data.demo.num_train=8", "data.demo.num_val=2", "data.demo.num_test=2
            "data.batch_size=4", "data.epoch_length=16", "model.generator.num_features=8", "model.generator.num_blocks=1",
            "model.generator.cond_channels=4", "model.generator.cond_hidden_channels=8", "model.generator.sft_hidden_channels=4",
            "trainer.max_steps=4", "optim.scheduler.milestones=[3]"]  # fmt: skip
-
-
-def _compose(overrides: Sequence[str], config_name: str = "train"):
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        return compose(config_name=config_name, overrides=list(overrides))
 
 
 @torch.no_grad()
@@ -76,7 +70,7 @@ def run_pipeline(out: str | Path, seg_overrides: Sequence[str] = (), sr_override
 
     # 1. the segmenter
     t0 = time.perf_counter()
-    cfg = _compose(["experiment=segmenter", *quiet, *seg_overrides, f"paths.output_dir={out / 'segmenter'}"])
+    cfg = compose_config("train", ["experiment=segmenter", *quiet, *seg_overrides, f"paths.output_dir={out / 'segmenter'}"])
     _, objects = train(cfg)
     seg_path = objects["export"]
     test = objects["trainer"].test(objects["module"], datamodule=objects["datamodule"], verbose=False)[0]
@@ -94,7 +88,7 @@ def run_pipeline(out: str | Path, seg_overrides: Sequence[str] = (), sr_override
     for name, extra in SR_VARIANTS.items():
         t0 = time.perf_counter()
         weights = [f"prior.weights={seg_path}"] if name == "learned" else []
-        cfg = _compose(["experiment=prior_ablation", "data=context", *extra, *weights, *quiet, *sr_overrides,
+        cfg = compose_config("train", ["experiment=prior_ablation", "data=context", *extra, *weights, *quiet, *sr_overrides,
                         f"paths.output_dir={out / name}"])  # fmt: skip
         _, objects = train(cfg)
         dm = objects["datamodule"]
@@ -117,9 +111,9 @@ def run_pipeline(out: str | Path, seg_overrides: Sequence[str] = (), sr_override
     from ..inference.predict import predict
 
     test_images = Path(dm.demo_root()) / "test" / "images"
-    pcfg = _compose([f"images={test_images / '0000.png'}", "input=hr", "prior=learned", f"prior.weights={seg_path}",
+    pcfg = compose_config("predict", [f"images={test_images / '0000.png'}", "input=hr", "prior=learned", f"prior.weights={seg_path}",
                      f"checkpoint={export['learned']}", f"out={out / 'predict'}", "save_prior=true", "progress=false",
-                     "overwrite=true"], config_name="predict")  # fmt: skip
+                     "overwrite=true"])
     report, _ = predict(pcfg)
     results["predict"] = [str(p) for p in report.written]
     (out / "results.json").write_text(json.dumps(results, indent=1))

@@ -24,15 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 
 from ..data.ambiguous import AMBIGUOUS_CLASSES, pattern
 from ..imresize import imresize
+from ..config import compose_config
 from ..metrics import rgb_to_y
 from ..train import train
 
 log = logging.getLogger(__name__)
-CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 
 VARIANTS: dict[str, list[str]] = {
     "sft": ["sft=every_block"],
@@ -54,8 +53,7 @@ ERODE = 2  # HR pixels kept away from region boundaries, where a texture's class
 
 
 def compose_cfg(overrides: Sequence[str]):
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        return compose(config_name="train", overrides=["experiment=prior_ablation", *overrides])
+    return compose_config("train", ["experiment=prior_ablation", *overrides])
 
 
 def _y8(img: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,6 @@ strips of rows with their own (2 LR px) context (``run_generator``).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterator
 
@@ -19,23 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .priors import PriorMap
-
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def autocast(device: torch.device | str, precision: str):
-    """``torch.autocast`` for ``precision`` in {"fp32", "bf16", "fp16"} (fp32: no autocast)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    dtype = PRECISIONS[precision]
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+from ..models import SFTGenerator
+from ..precision import autocast
+from ..priors import PriorMap
 
 
 @torch.no_grad()
-def receptive_field(generator: nn.Module, within: nn.Module | None = None) -> int:
+def receptive_field(generator: SFTGenerator, within: nn.Module | None = None) -> int:
     """Radius of the generator's receptive field in LR pixels (an upper bound, rounded up).
 
     Each stride-1 conv adds ``dilation * (kernel - 1) / 2`` pixels at the resolution it runs at,
@@ -45,7 +34,7 @@ def receptive_field(generator: nn.Module, within: nn.Module | None = None) -> in
     for windows that start on LR pixels. ``within``: count only that submodule's convs (e.g.
     ``generator.HR_branch``, the halo of its strips).
     """
-    scale = getattr(generator, "scale", 4)
+    scale = generator.scale
     h = w = 8
     total = 0.0
     hooks = []
@@ -66,8 +55,12 @@ def receptive_field(generator: nn.Module, within: nn.Module | None = None) -> in
     try:
         param = next(generator.parameters())
         lr = torch.zeros(1, generator.config.in_channels, h, w, device=param.device, dtype=param.dtype)
-        prior = torch.full((1, generator.config.num_classes, h * scale, w * scale), 1.0 / generator.config.num_classes,
-                           device=param.device, dtype=param.dtype)  # fmt: skip
+        c = generator.config.num_classes
+        prior = (
+            torch.full((1, c, h * scale, w * scale), 1.0 / c, device=param.device, dtype=param.dtype)
+            if generator.uses_prior
+            else None
+        )
         generator(lr, prior)
     finally:
         for hk in hooks:
@@ -75,15 +68,16 @@ def receptive_field(generator: nn.Module, within: nn.Module | None = None) -> in
     return math.ceil(total - 1e-9)
 
 
-def run_generator(generator: nn.Module, lr: torch.Tensor, prior: torch.Tensor | None, hr_rows: int | None = 64,
-                  halo: int | None = None) -> torch.Tensor:  # fmt: skip
+def run_generator(
+    generator: SFTGenerator, lr: torch.Tensor, prior: torch.Tensor | None, hr_rows: int | None = 64, halo: int | None = None
+) -> torch.Tensor:
     """``generator(lr, prior)``, with the upsampling layers (``HR_branch``) run on strips of ``hr_rows``
     LR rows plus ``halo`` rows of context (their receptive field, so the result is the same).
 
     At SR resolution each activation is 64 x 16 floats per LR pixel (440 MB for a 328 x 328 LR
     window): run at once, those layers set the peak memory; in strips they take ``hr_rows / h`` of it.
     """
-    if hr_rows is None or not hasattr(generator, "lr_features") or lr.shape[-2] <= hr_rows:
+    if hr_rows is None or lr.shape[-2] <= hr_rows:
         return generator(lr, prior)
     fea = generator.lr_features(lr, prior)
     halo = receptive_field(generator, within=generator.HR_branch) if halo is None else halo
@@ -124,7 +118,7 @@ def to_uint8_hwc(sr: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def super_resolve_many(
-    generator: nn.Module,
+    generator: SFTGenerator,
     images: list[tuple[torch.Tensor, PriorMap | None]],
     tile: int | None = 256,
     overlap: int | None = None,
@@ -153,11 +147,11 @@ def super_resolve_many(
     """
     s = generator.scale
     cfg = generator.config
-    needs_prior = getattr(generator, "uses_prior", True)
+    needs_prior = generator.uses_prior
     if tile is not None and tile < 1:
         raise ValueError(f"tile must be a positive number of LR pixels or null, got {tile}")
     overlap = receptive_field(generator) if overlap is None else overlap
-    halo = receptive_field(generator, within=generator.HR_branch) if hr_rows and hasattr(generator, "HR_branch") else None
+    halo = receptive_field(generator, within=generator.HR_branch) if hr_rows else None
     device = next(generator.parameters()).device
     lrs, outs, groups = [], [], {}
     for n, (lr, prior) in enumerate(images):
@@ -198,10 +192,19 @@ def super_resolve_many(
     return outs
 
 
-def super_resolve(generator: nn.Module, lr: torch.Tensor, prior: PriorMap | None, tile: int | None = 256,
-                  overlap: int | None = None, batch_size: int = 1, precision: str = "fp32",
-                  labels_out: np.ndarray | None = None, as_float: bool = False, hr_rows: int | None = 64) -> np.ndarray:  # fmt: skip
+def super_resolve(
+    generator: SFTGenerator,
+    lr: torch.Tensor,
+    prior: PriorMap | None,
+    tile: int | None = 256,
+    overlap: int | None = None,
+    batch_size: int = 1,
+    precision: str = "fp32",
+    labels_out: np.ndarray | None = None,
+    as_float: bool = False,
+    hr_rows: int | None = 64,
+) -> np.ndarray:
     """One image: see ``super_resolve_many``. Returns SR uint8 ``(scale*h, scale*w, 3)`` (float32 with ``as_float``)."""
-    return super_resolve_many(generator, [(lr, prior)], tile, overlap, batch_size, precision,
-                              [labels_out], as_float=as_float, hr_rows=hr_rows)[0]  # fmt: skip
+    outs = super_resolve_many(generator, [(lr, prior)], tile, overlap, batch_size, precision, [labels_out], as_float, hr_rows)
+    return outs[0]
 

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from torchvision.utils import make_grid, save_image
 
-from ..categories import OUTDOOR_COLORS, colorize
+from ..categories import colorize
 from ..imresize import imresize
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,8 @@ class ValidationImages(L.Callback):
         s = hr.shape[-1] // lr.shape[-1]
         near = torch.nn.functional.interpolate(lr, scale_factor=s, mode="nearest")
         bic = imresize(lr, s).clamp(0, 1)
-        # the configured colours, else the prior's (which fixes the class set), else the outdoor table
-        data_prior = getattr(trainer.datamodule, "prior", None)
-        colors = self.colors or (data_prior.colors if data_prior is not None else OUTDOOR_COLORS)
+        # the configured colours, else those of the prior the module trains with
+        colors = self.colors or pl_module.prior.colors
         seg = colorize(prior.argmax(1), tuple(map(tuple, colors)))
         for i in range(lr.shape[0]):
             self._rows += [torch.stack([near[i], bic[i], sr[i], hr[i], seg[i].to(hr.device)])]

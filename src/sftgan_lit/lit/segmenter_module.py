@@ -19,16 +19,17 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassJaccardIndex
 
-from ..priors.base import VOID_LABEL
+from ..categories import VOID_LABEL
+from ..models import Segmenter, export_segmenter
+from ..priors import Prior
 
 
 class SegmenterModule(L.LightningModule):
     """Args:
-        segmenter: a network with the prior-segmenter interface (``logits(lr)``, ``num_classes``), e.g.
-            ``LRASPPSegmenter`` or ``OutdoorSceneSeg``.
+        segmenter: a ``models.Segmenter`` (``LRASPPSegmenter``, ``OutdoorSceneSeg``).
+        prior: the prior whose classes the labels are (names and colours are recorded in the export).
         optimizer: ``_partial_`` optimizer factory (``params=`` is given here).
         scheduler: optional ``_partial_`` scheduler factory, stepped every optimiser step.
-        class_names, colors: the prior's classes (``${prior.class_names}``), recorded in the export.
         class_weights: optional per-class weights of the cross-entropy.
         label_smoothing: cross-entropy label smoothing (softens over-confident probabilities).
         ece_bins: bins of the calibration error.
@@ -36,18 +37,20 @@ class SegmenterModule(L.LightningModule):
 
     def __init__(
         self,
-        segmenter: nn.Module,
+        segmenter: Segmenter,
+        prior: Prior,
         optimizer,
         scheduler=None,
-        class_names: Sequence[str] = (),
-        colors: Sequence[Sequence[int]] = (),
         class_weights: Sequence[float] | None = None,
         label_smoothing: float = 0.0,
         ece_bins: int = 15,
     ) -> None:
         super().__init__()
         # the factories are code, not hyperparameters: checkpoints stay loadable with weights_only=True
-        self.save_hyperparameters(ignore=["segmenter", "optimizer", "scheduler"])
+        self.save_hyperparameters(ignore=["segmenter", "prior", "optimizer", "scheduler"])
+        self.hparams["class_names"] = list(prior.class_names)
+        self.prior = prior
+        class_names = prior.class_names
         self.segmenter = segmenter
         self.optimizer, self.scheduler = optimizer, scheduler
         c = int(segmenter.num_classes)
@@ -125,9 +128,9 @@ class SegmenterModule(L.LightningModule):
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler(optimizer=opt), "interval": "step"}}
 
-    def export(self, path: str | Path) -> Path:
-        """Write the trained segmenter as a prior checkpoint (``prior=learned prior.weights=PATH``)."""
-        from ..checkpoints import export_segmenter
-
-        export_segmenter(self.segmenter, path, self.class_names, self.hparams.colors)
-        return Path(path)
+    def export(self, folder: str | Path) -> Path:
+        """Write the trained segmenter as ``<folder>/segmenter.pth``, a prior checkpoint
+        (``prior=learned prior.weights=PATH``) recording its architecture, classes and colours."""
+        path = Path(folder) / "segmenter.pth"
+        export_segmenter(self.segmenter, path, self.prior.class_names, self.prior.colors)
+        return path

@@ -1,25 +1,27 @@
 """``SFTGANModule``: the paper's training loop with manual optimisation, alternating G and D updates.
 
-Each ``training_step`` is one iteration: a generator update (perceptual + GAN + category through D +
-optional pixel term; skipped during ``d_init_iters`` and on iterations not divisible by
-``d_steps_per_g``), then a discriminator update on the HR and the detached SR (real/fake + category
-on both, background ignored, + gradient penalty for ``wgan_gp``). Each update runs inside
+Each ``training_step`` is one iteration: a generator update (the objective's generator terms; skipped
+during ``d_init_iters`` and on iterations not divisible by ``d_steps_per_g``), then a discriminator
+update on the HR and the detached SR (the objective's discriminator terms). What the terms are is the
+``losses.SFTGANObjective``'s business; this module decides when to step what. Each update runs inside
 ``toggled_optimizer`` so it only touches its own network's parameters.
 
-Learning-rate groups and freezing come from ``param_groups`` (regexes on parameter names): the
-original recipe trains SFT and condition layers at 5x the base rate from the start and the rest of the
-generator only after 20k iterations. Schedulers are stepped once per iteration, by hand. An EMA copy of
-the generator is validated and saved. Non-finite losses or gradients skip the update (counted and
-logged, agreed across DDP ranks); ``max_nonfinite`` in a row stop the run with the step and the terms.
+Learning-rate groups and freezing come from ``param_groups``: the original recipe trains the layers
+that carry the prior (what ``generator.conditioning_modules()`` reports) at 5x the base rate from the
+start and the rest of the generator only after 20k iterations. Schedulers are stepped once per
+iteration, by hand, before the iteration's updates as the original did (the iteration at a milestone
+already runs at the new rate). An EMA copy of the generator is validated, saved and exported.
+Non-finite losses or gradients skip the update (counted and logged, agreed across DDP ranks);
+``max_nonfinite`` in a row stop the run with the step and the terms.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -27,15 +29,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..losses import GANLoss, PerceptualLoss, gradient_penalty, pixel_loss
+from ..losses import SFTGANObjective
 from ..metrics import PSNRY, SSIMY, lpips_metric
+from ..models import SFTGenerator, export_generator
+from ..priors import Prior
 from .ema import EMA
 
 log = logging.getLogger(__name__)
 
-IGNORE = -100
-# The original recipe: SFT and condition layers (and concat/film's fused convs) vs the rest.
-CONDITIONING_PATTERN = r"^CondNet\.|\.sft\d\.|^sft_branch\.\d+\.SFT_"
+# Which generator parameters a param group selects: the layers that carry the prior (as the network
+# reports them), the others, or all.
+PARTS = ("conditioning", "trunk", "all")
 
 
 def _numpy_state_to_tensors(state: tuple) -> dict:
@@ -56,35 +60,27 @@ class NonFiniteLossError(RuntimeError):
 class SFTGANModule(L.LightningModule):
     """Args:
     generator, discriminator: the plain networks (``SFTGenerator``, ``ACDDiscriminator``).
-    perceptual: a ``PerceptualLoss`` (or None: no perceptual term).
-    w_pix, pixel_type, w_percep, w_gan, gan_type, w_cls, w_cls_g, w_gp: loss weights and types;
-        ``w_cls_g=None`` uses ``w_gan`` for the generator's category term, as the original did.
+    objective: the loss terms and weights (``losses.SFTGANObjective``).
+    prior: the prior the data feeds (its class names and colours name the per-category metrics and
+        the validation images); the generator must be conditioned on as many classes.
     optimizer_g, optimizer_d: ``functools.partial`` optimisers (Hydra ``_partial_: true``), built here.
     scheduler: a partial LR scheduler applied to both optimisers (stepped once per iteration), or None.
-    param_groups: generator groups ``[{name, pattern, lr_mult, freeze_until}]``, first match wins.
+    param_groups: generator groups ``[{name, part, lr_mult, freeze_until}]``, ``part`` one of
+        ``conditioning`` / ``trunk`` / ``all``; a parameter joins the first group whose part holds it.
     d_steps_per_g: D updates per G update; d_init_iters: D-only warm-up iterations.
     clip_grad_norm: max gradient norm for both networks, or None.
     ema_decay: decay of the generator's EMA (None: no EMA; validation uses the raw generator).
     max_nonfinite: consecutive non-finite updates after which training stops.
     use_discriminator: False trains G alone (SRResNet pretraining: pixel loss, no GAN terms).
-    crop_border: border removed by the Y metrics (the SR scale).
     lpips_net: LPIPS backbone for ``val/lpips`` when its weights are on disk (None: off).
-    class_names: category names for per-category validation metrics.
     """
 
     def __init__(
         self,
-        generator: nn.Module,
+        generator: SFTGenerator,
         discriminator: nn.Module,
-        perceptual: PerceptualLoss | None = None,
-        w_pix: float = 0.0,
-        pixel_type: str = "l1",
-        w_percep: float = 1.0,
-        w_gan: float = 5e-3,
-        gan_type: str = "vanilla",
-        w_cls: float = 1.0,
-        w_cls_g: float | None = None,
-        w_gp: float = 10.0,
+        objective: SFTGANObjective,
+        prior: Prior,
         optimizer_g: Callable | None = None,
         optimizer_d: Callable | None = None,
         scheduler: Callable | None = None,
@@ -95,34 +91,36 @@ class SFTGANModule(L.LightningModule):
         ema_decay: float | None = 0.999,
         max_nonfinite: int = 10,
         use_discriminator: bool = True,
-        crop_border: int = 4,
         lpips_net: str | None = "alex",
-        class_names: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
-        # plain strings (Hydra passes the schema's enums): hparams go into checkpoints read with weights_only=True
-        pixel_type, gan_type = str(getattr(pixel_type, "value", pixel_type)), str(getattr(gan_type, "value", gan_type))
-        class_names = [str(c) for c in class_names]
-        # modules and partials stay out of hparams: checkpoints must load with weights_only=True
-        self.save_hyperparameters(ignore=["generator", "discriminator", "perceptual", "optimizer_g", "optimizer_d", "scheduler"])
+        # modules, the prior and partials stay out of hparams: checkpoints must load with weights_only=True
+        self.save_hyperparameters(ignore=["generator", "discriminator", "objective", "prior", "optimizer_g", "optimizer_d", "scheduler"])
+        self.hparams["loss"] = objective.describe()
+        self.hparams["class_names"] = list(prior.class_names)
         self.generator = generator
         self.discriminator = discriminator
-        self.perceptual = perceptual if (perceptual is not None and perceptual.available and w_percep) else None
-        self.gan = GANLoss(gan_type)
+        self.objective = objective
+        self.prior = prior
+        if generator.uses_prior and generator.config.num_classes != prior.num_classes:
+            raise ValueError(
+                f"the generator is conditioned on {generator.config.num_classes} classes but prior={prior.name} has "
+                f"{prior.num_classes}; set model.generator.num_classes=${{prior.num_classes}} (the default)"
+            )
         self.ema = EMA(generator, ema_decay) if ema_decay is not None else None
         self.optimizer_g = optimizer_g or (lambda params: torch.optim.Adam(params, lr=1e-4, betas=(0.9, 0.999)))
         self.optimizer_d = optimizer_d or (lambda params: torch.optim.Adam(params, lr=1e-4, betas=(0.9, 0.999)))
         self.scheduler = scheduler
-        if not use_discriminator and (w_gan or (w_cls_g if w_cls_g is not None else w_gan)):
-            raise ValueError("use_discriminator=false needs w_gan=0 and w_cls_g=0 (the GAN terms need a trained D)")
+        if not use_discriminator and objective.needs_discriminator:
+            raise ValueError("use_discriminator=false needs loss.w_gan=0 and loss.w_cls_g=0 (the GAN terms need a trained D)")
         if d_steps_per_g < 1:
             raise ValueError(f"d_steps_per_g must be >= 1, got {d_steps_per_g}")
         self.groups = self._resolve_groups(param_groups)
-        num_classes = len(class_names) or 8
-        self.class_names = tuple(class_names) or tuple(str(i) for i in range(num_classes))
-        self.val_psnr = PSNRY(crop_border, num_classes)
-        self.val_ssim = SSIMY(crop_border, num_classes)
+        self.class_names = prior.class_names
+        crop_border = generator.scale  # the SR literature crops the scale's worth of border
+        self.val_psnr = PSNRY(crop_border, prior.num_classes)
+        self.val_ssim = SSIMY(crop_border, prior.num_classes)
         self.val_lpips = None
         if lpips_net:
             self.val_lpips, message = lpips_metric(lpips_net)
@@ -131,17 +129,25 @@ class SFTGANModule(L.LightningModule):
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
         self.register_buffer("nonfinite_total", torch.zeros((), dtype=torch.long))
         self._nonfinite_streak = 0
+        self._pending_rng: dict | None = None  # RNG states of a resumed checkpoint, applied when its epoch starts
 
     # ------------------------------------------------------------------ optimisers
     def _resolve_groups(self, specs: Sequence[Mapping]) -> list[dict]:
-        """Assign every generator parameter to the first group whose pattern matches its name."""
-        specs = list(specs) or [{"name": "all", "pattern": ".*", "lr_mult": 1.0, "freeze_until": 0}]
-        groups = [{"name": s.get("name", f"group{i}"), "regex": re.compile(s["pattern"]), "lr_mult": float(s.get("lr_mult", 1.0)),
-                   "freeze_until": int(s.get("freeze_until", 0)), "params": [], "names": []} for i, s in enumerate(specs)]  # fmt: skip
+        """Assign every generator parameter to the first group whose ``part`` holds it."""
+        specs = list(specs) or [{"name": "all", "part": "all"}]
+        conditioning = {id(p) for m in self.generator.conditioning_modules() for p in m.parameters()}
+        groups = []
+        for i, spec in enumerate(specs):
+            part = spec.get("part")
+            if part not in PARTS:
+                raise ValueError(f"optim.param_groups[{i}].part={part!r} is not one of {', '.join(PARTS)}")
+            groups.append({"name": spec.get("name", f"group{i}"), "part": part, "lr_mult": float(spec.get("lr_mult", 1.0)),
+                           "freeze_until": int(spec.get("freeze_until", 0)), "params": [], "names": []})
+        holds = {"conditioning": lambda p: id(p) in conditioning, "trunk": lambda p: id(p) not in conditioning, "all": lambda p: True}
         for name, p in self.generator.named_parameters():
-            group = next((g for g in groups if g["regex"].search(name)), None)
+            group = next((g for g in groups if holds[g["part"]](p)), None)
             if group is None:
-                raise ValueError(f"generator parameter {name!r} matches no module.param_groups pattern; add a catch-all '.*' group")
+                raise ValueError(f"generator parameter {name!r} is in no optim.param_groups part; add a group with part: all")
             group["params"].append(p)
             group["names"].append(name)
         empty = [g["name"] for g in groups if not g["params"]]
@@ -158,41 +164,6 @@ class SFTGANModule(L.LightningModule):
         if self.scheduler is None:
             return [opt_g, opt_d]
         return [opt_g, opt_d], [self.scheduler(opt_g), self.scheduler(opt_d)]
-
-    # ------------------------------------------------------------------ losses
-    def _cls(self, logits: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
-        target = torch.where(category == 0, IGNORE, category)  # background is not a category (original: ignore_index=0)
-        if (target == IGNORE).all():
-            return logits.sum() * 0.0
-        return F.cross_entropy(logits.float(), target, ignore_index=IGNORE)
-
-    def generator_losses(self, batch: dict, sr: torch.Tensor) -> dict[str, torch.Tensor]:
-        hp = self.hparams
-        terms: dict[str, torch.Tensor] = {}
-        if hp.w_pix:
-            terms["pix"] = hp.w_pix * pixel_loss(sr, batch["hr"], hp.pixel_type)
-        if self.perceptual is not None:
-            terms["percep"] = hp.w_percep * self.perceptual(sr, batch["hr"])
-        if hp.w_gan or hp.w_cls_g:
-            fake_logit, fake_cls = self.discriminator(sr)
-            real_logit = self.discriminator(batch["hr"])[0].detach() if hp.gan_type == "ragan" else None
-            if hp.w_gan:
-                terms["gan"] = hp.w_gan * self.gan.generator(real_logit, fake_logit.float())
-            w_cls_g = hp.w_gan if hp.w_cls_g is None else hp.w_cls_g
-            if w_cls_g:
-                terms["cls"] = w_cls_g * self._cls(fake_cls, batch["category"])
-        return terms
-
-    def discriminator_losses(self, batch: dict, sr: torch.Tensor) -> dict[str, torch.Tensor]:
-        hp = self.hparams
-        real_logit, real_cls = self.discriminator(batch["hr"])
-        fake_logit, fake_cls = self.discriminator(sr)
-        terms = {"gan": self.gan.discriminator(real_logit.float(), fake_logit.float())}
-        if hp.w_cls:
-            terms["cls"] = hp.w_cls * (self._cls(real_cls, batch["category"]) + self._cls(fake_cls, batch["category"]))
-        if hp.gan_type == "wgan_gp" and hp.w_gp:
-            terms["gp"] = hp.w_gp * gradient_penalty(self.discriminator, batch["hr"], sr)
-        return terms
 
     # ------------------------------------------------------------------ one update
     def _all_finite(self, tensors) -> bool:
@@ -238,11 +209,17 @@ class SFTGANModule(L.LightningModule):
         it = int(self.iteration)
         n = batch["hr"].shape[0]
         logs: dict[str, torch.Tensor] = {}
+        with warnings.catch_warnings():
+            # Schedules count iterations and are stepped before each one, as the original's
+            # update_learning_rate() was: torch warns that no optimiser has stepped yet, but nothing is skipped.
+            warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)` before `optimizer\.step\(\)`", UserWarning)
+            for sched in self._schedulers():
+                sched.step()
         g_turn = it >= hp.d_init_iters and it % hp.d_steps_per_g == 0
         if g_turn:
             with self.toggled_optimizer(opt_g):
                 sr = self.generator(batch["lr"], batch["prior"])
-                terms = self.generator_losses(batch, sr)
+                terms = self.objective.generator_terms(batch, sr, self.discriminator)
                 frozen = [p for g in self.groups if it < g["freeze_until"] for p in g["params"]]
                 if self._update(opt_g, list(self.generator.parameters()), terms, frozen) and self.ema is not None:
                     self.ema.update(self.generator)
@@ -254,17 +231,11 @@ class SFTGANModule(L.LightningModule):
                 sr = self.generator(batch["lr"], batch["prior"])
         if hp.use_discriminator:
             with self.toggled_optimizer(opt_d):
-                terms = self.discriminator_losses(batch, sr)
+                terms = self.objective.discriminator_terms(batch, sr, self.discriminator)
                 self._update(opt_d, list(self.discriminator.parameters()), terms)
             logs.update({f"train/d_{k}": v.detach() for k, v in terms.items()})
             logs["train/loss_d"] = sum(terms.values()).detach()
         self.iteration += 1
-        with warnings.catch_warnings():
-            # Schedules count iterations and step every iteration; an optimiser that has not stepped yet (D
-            # without a GAN loss, G during d_init_iters) makes torch warn, but nothing is skipped that should not be.
-            warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)` before `optimizer\.step\(\)`", UserWarning)
-            for sched in self._schedulers():
-                sched.step()
         logs["train/lr_g"] = torch.tensor(opt_g.param_groups[-1]["lr"])
         logs["train/nonfinite_skipped"] = self.nonfinite_total.float()
         self.log_dict(logs, prog_bar=False, batch_size=n)
@@ -304,6 +275,14 @@ class SFTGANModule(L.LightningModule):
             self.log("val/lpips", self.val_lpips.compute(), sync_dist=False)
             self.val_lpips.reset()
 
+    def export(self, folder: str | Path) -> Path:
+        """Write the validated generator (EMA when there is one) as ``<folder>/generator.pth`` in the
+        original key layout with its constructor arguments (``models.load_generator`` reads it)."""
+        path = Path(folder) / "generator.pth"
+        export_generator(self.eval_generator, path)
+        log.info("generator (EMA: %s) exported to %s", self.ema is not None, path)
+        return path
+
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         bad = [n for n, p in self.generator.named_parameters() if not torch.isfinite(p).all()]
@@ -322,7 +301,7 @@ class SFTGANModule(L.LightningModule):
         self._pending_rng = checkpoint.get("rng_states")
 
     def on_train_epoch_start(self) -> None:
-        states, self._pending_rng = getattr(self, "_pending_rng", None), None
+        states, self._pending_rng = self._pending_rng, None
         if states:
             torch.set_rng_state(states["torch"])
             np.random.set_state(_numpy_state_from_tensors(states["numpy"]))

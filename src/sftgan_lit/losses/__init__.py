@@ -1,6 +1,7 @@
-"""Losses: GAN formulations, perceptual (VGG19 features) and pixel terms."""
+"""Losses: GAN formulations, perceptual (VGG19 features) and pixel terms, and the SFTGAN objective."""
 
 from .gan import GAN_TYPES, GANLoss, gradient_penalty
+from .objective import SFTGANObjective, category_loss
 from .perceptual import PerceptualLoss, pixel_loss
 
-__all__ = ["GAN_TYPES", "GANLoss", "PerceptualLoss", "gradient_penalty", "pixel_loss"]
+__all__ = ["GAN_TYPES", "GANLoss", "PerceptualLoss", "SFTGANObjective", "category_loss", "gradient_penalty", "pixel_loss"]

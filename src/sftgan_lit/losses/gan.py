@@ -12,15 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-GAN_TYPES = ("vanilla", "lsgan", "ragan", "wgan_gp", "hinge")
+from ..choices import GanType, choice
+
+GAN_TYPES = tuple(t.value for t in GanType)
 
 
 class GANLoss(nn.Module):
     def __init__(self, gan_type: str = "vanilla") -> None:
         super().__init__()
-        if gan_type not in GAN_TYPES:
-            raise ValueError(f"loss.gan_type={gan_type!r} is not one of {', '.join(GAN_TYPES)}")
-        self.gan_type = gan_type
+        self.gan_type = choice(GanType, gan_type, "loss.gan_type")
 
     @staticmethod
     def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:

@@ -8,17 +8,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..choices import PixelType, choice
 from ..models.vgg import VGGFeatureExtractor
 
 log = logging.getLogger(__name__)
 
 
 def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, kind: str = "l1") -> torch.Tensor:
-    if kind == "l1":
-        return F.l1_loss(sr, hr)
-    if kind in ("l2", "mse"):
-        return F.mse_loss(sr, hr)
-    raise ValueError(f"loss.pixel_type={kind!r} is not l1 or mse")
+    """Mean L1 or squared error (``choices.PixelType``) between two image batches."""
+    kind = choice(PixelType, kind, "loss.pixel_type")
+    return F.l1_loss(sr, hr) if kind == PixelType.l1.value else F.mse_loss(sr, hr)
 
 
 class PerceptualLoss(nn.Module):

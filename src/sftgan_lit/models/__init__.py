@@ -1,27 +1,63 @@
-"""Plain ``torch.nn`` networks of SFTGAN (no Lightning, no file paths)."""
+"""Plain ``torch.nn`` networks of SFTGAN (no Lightning, no Hydra), their variants and their checkpoint files."""
 
 from .concat import ConcatLayer
 from .condition import ConditionNet
 from .discriminator import ACDDiscriminator
-from .generator import GeneratorConfig, ResBlockSFT, SFTGenerator, sftgan_pytorch, sftgan_torch7, srresnet
+from .generator import GeneratorConfig, ResBlockSFT, SFTGenerator
+from .init import scaled_kaiming_
 from .lraspp import LRASPPSegmenter
+from .protocols import Segmenter
 from .segmenter import OutdoorSceneSeg, Res131
 from .sft import SFTLayer
+from .srgan import convert_srgan_state_dict, init_conditioning_small, init_from_srgan, srgan_key_map
 from .vgg import VGGFeatureExtractor
+from .weights import (
+    GENERATOR_VARIANTS,
+    SEGMENTER_ARCHS,
+    GeneratorVariant,
+    build_generator,
+    export_generator,
+    export_segmenter,
+    generator_from_state_dict,
+    infer_generator_config,
+    load_generator,
+    load_segmenter,
+    read_segmenter,
+    sftgan_pytorch,
+    sftgan_torch7,
+    srresnet,
+)
 
 __all__ = [
     "ACDDiscriminator",
     "ConcatLayer",
     "ConditionNet",
+    "GENERATOR_VARIANTS",
     "GeneratorConfig",
+    "GeneratorVariant",
     "LRASPPSegmenter",
     "OutdoorSceneSeg",
     "Res131",
     "ResBlockSFT",
+    "SEGMENTER_ARCHS",
     "SFTGenerator",
     "SFTLayer",
+    "Segmenter",
     "VGGFeatureExtractor",
+    "build_generator",
+    "convert_srgan_state_dict",
+    "export_generator",
+    "export_segmenter",
+    "generator_from_state_dict",
+    "infer_generator_config",
+    "init_conditioning_small",
+    "init_from_srgan",
+    "load_generator",
+    "load_segmenter",
+    "read_segmenter",
+    "scaled_kaiming_",
     "sftgan_pytorch",
     "sftgan_torch7",
+    "srgan_key_map",
     "srresnet",
 ]

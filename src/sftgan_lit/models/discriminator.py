@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .init import scaled_kaiming_
+
 
 class ACDDiscriminator(nn.Module):
     """Auxiliary-classifier discriminator of SFTGAN's training code.
@@ -15,6 +17,9 @@ class ACDDiscriminator(nn.Module):
     category logits. Layer indices match the ``ACD_VGG_BN_96`` layout.
 
     Input: (N, in_channels, input_size, input_size), RGB in [0, 1]. Returns ``(gan_logit, cls_logits)``.
+
+    ``weight_init_scale``: None keeps PyTorch's default initialisation; a float ``s`` is the original
+    training code's (Kaiming-normal x ``s``, zero biases, BN 1/0; the original used ``s = 1``).
     """
 
     def __init__(
@@ -25,6 +30,7 @@ class ACDDiscriminator(nn.Module):
         input_size: int = 96,
         hidden_features: int = 100,
         negative_slope: float = 0.1,
+        weight_init_scale: float | None = None,
     ) -> None:
         super().__init__()
         if input_size % 16:
@@ -45,6 +51,8 @@ class ACDDiscriminator(nn.Module):
         self.cls = nn.Sequential(
             nn.Linear(flat, hidden_features), nn.LeakyReLU(negative_slope), nn.Linear(hidden_features, num_classes)
         )
+        if weight_init_scale is not None:
+            scaled_kaiming_([self], weight_init_scale)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.shape[-2:] != (self.input_size, self.input_size):

@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from enum import Enum
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..choices import Conditioning, choice
 from .concat import ConcatLayer
 from .condition import ConditionNet
+from .init import scaled_kaiming_
 from .sft import SFTFormula, SFTLayer
 
-Conditioning = Literal["sft", "film", "concat", "none"]
 Upsampler = Literal["pixelshuffle", "nearest"]
 
 
@@ -41,7 +41,7 @@ class GeneratorConfig:
     num_blocks: int = 16
     num_classes: int = 8
     scale: int = 4
-    conditioning: Conditioning = "sft"
+    conditioning: str = Conditioning.sft.value  # one of choices.Conditioning
     # Blocks that get conditioning layers: None = all, k = the first k; ``final_cond`` adds the one
     # before the trunk's last conv.
     num_cond_blocks: int | None = None
@@ -125,13 +125,9 @@ class SFTGenerator(nn.Module):
 
     def __init__(self, **kwargs) -> None:
         super().__init__()
-        # str-valued enums (Hydra's structured configs) become plain strings: the config is saved in exports
-        kwargs = {k: (v.value if isinstance(v, Enum) else v) for k, v in kwargs.items()}
         cfg = GeneratorConfig(**kwargs)
-        if cfg.conditioning not in ("sft", "film", "concat", "none"):
-            raise ValueError(
-                f"conditioning must be one of 'sft', 'film', 'concat', 'none', got {cfg.conditioning!r}"
-            )
+        # a plain string (Hydra's structured configs pass the enum member): the config is saved in exports
+        cfg.conditioning = choice(Conditioning, cfg.conditioning, "conditioning")
         n_cond = cfg.num_blocks if cfg.num_cond_blocks is None else cfg.num_cond_blocks
         if not 0 <= n_cond <= cfg.num_blocks:
             raise ValueError(f"num_cond_blocks must be in [0, {cfg.num_blocks}] or None, got {cfg.num_cond_blocks}")
@@ -174,15 +170,9 @@ class SFTGenerator(nn.Module):
         if cfg.weight_init_scale is not None:
             self.init_weights(cfg.weight_init_scale)
 
-    @torch.no_grad()
     def init_weights(self, scale: float = 0.1) -> None:
-        """Kaiming-normal (fan-in) weights scaled by ``scale`` and zero biases, for every conv (the original's init)."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
-                m.weight.mul_(scale)
-                if m.bias is not None:
-                    m.bias.zero_()
+        """The original training code's init for every layer (``models.init.scaled_kaiming_``)."""
+        scaled_kaiming_([self], scale)
 
     @property
     def scale(self) -> int:
@@ -193,7 +183,7 @@ class SFTGenerator(nn.Module):
         at a higher learning rate and initialises them small."""
         mods: list[nn.Module] = [self.CondNet] if self.CondNet is not None else []
         for block in self.sft_branch[:-2]:
-            if getattr(block, "conditioned", False):
+            if block.conditioned:
                 mods += [block.sft0, block.sft1]
         if self._final_conditioned:
             mods.append(self.sft_branch[-2])
@@ -248,23 +238,3 @@ class SFTGenerator(nn.Module):
             res = self.sft_branch[-2](res, cond)
         res = self.sft_branch[-1](res)
         return fea + res
-
-
-def sftgan_pytorch(**overrides) -> SFTGenerator:
-    """The released PyTorch SFTGAN (``SFTGAN_noBN_OST_bg.pth``): ``F * (1 + gamma) + beta``, pixel shuffle."""
-    return SFTGenerator(**overrides)
-
-
-def sftgan_torch7(**overrides) -> SFTGenerator:
-    """The paper's Torch7 SFTGAN converted to PyTorch (``SFTGAN_torch.pth``): ``F * gamma + beta``,
-    LeakyReLU(0.01) in the SFT branches, ReLU after the SFT layers, nearest-neighbour upsampling."""
-    kwargs = dict(sft_formula="plain", sft_negative_slope=0.01, relu_after_cond=True, upsampler="nearest")
-    kwargs.update(overrides)
-    return SFTGenerator(**kwargs)
-
-
-def srresnet(**overrides) -> SFTGenerator:
-    """SRResNet / SRGAN generator without BN: the same trunk with no prior (``conditioning="none"``)."""
-    kwargs = dict(conditioning="none")
-    kwargs.update(overrides)
-    return SFTGenerator(**kwargs)

@@ -16,10 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..categories import IMAGENET_MEAN, IMAGENET_STD
 from ..imresize import imresize
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from ..state_dict import CheckpointError, load_state_dict_file
 
 
 class LRASPPSegmenter(nn.Module):
@@ -63,8 +62,6 @@ class LRASPPSegmenter(nn.Module):
 
     def load_backbone(self, path: str | os.PathLike) -> None:
         """Copy an ImageNet MobileNetV3-Large checkpoint's ``features.*`` into the backbone (every backbone key must be there)."""
-        from ..checkpoints import CheckpointError, load_state_dict_file
-
         sd = load_state_dict_file(path)
         own = self.backbone.state_dict()
         picked = {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.") and k[len("features."):] in own}

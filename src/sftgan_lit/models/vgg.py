@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..categories import IMAGENET_MEAN, IMAGENET_STD
+
 # torchvision's file name for the ImageNet VGG19 weights (IMAGENET1K_V1)
 VGG19_FILENAME = "vgg19-dcbb9e9d.pth"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # index in torchvision's vgg19().features of conv5_4 (the original SRGAN/SFTGAN perceptual layer)
 CONV5_4 = 34
 
@@ -49,7 +49,7 @@ class VGGFeatureExtractor(nn.Module):
                 )
         net = vgg19(weights=None)
         if path is not None:
-            from ..checkpoints import load_state_dict_file, load_strict
+            from ..state_dict import load_state_dict_file, load_strict
 
             load_strict(net, load_state_dict_file(path), source=str(path))
         self.features = net.features[: layer + 1]

@@ -1,7 +1,28 @@
-"""Categorical priors: classes, colours and where per-pixel class probabilities come from."""
+"""Categorical priors: one concept for training, preparation and inference (see ``base.Prior``)."""
 
-from .base import VOID_LABEL, Prior, PriorError, UniformPrior, validate_probs
+from .base import Prior, SegmentOptions, UniformPrior
+from .edits import EditedPrior, PriorEdits, class_mask_from_image, parse_remap
 from .labels import LabelPrior
-from .segmenter import SegmenterPrior
+from .maps import CoarseLogitsPrior, DenseProbs, LabelPriorMap, PriorMap, UniformPriorMap
+from .segmenter import SegmenterPrior, segment_image
+from .validation import PriorError, validate_probs
 
-__all__ = ["VOID_LABEL", "LabelPrior", "Prior", "PriorError", "SegmenterPrior", "UniformPrior", "validate_probs"]
+__all__ = [
+    "CoarseLogitsPrior",
+    "DenseProbs",
+    "EditedPrior",
+    "LabelPrior",
+    "LabelPriorMap",
+    "Prior",
+    "PriorEdits",
+    "PriorError",
+    "PriorMap",
+    "SegmentOptions",
+    "SegmenterPrior",
+    "UniformPrior",
+    "UniformPriorMap",
+    "class_mask_from_image",
+    "parse_remap",
+    "segment_image",
+    "validate_probs",
+]

@@ -1,64 +1,61 @@
-"""What a categorical prior is: its classes, its colours, and how it turns data into probabilities.
+"""What a categorical prior is: its classes and colours, and the two questions every prior answers.
+
+- **The batch question** (training, preparation): ``for_sample`` gives a training crop's probabilities
+  from what the data holds (its label map, its stored probabilities); ``on_device`` fills them per
+  batch on the device when they are computed there (online segmenters); ``from_lr`` gives a whole
+  image's probabilities from its LR alone (what ``sftgan-prepare`` caches).
+- **The image question** (inference): ``image_map`` gives the prior of a whole image as a ``PriorMap``
+  that hands out any window of it (tiled inference never holds a 4000x3000x8 float map), with the
+  paper's prior edits applied on top.
 
 A prior is chosen by ``prior=NAME`` (``conf/prior/NAME.yaml`` instantiates one of these classes) and
-everything downstream reads the class count, names and colours from it. A new prior (another
-segmenter, another class set) is a config file plus, if its probabilities come from somewhere new, a
-small subclass overriding ``for_sample`` and/or ``on_device``.
+everything downstream reads the class count, names and colours from it. A new prior is a config file
+plus, if its probabilities come from somewhere new, a small subclass overriding ``for_sample`` /
+``on_device`` / ``from_lr`` / ``_image_map``; no caller asks which subclass it has.
 
-Probabilities are ``(N, C, H, W)`` (or ``(C, H, W)``) float tensors at HR resolution whose rows
-(the C values of each pixel) sum to 1.
+Probabilities are ``(N, C, H, W)`` (or ``(C, H, W)``) float tensors at HR resolution whose rows (the C
+values of each pixel) sum to 1.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from ..categories import OUTDOOR_CLASSES, OUTDOOR_COLORS
+from ..categories import OUTDOOR_CLASSES, OUTDOOR_COLORS, VOID_LABEL
+from .edits import PriorEdits
+from .maps import DenseProbs, PriorMap, UniformPriorMap
+from .validation import PriorError, validate_probs
 
-VOID_LABEL = 255
+__all__ = ["VOID_LABEL", "Prior", "PriorError", "SegmentOptions", "UniformPrior", "validate_probs"]
 
 
-class PriorError(ValueError):
-    """A prior (stored, computed or configured) that cannot be used; the message says which and why."""
+@dataclass(frozen=True)
+class SegmentOptions:
+    """How a segmenter prior runs at inference time (``predict.yaml``'s ``segment_*`` keys).
 
+    ``max_pixels``: largest upsampled image (``16 * h * w``) segmented in one pass, None = always whole;
+    ``tile`` / ``overlap``: LR pixels of the blended tiles above it.
+    """
 
-def validate_probs(
-    probs: torch.Tensor,
-    num_classes: int,
-    size: tuple[int, int] | None = None,
-    source: str = "prior",
-    atol: float = 1e-3,
-) -> None:
-    """Check a probability map ``(C, H, W)`` or ``(N, C, H, W)``: class count, size, finite, in [0, 1], rows sum to 1."""
-    if probs.dim() not in (3, 4):
-        raise PriorError(f"{source}: expected (C, H, W) or (N, C, H, W) probabilities, got shape {tuple(probs.shape)}")
-    c = probs.shape[-3]
-    if c != num_classes:
-        raise PriorError(f"{source}: {c} classes, but the configured prior has {num_classes}")
-    if size is not None and tuple(probs.shape[-2:]) != tuple(size):
-        raise PriorError(f"{source}: prior size {tuple(probs.shape[-2:])} does not match the image size {tuple(size)}")
-    p = probs.float()
-    if not torch.isfinite(p).all():
-        raise PriorError(f"{source}: {int((~torch.isfinite(p)).sum())} non-finite values")
-    if p.min() < -atol or p.max() > 1 + atol:
-        raise PriorError(f"{source}: values outside [0, 1] (min {p.min():.4g}, max {p.max():.4g})")
-    err = (p.sum(dim=-3) - 1).abs().max()
-    if err > atol:
-        raise PriorError(f"{source}: class probabilities do not sum to 1 (worst pixel off by {err:.4g}, tolerance {atol})")
+    max_pixels: int | None = 4_000_000
+    tile: int = 256
+    overlap: int = 64
+    precision: str = "fp32"
+    device: str = "cpu"
 
 
 class Prior:
-    """Base class: class names, colours and how a sample's prior is produced.
+    """Base class: class names, colours, and the batch and image questions (module docstring).
 
-    ``source`` says where probabilities come from: ``"labels"`` (label maps), ``"uniform"`` (no
-    information), ``"segmenter"`` (a network run on the LR image, cached by ``sftgan-prepare`` or
-    computed on the device per batch).
+    The base class is the prior that carries no information: every class equally likely everywhere.
     """
 
-    source: ClassVar[str] = "uniform"
+    #: whether ``for_sample`` needs the data's label maps (checked when a dataset is built)
+    needs_labels: bool = False
 
     def __init__(
         self,
@@ -67,6 +64,8 @@ class Prior:
         class_names: Sequence[str] = OUTDOOR_CLASSES,
         colors: Sequence[Sequence[int]] = OUTDOOR_COLORS,
     ) -> None:
+        # The defaults are the paper's 8 outdoor classes (conf/classes/outdoor.yaml); every other class set
+        # is given explicitly, and the three must agree.
         class_names = tuple(str(c) for c in class_names)
         colors = tuple(tuple(int(v) for v in c) for c in colors)
         if len(class_names) != num_classes or len(colors) != num_classes:
@@ -81,20 +80,20 @@ class Prior:
         self.class_names = class_names
         self.colors = colors
 
-    # What sftgan-prepare must store for this prior: "probs" means it computes probabilities once.
+    # ------------------------------------------------------------------ what the data layer stores
     @property
     def cached_probs(self) -> bool:
+        """True when ``sftgan-prepare`` computes this prior's probabilities once (``from_lr``) and stores them."""
         return False
 
     @property
     def store_key(self) -> str:
-        """Names the prepared store of this prior's cached probabilities (see ``SegmenterPrior``)."""
+        """Names the prepared store of this prior's cached probabilities."""
         return self.name
 
-    @property
-    def informative(self) -> bool:
-        """False for priors that carry no information (uniform / none)."""
-        return self.source != "uniform"
+    def store_identity(self) -> dict:
+        """What the cached probabilities depend on besides the images (recorded in the store's header)."""
+        return {}
 
     @property
     def online(self) -> bool:
@@ -104,14 +103,19 @@ class Prior:
     def check_ready(self) -> None:
         """Fail now, naming the config key, if the prior cannot work (e.g. missing weights); default: nothing to check."""
 
+    # ------------------------------------------------------------------ the batch question
     def uniform(self, size: tuple[int, int]) -> torch.Tensor:
         return torch.full((self.num_classes, *size), 1.0 / self.num_classes)
 
-    def for_sample(self, labels: torch.Tensor | None, probs: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor | None:
-        """The prior of one training/validation crop, ``(C, H, W)``, or None when computed later on the device.
+    def for_sample(
+        self, labels: torch.Tensor | None, probs: torch.Tensor | None, size: tuple[int, int], lr_given: bool = False
+    ) -> torch.Tensor | None:
+        """The prior of one training/validation crop, ``(C, H, W)``, or None when ``on_device`` computes it.
 
         ``labels``: the crop's label map ``(H, W)`` uint8 (255 = void) when the data has labels;
-        ``probs``: the crop's stored probabilities ``(C, H, W)`` when the store holds them.
+        ``probs``: the crop's stored probabilities ``(C, H, W)`` when the store holds them;
+        ``lr_given``: the sample's LR is given (benchmark sets), so a prior computed from the LR on the
+        device may be deferred even when it is normally cached.
         """
         return self.uniform(size)
 
@@ -119,11 +123,45 @@ class Prior:
         """Fill ``batch['prior']`` on the batch's device (online priors); the default leaves the batch alone."""
         return batch
 
+    def from_lr(self, lr: torch.Tensor) -> torch.Tensor:
+        """LR RGB ``(N, 3, h, w)`` in [0, 1] -> probabilities ``(N, C, s*h, s*w)`` from the LR alone, for
+        the priors that can (``cached_probs``); the others say what they need instead."""
+        raise PriorError(f"prior={self.name} does not compute probabilities from an LR image ({type(self).__name__})")
+
+    # ------------------------------------------------------------------ the image question
+    def image_map(
+        self,
+        lr: torch.Tensor,
+        scale: int,
+        labels: np.ndarray | None = None,
+        probs: torch.Tensor | None = None,
+        edits: PriorEdits | None = None,
+        segment: SegmentOptions = SegmentOptions(),
+    ) -> tuple[PriorMap, str]:
+        """The prior of one image with LR ``(1, 3, h, w)`` in [0, 1], as a ``PriorMap``, and how it was made.
+
+        ``labels``: the image's label map ``(s*h, s*w)`` uint8 when one is known; ``probs``: a given
+        probability map ``(C, s*h, s*w)`` (a prior file), which replaces the prior's own source;
+        ``edits``: the paper's prior editing, applied on top.
+        """
+        if probs is not None:
+            validate_probs(probs, self.num_classes, (lr.shape[-2] * scale, lr.shape[-1] * scale), "prior file")
+            pm, how = DenseProbs(probs, scale), "prior file"
+        else:
+            pm, how = self._image_map(lr, scale, labels, segment)
+        if edits is not None and edits.active:
+            pm, what = edits.apply(pm), edits.describe()
+            how += f", edited: {what}"
+        return pm, how
+
+    def _image_map(
+        self, lr: torch.Tensor, scale: int, labels: np.ndarray | None, segment: SegmentOptions
+    ) -> tuple[PriorMap, str]:
+        return UniformPriorMap(self.num_classes, tuple(lr.shape[-2:]), scale), "uniform prior (no information)"
+
     def describe(self) -> str:
-        return f"{self.name} ({self.source}, {self.num_classes} classes: {', '.join(self.class_names)})"
+        return f"{self.name} ({type(self).__name__}, {self.num_classes} classes: {', '.join(self.class_names)})"
 
 
 class UniformPrior(Prior):
     """No information: every class equally likely everywhere (``prior=uniform`` / ``prior=none``)."""
-
-    source: ClassVar[str] = "uniform"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import VOID_LABEL, Prior, PriorError
+from ..categories import VOID_LABEL
+from .base import Prior, SegmentOptions
+from .maps import LabelPriorMap, PriorMap
+from .validation import PriorError
 
 
 class LabelPrior(Prior):
@@ -20,7 +22,7 @@ class LabelPrior(Prior):
         void: what a void pixel (label 255) becomes: ``"uniform"`` (no information) or a class name.
     """
 
-    source: ClassVar[str] = "labels"
+    needs_labels = True
 
     def __init__(self, name: str = "labels", smoothing: float = 0.0, blur_sigma: float = 0.0, void: str = "uniform", **kwargs) -> None:
         super().__init__(name, **kwargs)
@@ -59,10 +61,24 @@ class LabelPrior(Prior):
             probs = batched if probs.dim() == 4 else batched[0]
         return probs
 
-    def for_sample(self, labels, probs, size):
+    @property
+    def margin(self) -> int:
+        """HR pixels of context a window needs for its blurred prior to equal the whole-image blur there."""
+        return int(np.ceil(3 * self.blur_sigma)) + 1 if self.blur_sigma else 0
+
+    def for_sample(self, labels, probs, size, lr_given=False):
         if labels is None:
             raise PriorError(
                 "prior=labels needs label maps, but this data source has none; give the data's labels folder "
                 "(data.*.labels=...) or choose prior=ade_outdoor / prior=none"
             )
         return self.from_labels(labels)
+
+    def map_of(self, labels: np.ndarray | torch.Tensor, scale: int) -> LabelPriorMap:
+        """The ``PriorMap`` of a whole label map ``(H, W)`` at HR size."""
+        return LabelPriorMap(labels, self.num_classes, self.from_labels, self.margin, scale)
+
+    def _image_map(self, lr: torch.Tensor, scale: int, labels, segment: SegmentOptions) -> tuple[PriorMap, str]:
+        if labels is None:
+            raise PriorError(f"prior={self.name} needs the image's label map: set labels=/folder/of/label/pngs (same file stems)")
+        return self.map_of(labels, scale), "label map"

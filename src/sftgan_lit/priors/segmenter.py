@@ -4,17 +4,28 @@ As in the paper, the segmenter sees the bicubic-upsampled LR (``OutdoorSceneSeg`
 bicubic x4 itself), so its probabilities are at HR resolution. ``mode=cached``: ``sftgan-prepare``
 runs it once per image and stores the probabilities; ``mode=online``: it runs frozen on the device
 inside each batch transfer, from the batch's LR.
+
+For a whole photo (the image question) the segmenter runs on the whole image, or in blended tiles when
+the upsampled photo is larger than ``SegmentOptions.max_pixels``: a 1000x750 LR photo is a 4000x3000
+input to a ResNet-101, about 12 GB of activations in float32. The tiles' stride-8 logits are blended
+with linear ramps in the overlaps. Unlike the generator's tiles this is an approximation (the
+segmenter's receptive field is hundreds of pixels); the log says which way was used.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
-from typing import ClassVar
 
 import torch
 from torch import nn
 
-from .base import Prior, PriorError
+from ..models.protocols import Segmenter
+from ..models.weights import read_segmenter
+from ..precision import autocast
+from .base import Prior, SegmentOptions
+from .maps import CoarseLogitsPrior, PriorMap
+from .validation import PriorError
 
 
 class SegmenterPrior(Prior):
@@ -27,8 +38,6 @@ class SegmenterPrior(Prior):
         batch_size: images per segmenter call in ``sftgan-prepare``.
         weights_key: the config key that sets ``weights``, quoted in errors.
     """
-
-    source: ClassVar[str] = "segmenter"
 
     def __init__(
         self,
@@ -46,7 +55,8 @@ class SegmenterPrior(Prior):
         self.mode = mode
         self.arch = dict(arch or {})
         self.weights_key = weights_key
-        self._model: nn.Module | None = None
+        self._model: Segmenter | None = None
+        self._digest: tuple = (None, "")  # (file identity, digest): the weights file is hashed once
 
     @property
     def cached_probs(self) -> bool:
@@ -60,12 +70,10 @@ class SegmenterPrior(Prior):
     def store_key(self) -> str:
         # Probabilities belong to these weights: a retrained segmenter under the same prior name must
         # not reuse an older store, so the key carries a digest of the weights file.
-        import hashlib
-
         path = self.check_weights()
         stat = path.stat()
         ident = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-        if getattr(self, "_digest", (None, ""))[0] != ident:  # the released file is 200 MB: hash it once
+        if self._digest[0] != ident:  # the released file is 200 MB: hash it once
             digest = hashlib.sha256()
             with path.open("rb") as f:
                 for block in iter(lambda: f.read(1 << 20), b""):
@@ -87,11 +95,13 @@ class SegmenterPrior(Prior):
             raise FileNotFoundError(f"{self.weights_key}={self.weights}: file not found; set it to the segmenter checkpoint")
         return path
 
-    def model(self, device: torch.device | str = "cpu") -> nn.Module:
+    def store_identity(self) -> dict:
+        path = self.check_weights()
+        return {"prior_weights": {"name": path.name, "bytes": path.stat().st_size}}
+
+    def model(self, device: torch.device | str = "cpu") -> Segmenter:
         """The frozen segmenter on ``device`` (loaded on first use)."""
         if self._model is None:
-            from ..checkpoints import read_segmenter
-
             model, spec = read_segmenter(self.check_weights(), **self.arch)
             names = spec.get("class_names") if spec else None
             if names and model.num_classes == self.num_classes and tuple(names) != self.class_names:
@@ -120,8 +130,8 @@ class SegmenterPrior(Prior):
         model = self.model(lr.device)
         return model(lr.float()).float()
 
-    def for_sample(self, labels, probs, size):
-        if self.online:
+    def for_sample(self, labels, probs, size, lr_given=False):
+        if self.online or (lr_given and probs is None):
             return None
         if probs is None:
             raise PriorError(
@@ -137,8 +147,76 @@ class SegmenterPrior(Prior):
             batch["prior"] = self.from_lr(batch["lr"])
         return batch
 
+    def _image_map(self, lr: torch.Tensor, scale: int, labels, segment: SegmentOptions) -> tuple[PriorMap, str]:
+        model = self.model(segment.device)
+        if model.scale != scale:
+            raise PriorError(f"{self.weights_key}={self.weights}: the segmenter works at x{model.scale}, the generator at x{scale}")
+        return segment_image(model, lr, segment)
+
     def __getstate__(self) -> dict:
         # Workers get the config, not a copy of a 200 MB network they never use (online runs on the device).
         state = self.__dict__.copy()
         state["_model"] = None
         return state
+
+
+def _ramp(n: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tensor:
+    """Blend weights along one axis of a tile: rising over ``overlap`` cells unless at the image border."""
+    wt = torch.ones(n)
+    if overlap > 0:
+        ramp = (torch.arange(overlap, dtype=torch.float32) + 1) / (overlap + 1)
+        k = min(overlap, n)
+        if not at_start:
+            wt[:k] = torch.minimum(wt[:k], ramp[:k])
+        if not at_end:
+            wt[n - k :] = torch.minimum(wt[n - k :], ramp[:k].flip(0))
+    return wt
+
+
+@torch.no_grad()
+def segment_image(
+    segmenter: Segmenter, lr: torch.Tensor, options: SegmentOptions = SegmentOptions()
+) -> tuple[CoarseLogitsPrior, str]:
+    """The prior of one LR image ``(1, 3, h, w)`` in [0, 1] as a ``CoarseLogitsPrior`` and how it was computed.
+
+    ``options.max_pixels``: largest upsampled image (``16 * h * w``) segmented in one pass; None = always
+    whole. ``options.tile``/``overlap``: LR pixels of the blended tiles (rounded to the logit grid).
+    """
+    max_pixels, tile, overlap, precision = options.max_pixels, options.tile, options.overlap, options.precision
+    lr = lr[None] if lr.dim() == 3 else lr
+    _, _, h, w = lr.shape
+    scale = segmenter.scale
+    k = segmenter.coarse_stride
+    device = next(segmenter.parameters()).device
+    # LR pixels per logit cell (2 for x4 and stride 8); tile starts on that grid keep every tile's logits aligned.
+    cell = k // scale
+    if max_pixels is None or h * w * scale * scale <= max_pixels:
+        with autocast(device, precision):
+            logits = segmenter.coarse_logits(lr.to(device)).float().cpu()
+        how = f"segmenter on the whole image ({scale * w}x{scale * h} upsampled)"
+        return CoarseLogitsPrior(logits, segmenter, (h, w), scale), how
+    tile = max(cell, tile - tile % cell)
+    overlap = overlap - overlap % cell
+    rows, cols = -(-h * scale // k), -(-w * scale // k)
+    acc = torch.zeros(1, segmenter.num_classes, rows, cols)
+    norm = torch.zeros(1, 1, rows, cols)
+    n = 0
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            a, b = max(0, y0 - overlap), min(h, y0 + tile + overlap)
+            c, d = max(0, x0 - overlap), min(w, x0 + tile + overlap)
+            with autocast(device, precision):
+                logits = segmenter.coarse_logits(lr[:, :, a:b, c:d].to(device)).float().cpu()
+            ra, ca = a // cell, c // cell
+            nr, nc = min(logits.shape[-2], rows - ra), min(logits.shape[-1], cols - ca)
+            logits = logits[..., :nr, :nc]
+            ov = overlap // cell
+            wt = _ramp(nr, ov, a == 0, b == h)[:, None] * _ramp(nc, ov, c == 0, d == w)[None, :]
+            acc[..., ra : ra + nr, ca : ca + nc] += logits * wt
+            norm[..., ra : ra + nr, ca : ca + nc] += wt
+            n += 1
+    how = (
+        f"segmenter in {n} blended tiles of {tile} LR px (+{overlap} overlap): the whole "
+        f"{scale * w}x{scale * h} upsampled image is over segment_max_pixels={max_pixels}"
+    )
+    return CoarseLogitsPrior(acc / norm, segmenter, (h, w), scale), how

@@ -1,0 +1,151 @@
+"""What inference reads: the input files (a file, a folder, a glob or the demo scenes), each image as the
+LR to super-resolve, and its companion files (label map, prior file, LR of a paired set, edit mask).
+
+Every reader raises an error naming the file and the reason (``INPUT_ERRORS``), which the batch loops
+report per file before going on with the others.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.io import ImageError, list_images, open_image, read_image, read_label_map
+from ..data.readers import load_prior_file
+from ..data.transforms import lr_from_image
+from ..priors import PriorError
+
+# Errors that belong to one input file: reported and skipped, never fatal for the batch.
+INPUT_ERRORS = (ImageError, PriorError, FileNotFoundError)
+
+
+def find_inputs(spec: str) -> list[Path]:
+    """An image file, a folder (its images, sorted) or a glob pattern -> files; an empty match is an error."""
+    path = Path(os.path.expanduser(spec))
+    if path.is_dir():
+        files = list_images(path)
+    elif path.is_file():
+        files = [path]
+    elif any(ch in spec for ch in "*?["):
+        files = sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True) if Path(p).is_file())
+    else:
+        raise FileNotFoundError(f"images={spec}: no such file or folder")
+    if not files:
+        raise FileNotFoundError(f"images={spec}: no image files found")
+    return files
+
+
+def input_files(images: str, labels: str | None, demo_split: str, data_cfg) -> tuple[list[Path], Path | None]:
+    """``images`` as files, and the label folder: ``labels``, or the demo split's labels for ``images=demo``
+    (the demo set is generated on first use with ``data_cfg``'s settings)."""
+    labels_dir = Path(labels) if labels else None
+    if images != "demo":
+        return find_inputs(str(images)), labels_dir
+    from ..data.demo import DemoConfig, default_cache_dir, generate_demo
+
+    cache = Path(data_cfg.cache_dir) if data_cfg.get("cache_dir") else default_cache_dir()
+    root = generate_demo(cache / "demo", DemoConfig(**data_cfg.demo)) / demo_split
+    return find_inputs(str(root / "images")), labels_dir or root / "labels"
+
+
+def companion(folder: Path, image: Path, suffixes: tuple[str, ...], what: str) -> Path:
+    """The file of ``folder`` with ``image``'s stem and one of ``suffixes``, or a ``FileNotFoundError`` naming it."""
+    for suffix in suffixes:
+        candidate = folder / f"{image.stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{image}: no {what} {folder / image.stem}{{{','.join(suffixes)}}}")
+
+
+@dataclass
+class InputImage:
+    """One input as inference uses it.
+
+    ``lr``: ``(1, 3, h, w)`` in [0, 1]; ``hr``: the HR image cut to ``scale`` x the LR size (uint8
+    ``(H, W, 3)``; only with ``mode="hr"`` or a paired LR); ``labels``: its label map ``(H, W)`` uint8 at
+    the output size when asked for; ``probs``: its prior file ``(C, H, W)`` when a prior folder is given.
+    """
+
+    path: Path
+    lr: torch.Tensor
+    hr: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    probs: torch.Tensor | None = None
+
+
+@dataclass
+class InputReader:
+    """Reads inputs and their companions. ``mode``: ``hr`` (make the LR, the paper's protocol) or ``lr``;
+    ``labels`` / ``priors`` / ``lr_folder``: companion folders (same stems)."""
+
+    scale: int
+    num_classes: int
+    mode: str = "lr"
+    labels: Path | None = None
+    priors: Path | None = None
+    lr_folder: Path | None = None
+    max_pixels: int = 64_000_000
+
+    def read(self, path: Path, with_labels: bool) -> InputImage:
+        """Read ``path`` (and its label map when ``with_labels`` and a label folder is set)."""
+        image = read_image(path, max_pixels=self.max_pixels)
+        s = self.scale
+        hr = None
+        if self.lr_folder is not None:
+            lr_path = companion(self.lr_folder, path, (path.suffix, ".png"), "LR image")
+            lr, _ = lr_from_image(read_image(lr_path, max_pixels=self.max_pixels), "lr", s)
+            h, w = lr.shape[-2:]
+            hr = image[: h * s, : w * s]
+            if hr.shape[:2] != (h * s, w * s):
+                raise ImageError(f"{lr_path}: LR {w}x{h} x{s} is larger than its HR {path}")
+            hr_crop = image.shape[:2]
+        else:
+            lr, hr_crop = lr_from_image(image, self.mode, s)
+            h, w = lr.shape[-2:]
+            hr = image[: h * s, : w * s] if self.mode == "hr" else None
+        H, W = h * s, w * s
+        item = InputImage(path, lr, hr)
+        if with_labels and self.labels is not None:
+            item.labels = self._labels(path, (h, w), hr_crop)
+        if self.priors is not None:
+            prior_path = companion(self.priors, path, (".npy", ".pt", ".pth"), "prior file")
+            probs = load_prior_file(prior_path, self.num_classes, hr_crop or (H, W))[:H, :W]
+            item.probs = torch.from_numpy(np.ascontiguousarray(probs)).permute(2, 0, 1)
+        return item
+
+    def _labels(self, path: Path, lr_size: tuple[int, int], hr_crop: tuple[int, int] | None) -> np.ndarray:
+        """The label map at the output size: given at the HR size before modcrop, the LR size or the output size."""
+        (h, w), s = lr_size, self.scale
+        H, W = h * s, w * s
+        label_path = companion(self.labels, path, (".png",), "label map")
+        labels = read_label_map(label_path, self.num_classes)
+        if hr_crop is not None and labels.shape == tuple(hr_crop):
+            return labels[:H, :W]
+        if labels.shape == (h, w):
+            return np.repeat(np.repeat(labels, s, 0), s, 1)
+        if labels.shape != (H, W):
+            raise ImageError(
+                f"{label_path}: label map is {labels.shape[1]}x{labels.shape[0]}; it must be the size of its image "
+                f"({w}x{h} LR) or of the output ({W}x{H})"
+            )
+        return labels
+
+
+def read_mask_image(path: str | os.PathLike, max_pixels: int = 64_000_000) -> np.ndarray:
+    """A prior-edit mask file as an array: ``(H, W)`` class indices (single-channel PNG) or ``(H, W, 3)`` RGB
+    painted in the classes' colours (``priors.PriorEdits.by_name`` decodes it)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"prior_mask={path}: file not found")
+    img = open_image(path, max_pixels)
+    try:
+        if img.mode in ("L", "P", "I", "I;16"):
+            return np.asarray(img, dtype=np.int64)
+        return np.asarray(img.convert("RGB"))
+    finally:
+        img.close()

@@ -1,0 +1,62 @@
+"""What runs where: the device, the checkpoint (``latest`` = the newest export under ``outputs/``), and a
+generator loaded for a given prior."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..models import SFTGenerator, load_generator
+from ..priors import Prior, PriorError, SegmentOptions
+from ..state_dict import CheckpointError
+
+# What train.py's modules export, newest first wins for checkpoint=latest.
+EXPORT_NAMES = ("generator.pth",)
+
+
+def pick_device(spec: str) -> torch.device:
+    """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``; an unavailable CUDA device is an error."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={spec}: CUDA is not available on this machine; use device=cpu or device=auto")
+    return device
+
+
+def resolve_checkpoint(spec: str | None, search_roots=("outputs", "multirun")) -> Path:
+    """``checkpoint``: a path, or ``latest``: the newest ``generator.pth`` exported by ``train.py`` under ``outputs/``."""
+    if not spec:
+        raise FileNotFoundError("checkpoint is not set: give checkpoint=/path/to/generator.pth (or a Lightning .ckpt, or SFTGAN_noBN_OST_bg.pth)")
+    if spec == "latest":
+        found = [p for root in search_roots for name in EXPORT_NAMES for p in Path(root).glob(f"**/{name}")]
+        if not found:
+            raise FileNotFoundError(
+                f"checkpoint=latest: no generator.pth under {', '.join(search_roots)}/ in {Path.cwd()}; run python train.py "
+                "first or give checkpoint=/path/to/a/checkpoint"
+            )
+        return max(found, key=lambda p: p.stat().st_mtime)
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint={spec}: file not found")
+    return path
+
+
+def load_for_prior(ckpt: Path, prior: Prior, device: torch.device, channels_last: bool = True, key: str = "checkpoint") -> SFTGenerator:
+    """The generator of ``ckpt`` on ``device``, checked to be conditioned on as many classes as ``prior`` has."""
+    try:
+        generator = load_generator(ckpt, channels_last=channels_last).to(device)
+    except CheckpointError as err:
+        raise CheckpointError(f"{key}: {err}") from err
+    if generator.uses_prior and generator.config.num_classes != prior.num_classes:
+        raise PriorError(
+            f"checkpoint {ckpt} is conditioned on {generator.config.num_classes} classes but prior={prior.name} has "
+            f"{prior.num_classes}; choose the prior the model was trained with"
+        )
+    return generator
+
+
+def segment_options(cfg, device: torch.device) -> SegmentOptions:
+    """The ``segment_*`` keys of a predict/eval config."""
+    return SegmentOptions(cfg.segment_max_pixels, cfg.segment_tile, cfg.segment_overlap, cfg.precision, str(device))

@@ -1,0 +1,127 @@
+"""Helpers shared by the tests (one module; test modules import from here, never from each other).
+
+Tiny config overrides, the released checkpoint layouts (from the shared notes or the fixture made from
+them), random state dicts in those layouts, small image sets written to disk, a tiny segmenter file,
+and composing the package's configs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from sftgan_lit.config import compose_config
+from sftgan_lit.models import OutdoorSceneSeg
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+
+# A small demo set and tiny networks: every config group still composes as in a real run.
+TINY_DATA = [
+    "data.demo.size=128", "data.demo.num_train=6", "data.demo.num_val=2", "data.demo.num_test=2",
+    "data.demo.num_background=2", "data.batch_size=2", "data.val_batch_size=2", "data.num_workers=0",
+    "data.crop_size=32",
+]  # fmt: skip
+TINY_MODEL = [
+    "model.generator.num_features=8", "model.generator.num_blocks=2", "model.generator.cond_channels=4",
+    "model.generator.cond_hidden_channels=8", "model.generator.sft_hidden_channels=4",
+    "model.discriminator.base_channels=4", "model.discriminator.input_size=32",
+]  # fmt: skip
+TINY_TRAIN = ["trainer.max_steps=2", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false"]
+TINY = TINY_DATA + TINY_MODEL
+
+
+FIXTURE_LAYOUTS = TESTS / "fixtures" / "released_layouts.json"
+
+
+def notes_dir() -> Path | None:
+    """The layout notes folder: ``$SFTGAN_LAYOUTS``, else ``shared/original_checkpoints`` beside the repo."""
+    if "SFTGAN_LAYOUTS" in os.environ:
+        path = Path(os.environ["SFTGAN_LAYOUTS"])
+        if not path.is_dir():
+            raise FileNotFoundError(f"SFTGAN_LAYOUTS={path} is not a folder; unset it or point it at the layout notes")
+        return path
+    path = TESTS.parent.parent / "shared" / "original_checkpoints"
+    return path if path.is_dir() else None
+
+
+def _note(name: str) -> dict:
+    # The notes when present; otherwise the fixture generated from them (tests/fixtures/make_layout_fixture.py),
+    # so a clone without shared/ still checks the released layouts.
+    folder = notes_dir()
+    if folder is not None:
+        return json.loads((folder / f"{name}.json").read_text())
+    return json.loads(FIXTURE_LAYOUTS.read_text())[name]
+
+
+def layout(name: str) -> dict[str, list[int]]:
+    """Key -> shape of a released checkpoint, in the checkpoint's order."""
+    return _note(name)["keys"]
+
+
+def layout_parameters(name: str) -> int:
+    """Total parameter count recorded for a released checkpoint."""
+    return _note(name)["parameters"]
+
+
+def random_state_dict(name: str, seed: int = 0, std: float = 0.05) -> dict[str, torch.Tensor]:
+    """A state dict with the released layout ``name`` and random values (BN statistics plausible)."""
+    gen = torch.Generator().manual_seed(seed)
+    sd = {}
+    for key, shape in layout(name).items():
+        if key.endswith("num_batches_tracked"):
+            sd[key] = torch.tensor(1000, dtype=torch.long)
+        elif key.endswith("running_var"):
+            sd[key] = torch.rand(shape, generator=gen) + 0.5
+        elif key.endswith("running_mean"):
+            sd[key] = torch.randn(shape, generator=gen) * 0.1
+        elif ".weight" in key and len(shape) == 1:  # BN scale
+            sd[key] = torch.rand(shape, generator=gen) * 0.5 + 0.75
+        else:
+            sd[key] = torch.randn(shape, generator=gen) * std
+    return sd
+
+
+def compose(overrides=(), config_name: str = "train"):
+    """``conf/<config_name>.yaml`` composed with ``overrides`` (schemas registered, as the CLI does)."""
+    return compose_config(config_name, list(overrides))
+
+
+def tiny_segmenter_file(path, num_classes=8, seed=0):
+    """A small random ``OutdoorSceneSeg`` state dict at ``path``; returns the ``prior.arch`` that fits it."""
+    torch.manual_seed(seed)
+    torch.save(OutdoorSceneSeg(num_classes=num_classes, layers=(1, 1, 1, 1), base_width=4).state_dict(), path)
+    return {"layers": [1, 1, 1, 1], "base_width": 4}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Small image sets written to disk for the data tests (independent of the demo generator)
+# ---------------------------------------------------------------------------------------------------
+
+# One colour per class: a block's class can be read back from its HR colour.
+PALETTE = np.array([[20, 20, 20], [40, 200, 240], [30, 90, 160], [90, 200, 60],
+                    [150, 60, 240], [200, 80, 40], [60, 140, 30], [240, 200, 120]], np.uint8)  # fmt: skip
+
+
+def block_scene(h: int, w: int, block: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels constant on ``block``-sized squares, image = the class colour: alignment is checkable per pixel."""
+    rng = np.random.default_rng(seed)
+    grid = rng.integers(0, len(PALETTE), (-(-h // block), -(-w // block)))
+    labels = np.kron(grid, np.ones((block, block), np.int64))[:h, :w].astype(np.uint8)
+    return PALETTE[labels], labels
+
+
+def write_folder(root: Path, n: int, h: int = 64, w: int = 80, block: int = 16, prefix: str = "") -> tuple[Path, Path]:
+    images, labels = root / "images", root / "labels"
+    images.mkdir(parents=True, exist_ok=True)
+    labels.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        img, lab = block_scene(h, w, block, seed=i + 100 * len(prefix))
+        Image.fromarray(img).save(images / f"{prefix}{i:03d}.png")
+        Image.fromarray(lab).save(labels / f"{prefix}{i:03d}.png")
+    return images, labels
