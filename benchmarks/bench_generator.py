@@ -123,11 +123,15 @@ def main() -> None:
         t32 = best_time(lambda: ours(lr, prior), args.repeats, device)
         print(f"{'CUDA fp32':40s} {n / t32:8.1f} img/s")
         for dtype in (torch.float16, torch.bfloat16):
+
             def run(dtype=dtype):
                 with torch.autocast("cuda", dtype=dtype):
                     return ours_cl(lr_cl, prior_cl)
+
             t = best_time(run, args.repeats, device)
-            print(f"{'CUDA autocast ' + str(dtype).split('.')[-1] + ' + channels_last':40s} {n / t:8.1f} img/s  ({t32 / t:.2f}x fp32)")
+            print(
+                f"{'CUDA autocast ' + str(dtype).split('.')[-1] + ' + channels_last':40s} {n / t:8.1f} img/s  ({t32 / t:.2f}x fp32)"
+            )
 
 
 if __name__ == "__main__":

@@ -46,9 +46,14 @@ def main() -> None:
         common = dict(
             train={"layout": "demo"},
             demo={"size": args.size, "num_train": args.scenes, "num_val": 1, "num_test": 1, "num_background": 8},
-            cache_dir=tmp, store_root=str(Path(tmp) / "stores"), batch_size=16, crop_size=96,
-            num_workers=args.workers, persistent_workers=True, epoch_length=10**6,
-        )  # fmt: skip
+            cache_dir=tmp,
+            store_root=str(Path(tmp) / "stores"),
+            batch_size=16,
+            crop_size=96,
+            num_workers=args.workers,
+            persistent_workers=True,
+            epoch_length=10**6,
+        )
         store_dm = SFTGANDataModule(LabelPrior(), use_store=True, **common)
         t0 = time.perf_counter()
         store_dm.prepare_data()
@@ -61,10 +66,14 @@ def main() -> None:
         pixels = sum(e.height * e.width for e in store_dm.datasets["train"].reader.store.entries)
         train_store = stores / "train-labels"
         per_mp = {n: (train_store / f"{n}.bin").stat().st_size / pixels for n in ("images", "labels")}
-    print(f"source: {args.scenes} demo scenes {args.size}x{args.size} + 8 background; demo generation + prepare {prep:.1f} s; store {mb:.1f} MB")
+    print(
+        f"source: {args.scenes} demo scenes {args.size}x{args.size} + 8 background; demo generation + prepare {prep:.1f} s; store {mb:.1f} MB"
+    )
     print(f"batch 16, HR 96, {args.workers} workers, labels prior, {args.batches} batches timed")
-    print(f"bytes per pixel in the store: image {per_mp['images']:.2f}, labels {per_mp['labels']:.2f}, "
-          f"cached 8-class prior {8:.2f} (uint8, by construction) vs 32 for the original's float32 .pth")
+    print(
+        f"bytes per pixel in the store: image {per_mp['images']:.2f}, labels {per_mp['labels']:.2f}, "
+        f"cached 8-class prior {8:.2f} (uint8, by construction) vs 32 for the original's float32 .pth"
+    )
     print(f"decode PNGs each time : {rate_files:8.0f} triplets/s")
     print(f"prepared store (mmap) : {rate_store:8.0f} triplets/s   ({rate_store / rate_files:.1f}x)")
 

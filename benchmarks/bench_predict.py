@@ -40,7 +40,9 @@ def _photo(h: int, w: int, seed: int = 0):
 
     base = data.astronaut()[::2, ::2]  # 256x256
     reps = (-(-h // base.shape[0]), -(-w // base.shape[1]))
-    tiled = np.concatenate([np.concatenate([base[:, ::(-1) ** j] for j in range(reps[1])], 1)[::(-1) ** i] for i in range(reps[0])], 0)
+    tiled = np.concatenate(
+        [np.concatenate([base[:, :: (-1) ** j] for j in range(reps[1])], 1)[:: (-1) ** i] for i in range(reps[0])], 0
+    )
     lr = torch.from_numpy(np.ascontiguousarray(tiled[:h, :w])).permute(2, 0, 1)[None].float() / 255
     labels = (np.arange(4 * h)[:, None] * 4 // (4 * h)).astype(np.uint8).repeat(4 * w, 1) + 1
     return lr, labels
@@ -92,16 +94,22 @@ def part1(small: bool, threads: int) -> None:
     r = whole["radius"]
     same = np.abs(np.load("/tmp/bench_whole.npy").astype(int) - np.load("/tmp/bench_tiled.npy").astype(int)).max()
     for name, c, (h, w) in [("whole", whole, (h1, w1)), ("tiled", tiled, (h1, w1)), ("tiled", big, (h2, w2))]:
-        print(f"  {w}x{h} LR -> {4 * w}x{4 * h}  {name:5s}: {c['seconds']:7.1f} s   peak RSS {c['peak_rss'] / GIB:5.2f} GiB "
-              f"(after model + inputs: {c['rss_before'] / GIB:.2f} GiB)")  # fmt: skip
+        print(
+            f"  {w}x{h} LR -> {4 * w}x{4 * h}  {name:5s}: {c['seconds']:7.1f} s   peak RSS {c['peak_rss'] / GIB:5.2f} GiB "
+            f"(after model + inputs: {c['rss_before'] / GIB:.2f} GiB)"
+        )
     bound = (tile + 2 * r) ** 2 / tile**2
     ratio = tiled["seconds"] / whole["seconds"]
     mem_ratio = big["peak_rss"] / tiled["peak_rss"]
     print(f"  receptive field radius r = {r} LR px; (T+2r)^2/T^2 = {bound:.2f}")
-    print(f"  tiled / whole time = {ratio:.2f}  (target <= {bound * 1.1:.2f}): {'OK' if ratio <= bound * 1.1 else 'MISSED'}")
-    print(f"  tiled peak RSS {tiled['peak_rss'] / GIB:.2f} and {big['peak_rss'] / GIB:.2f} GiB (target < 2.5): "
-          f"{'OK' if max(tiled['peak_rss'], big['peak_rss']) < 2.5 * GIB else 'MISSED'}; ratio {mem_ratio:.3f} "
-          f"(target within 10%): {'OK' if abs(mem_ratio - 1) <= 0.1 else 'MISSED'}")  # fmt: skip
+    print(
+        f"  tiled / whole time = {ratio:.2f}  (target <= {bound * 1.1:.2f}): {'OK' if ratio <= bound * 1.1 else 'MISSED'}"
+    )
+    print(
+        f"  tiled peak RSS {tiled['peak_rss'] / GIB:.2f} and {big['peak_rss'] / GIB:.2f} GiB (target < 2.5): "
+        f"{'OK' if max(tiled['peak_rss'], big['peak_rss']) < 2.5 * GIB else 'MISSED'}; ratio {mem_ratio:.3f} "
+        f"(target within 10%): {'OK' if abs(mem_ratio - 1) <= 0.1 else 'MISSED'}"
+    )
     print(f"  tiled vs whole output: max |difference| = {same} (uint8, every 4th pixel)")
 
 
@@ -125,8 +133,12 @@ def part2(small: bool, threads: int) -> None:
         seg, gen = OutdoorSceneSeg().eval().to(dev), sftgan_pytorch().eval().to(dev)
         x = lr.to(dev)
         rows = {}
-        for variant, precision, cl in [("fp32", "fp32", False), ("fp32 + channels_last", "fp32", True),
-                                       ("bf16 autocast", "bf16", False), ("bf16 + channels_last", "bf16", True)]:  # fmt: skip
+        for variant, precision, cl in [
+            ("fp32", "fp32", False),
+            ("fp32 + channels_last", "fp32", True),
+            ("bf16 autocast", "bf16", False),
+            ("bf16 + channels_last", "bf16", True),
+        ]:
             fmt = torch.channels_last if cl else torch.contiguous_format
             seg, gen = seg.to(memory_format=fmt), gen.to(memory_format=fmt)
             times = {}
@@ -146,7 +158,9 @@ def part2(small: bool, threads: int) -> None:
                     times[name] = best / mp
             rows[variant] = times
             total = times["seg"] + times["gen"]
-            print(f"  {dev:6s} {variant:22s} {times['seg']:9.2f}s {times['gen']:9.2f}s {total:7.2f}s  {times['seg'] / total:6.0%}")
+            print(
+                f"  {dev:6s} {variant:22s} {times['seg']:9.2f}s {times['gen']:9.2f}s {total:7.2f}s  {times['seg'] / total:6.0%}"
+            )
         base = sum(rows["fp32"].values())
         best = min(rows, key=lambda v: sum(rows[v].values()))
         print(f"  {dev}: fastest {best}: {base / sum(rows[best].values()):.2f}x the fp32 total")

@@ -43,7 +43,12 @@ def make_batch(n: int = 16, size: int = 96) -> dict:
     from sftgan_lit import imresize
 
     prior = torch.softmax(torch.randn(n, 8, size, size, generator=g), 1)
-    return {"hr": hr, "lr": imresize(hr, 0.25).clamp(0, 1), "prior": prior, "category": torch.randint(1, 8, (n,), generator=g)}
+    return {
+        "hr": hr,
+        "lr": imresize(hr, 0.25).clamp(0, 1),
+        "prior": prior,
+        "category": torch.randint(1, 8, (n,), generator=g),
+    }
 
 
 def networks():
@@ -67,9 +72,18 @@ def lightning_iterations(batch: dict, iters: int, device: str, precision: str) -
     objective = SFTGANObjective(w_pix=0.0, w_percep=1.0, w_gan=5e-3, perceptual=lambda: percep)
     module = SFTGANModule(g, d, objective, LabelPrior(), ema_decay=0.999, lpips_net=None)
     timer = IterationTimer()
-    trainer = L.Trainer(max_steps=2 * iters, accelerator=device, devices=1, precision=precision, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, callbacks=[timer])  # fmt: skip
+    trainer = L.Trainer(
+        max_steps=2 * iters,
+        accelerator=device,
+        devices=1,
+        precision=precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[timer],
+    )
     loader = DataLoader(FixedBatches(batch, iters), batch_size=None, num_workers=0)
     trainer.fit(module, train_dataloaders=loader)
     return timer.times
@@ -99,7 +113,11 @@ def plain_iterations(batch: dict, iters: int, device: str, precision: str) -> li
         with autocast():
             sr = g(b["lr"], b["prior"])
             fake_logit, fake_cls = d(sr)
-            loss_g = percep(sr, b["hr"]) + 5e-3 * gan.generator(None, fake_logit.float()) + 5e-3 * ce(fake_cls, b["category"])
+            loss_g = (
+                percep(sr, b["hr"])
+                + 5e-3 * gan.generator(None, fake_logit.float())
+                + 5e-3 * ce(fake_cls, b["category"])
+            )
         opt_g.zero_grad(set_to_none=True)
         (scaler.scale(loss_g) if scaler else loss_g).backward()
         scaler.step(opt_g) if scaler else opt_g.step()
@@ -109,7 +127,11 @@ def plain_iterations(batch: dict, iters: int, device: str, precision: str) -> li
         with autocast():
             real_logit, real_cls = d(b["hr"])
             fake_logit, fake_cls = d(sr.detach())
-            loss_d = gan.discriminator(real_logit.float(), fake_logit.float()) + ce(real_cls, b["category"]) + ce(fake_cls, b["category"])
+            loss_d = (
+                gan.discriminator(real_logit.float(), fake_logit.float())
+                + ce(real_cls, b["category"])
+                + ce(fake_cls, b["category"])
+            )
         opt_d.zero_grad(set_to_none=True)
         (scaler.scale(loss_d) if scaler else loss_d).backward()
         scaler.step(opt_d) if scaler else opt_d.step()
@@ -139,8 +161,10 @@ def main() -> None:
             plain += plain_iterations(batch, args.iters, args.device, precision)[args.warmup :]
             lit += lightning_iterations(batch, args.iters, args.device, precision)[args.warmup :]
         p, q = statistics.median(plain), statistics.median(lit)
-        print(f"{precision:>10}: plain PyTorch {p:.3f} s/it, Lightning SFTGANModule {q:.3f} s/it, overhead {100 * (q / p - 1):+.1f}%"
-              f"  ({len(plain)} timed iterations each; {1 / q:.2f} it/s)")
+        print(
+            f"{precision:>10}: plain PyTorch {p:.3f} s/it, Lightning SFTGANModule {q:.3f} s/it, overhead {100 * (q / p - 1):+.1f}%"
+            f"  ({len(plain)} timed iterations each; {1 / q:.2f} it/s)"
+        )
 
 
 if __name__ == "__main__":

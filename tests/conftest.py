@@ -23,6 +23,7 @@ if "SFTGAN_TEST_CACHE" not in os.environ:
     os.environ["SFTGAN_TEST_CACHE"] = tempfile.mkdtemp(prefix="sftgan-test-cache-")
 os.environ["SFTGAN_CACHE"] = os.environ["SFTGAN_TEST_CACHE"]
 
+
 @pytest.fixture
 def rng() -> torch.Generator:
     return torch.Generator().manual_seed(1234)

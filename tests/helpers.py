@@ -23,16 +23,31 @@ ROOT = TESTS.parent
 
 # A small demo set and tiny networks: every config group still composes as in a real run.
 TINY_DATA = [
-    "data.demo.size=128", "data.demo.num_train=6", "data.demo.num_val=2", "data.demo.num_test=2",
-    "data.demo.num_background=2", "data.batch_size=2", "data.val_batch_size=2", "data.num_workers=0",
+    "data.demo.size=128",
+    "data.demo.num_train=6",
+    "data.demo.num_val=2",
+    "data.demo.num_test=2",
+    "data.demo.num_background=2",
+    "data.batch_size=2",
+    "data.val_batch_size=2",
+    "data.num_workers=0",
     "data.crop_size=32",
-]  # fmt: skip
+]
 TINY_MODEL = [
-    "model.generator.num_features=8", "model.generator.num_blocks=2", "model.generator.cond_channels=4",
-    "model.generator.cond_hidden_channels=8", "model.generator.sft_hidden_channels=4",
-    "model.discriminator.base_channels=4", "model.discriminator.input_size=32",
-]  # fmt: skip
-TINY_TRAIN = ["trainer.max_steps=2", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false"]
+    "model.generator.num_features=8",
+    "model.generator.num_blocks=2",
+    "model.generator.cond_channels=4",
+    "model.generator.cond_hidden_channels=8",
+    "model.generator.sft_hidden_channels=4",
+    "model.discriminator.base_channels=4",
+    "model.discriminator.input_size=32",
+]
+TINY_TRAIN = [
+    "trainer.max_steps=2",
+    "trainer.limit_train_batches=1",
+    "trainer.limit_val_batches=1",
+    "trainer.enable_progress_bar=false",
+]
 TINY = TINY_DATA + TINY_MODEL
 
 
@@ -104,8 +119,19 @@ def tiny_segmenter_file(path, num_classes=8, seed=0):
 # ---------------------------------------------------------------------------------------------------
 
 # One colour per class: a block's class can be read back from its HR colour.
-PALETTE = np.array([[20, 20, 20], [40, 200, 240], [30, 90, 160], [90, 200, 60],
-                    [150, 60, 240], [200, 80, 40], [60, 140, 30], [240, 200, 120]], np.uint8)  # fmt: skip
+PALETTE = np.array(
+    [
+        [20, 20, 20],
+        [40, 200, 240],
+        [30, 90, 160],
+        [90, 200, 60],
+        [150, 60, 240],
+        [200, 80, 40],
+        [60, 140, 30],
+        [240, 200, 120],
+    ],
+    np.uint8,
+)
 
 
 def block_scene(h: int, w: int, block: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -60,18 +60,39 @@ class RefSFTNet(nn.Module):
         self.sft_branch = nn.Sequential(*blocks)
         if torch7:
             self.HR_branch = nn.Sequential(
-                nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(64, 64, 3, 1, 1), nn.ReLU(True),
-                nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(64, 64, 3, 1, 1), nn.ReLU(True),
-                nn.Conv2d(64, 64, 3, 1, 1), nn.ReLU(True), nn.Conv2d(64, 3, 3, 1, 1))  # fmt: skip
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(64, 64, 3, 1, 1),
+                nn.ReLU(True),
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(64, 64, 3, 1, 1),
+                nn.ReLU(True),
+                nn.Conv2d(64, 64, 3, 1, 1),
+                nn.ReLU(True),
+                nn.Conv2d(64, 3, 3, 1, 1),
+            )
         else:
             self.HR_branch = nn.Sequential(
-                nn.Conv2d(64, 256, 3, 1, 1), nn.PixelShuffle(2), nn.ReLU(True),
-                nn.Conv2d(64, 256, 3, 1, 1), nn.PixelShuffle(2), nn.ReLU(True),
-                nn.Conv2d(64, 64, 3, 1, 1), nn.ReLU(True), nn.Conv2d(64, 3, 3, 1, 1))  # fmt: skip
+                nn.Conv2d(64, 256, 3, 1, 1),
+                nn.PixelShuffle(2),
+                nn.ReLU(True),
+                nn.Conv2d(64, 256, 3, 1, 1),
+                nn.PixelShuffle(2),
+                nn.ReLU(True),
+                nn.Conv2d(64, 64, 3, 1, 1),
+                nn.ReLU(True),
+                nn.Conv2d(64, 3, 3, 1, 1),
+            )
         self.CondNet = nn.Sequential(
-            nn.Conv2d(8, 128, 4, 4), nn.LeakyReLU(0.1, True), nn.Conv2d(128, 128, 1),
-            nn.LeakyReLU(0.1, True), nn.Conv2d(128, 128, 1), nn.LeakyReLU(0.1, True),
-            nn.Conv2d(128, 128, 1), nn.LeakyReLU(0.1, True), nn.Conv2d(128, 32, 1))  # fmt: skip
+            nn.Conv2d(8, 128, 4, 4),
+            nn.LeakyReLU(0.1, True),
+            nn.Conv2d(128, 128, 1),
+            nn.LeakyReLU(0.1, True),
+            nn.Conv2d(128, 128, 1),
+            nn.LeakyReLU(0.1, True),
+            nn.Conv2d(128, 128, 1),
+            nn.LeakyReLU(0.1, True),
+            nn.Conv2d(128, 32, 1),
+        )
 
     def forward(self, x):
         cond = self.CondNet(x[1])
@@ -88,8 +109,11 @@ def ref_conv_bn(c_in, c_out, k, stride=1, dilation=1, relu=True):
 class RefRes131(nn.Module):
     def __init__(self, c_in, c_mid, c_out, dilation=1, stride=1):
         super().__init__()
-        self.res = nn.Sequential(*ref_conv_bn(c_in, c_mid, 1), *ref_conv_bn(c_mid, c_mid, 3, stride, dilation),
-                                 *ref_conv_bn(c_mid, c_out, 1, relu=False))  # fmt: skip
+        self.res = nn.Sequential(
+            *ref_conv_bn(c_in, c_mid, 1),
+            *ref_conv_bn(c_mid, c_mid, 3, stride, dilation),
+            *ref_conv_bn(c_mid, c_out, 1, relu=False),
+        )
         self.has_proj = c_in != c_out
         if self.has_proj:
             self.proj = nn.Sequential(*ref_conv_bn(c_in, c_out, 1, stride, relu=False))
@@ -106,8 +130,12 @@ class RefOutdoorSceneSeg(nn.Module):
 
     def __init__(self, layers=(3, 4, 23, 3), w=64):
         super().__init__()
-        blocks = [*ref_conv_bn(3, w, 3, 2), *ref_conv_bn(w, w, 3), *ref_conv_bn(w, 2 * w, 3),
-                  nn.MaxPool2d(3, stride=2, padding=0, ceil_mode=True)]  # fmt: skip
+        blocks = [
+            *ref_conv_bn(3, w, 3, 2),
+            *ref_conv_bn(w, w, 3),
+            *ref_conv_bn(w, 2 * w, 3),
+            nn.MaxPool2d(3, stride=2, padding=0, ceil_mode=True),
+        ]
         blocks.append(RefRes131(2 * w, w, 4 * w))
         blocks += [RefRes131(4 * w, w, 4 * w) for _ in range(layers[0] - 1)]
         blocks.append(RefRes131(4 * w, 2 * w, 8 * w, 1, 2))
@@ -128,12 +156,21 @@ class RefOutdoorSceneSeg(nn.Module):
 class RefACD(nn.Module):
     def __init__(self):
         super().__init__()
+
         def cbl(i, o, k, s):  # noqa: E306
             return [nn.Conv2d(i, o, k, s, 1), nn.BatchNorm2d(o), nn.LeakyReLU(0.1, True)]
+
         self.feature = nn.Sequential(
-            nn.Conv2d(3, 64, 3, 1, 1), nn.LeakyReLU(0.1, True),
-            *cbl(64, 64, 4, 2), *cbl(64, 128, 3, 1), *cbl(128, 128, 4, 2), *cbl(128, 256, 3, 1),
-            *cbl(256, 256, 4, 2), *cbl(256, 512, 3, 1), *cbl(512, 512, 4, 2))  # fmt: skip
+            nn.Conv2d(3, 64, 3, 1, 1),
+            nn.LeakyReLU(0.1, True),
+            *cbl(64, 64, 4, 2),
+            *cbl(64, 128, 3, 1),
+            *cbl(128, 128, 4, 2),
+            *cbl(128, 256, 3, 1),
+            *cbl(256, 256, 4, 2),
+            *cbl(256, 512, 3, 1),
+            *cbl(512, 512, 4, 2),
+        )
         self.gan = nn.Sequential(nn.Linear(512 * 36, 100), nn.LeakyReLU(0.1, True), nn.Linear(100, 1))
         self.cls = nn.Sequential(nn.Linear(512 * 36, 100), nn.LeakyReLU(0.1, True), nn.Linear(100, 8))
 

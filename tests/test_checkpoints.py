@@ -34,7 +34,9 @@ def test_load_generator_detects_released_variant(tmp_path, name, torch7):
     ref.load_state_dict(sd)
     lr, prior = _lr_prior()
     with torch.no_grad():
-        torch.testing.assert_close(g.double()(lr.double(), prior.double()), ref((lr.double(), prior.double())), atol=1e-10, rtol=0)
+        torch.testing.assert_close(
+            g.double()(lr.double(), prior.double()), ref((lr.double(), prior.double())), atol=1e-10, rtol=0
+        )
 
 
 @pytest.mark.parametrize(
@@ -44,8 +46,11 @@ def test_load_generator_detects_released_variant(tmp_path, name, torch7):
         lambda sd: {"params": sd},
         lambda sd: {"params_ema": sd, "params": {}},
         lambda sd: {f"module.{k}": v for k, v in sd.items()},
-        lambda sd: {"state_dict": {**{f"generator.{k}": v for k, v in sd.items()}, "discriminator.x": torch.zeros(1)},
-                    "pytorch-lightning_version": "2.6.0", "epoch": 3},
+        lambda sd: {
+            "state_dict": {**{f"generator.{k}": v for k, v in sd.items()}, "discriminator.x": torch.zeros(1)},
+            "pytorch-lightning_version": "2.6.0",
+            "epoch": 3,
+        },
     ],
     ids=["state_dict", "params", "params_ema", "dataparallel", "lightning"],
 )
@@ -60,10 +65,17 @@ def test_wrappers_are_unwrapped(tmp_path, wrap):
 def test_lightning_checkpoint_prefers_ema(tmp_path):
     sd = random_state_dict("SFTGAN_noBN_OST_bg", seed=2)
     ema = {k: v + 1 for k, v in sd.items()}
-    obj = {"state_dict": {**{f"generator.{k}": v for k, v in sd.items()}, **{f"generator_ema.{k}": v for k, v in ema.items()}}}
+    obj = {
+        "state_dict": {
+            **{f"generator.{k}": v for k, v in sd.items()},
+            **{f"generator_ema.{k}": v for k, v in ema.items()},
+        }
+    }
     torch.save(obj, tmp_path / "last.ckpt")
     torch.testing.assert_close(load_generator(tmp_path / "last.ckpt").conv0.weight, ema["conv0.weight"])
-    torch.testing.assert_close(load_generator(tmp_path / "last.ckpt", prefer_ema=False).conv0.weight, sd["conv0.weight"])
+    torch.testing.assert_close(
+        load_generator(tmp_path / "last.ckpt", prefer_ema=False).conv0.weight, sd["conv0.weight"]
+    )
 
 
 def test_mis_shaped_and_extra_keys_are_listed(tmp_path):
@@ -125,7 +137,9 @@ def test_export_round_trip_keeps_config_and_outputs(tmp_path):
         torch.testing.assert_close(loaded(lr, prior), g(lr, prior))
 
 
-@pytest.mark.parametrize("kwargs", [dict(conditioning="none"), dict(conditioning="concat"), dict(num_cond_blocks=2, final_cond=False)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(conditioning="none"), dict(conditioning="concat"), dict(num_cond_blocks=2, final_cond=False)]
+)
 def test_keys_alone_rebuild_package_variants(tmp_path, kwargs):
     g = SFTGenerator(num_blocks=4, num_features=16, **kwargs)
     torch.save(g.state_dict(), tmp_path / "g.pth")

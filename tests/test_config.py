@@ -16,7 +16,6 @@ from sftgan_lit.cli import inspect_main
 from sftgan_lit.train import build_models, count_parameters, train
 
 
-
 def _cfg(overrides):
     return compose(config_name="train", overrides=overrides)
 
@@ -31,7 +30,9 @@ def test_released_model_configs_build_the_released_layouts(model, layout_name):
 
 
 def test_overrides_reach_the_constructor():
-    objects = build_models(_cfg(["model=srresnet", "model.generator.num_blocks=3", "model.discriminator.input_size=32"]))
+    objects = build_models(
+        _cfg(["model=srresnet", "model.generator.num_blocks=3", "model.discriminator.input_size=32"])
+    )
     g = objects["generator"]
     assert g.config.conditioning == "none" and g.config.num_blocks == 3 and g.CondNet is None
     assert objects["discriminator"].input_size == 32
@@ -46,9 +47,11 @@ def test_init_from_srgan_config(tmp_path):
 
 def test_train_py_runs_under_hydra(tmp_path):
     out = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "model=srresnet", *TINY, *TINY_TRAIN,
-         f"hydra.run.dir={tmp_path}"],  # fmt: skip
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        [sys.executable, str(ROOT / "train.py"), "model=srresnet", *TINY, *TINY_TRAIN, f"hydra.run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
     log = (tmp_path / "train.log").read_text()

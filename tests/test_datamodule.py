@@ -28,7 +28,9 @@ def test_demo_generation_is_deterministic_and_labelled(tmp_path):
     assert len(files) == 2 * (3 + 1 + 1) + 1
     for f in files:
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
-    other = generate_demo(tmp_path / "c", DemoConfig(size=64, num_train=3, num_val=1, num_test=1, num_background=1, seed=6))
+    other = generate_demo(
+        tmp_path / "c", DemoConfig(size=64, num_train=3, num_val=1, num_test=1, num_background=1, seed=6)
+    )
     assert (other / "train/images/0000.png").read_bytes() != (a / "train/images/0000.png").read_bytes()
 
 
@@ -43,9 +45,14 @@ def test_each_prior_composes_and_trains_a_step(prior, tmp_path):
 @pytest.mark.parametrize("mode", ["cached", "online"])
 def test_ade_outdoor_prior_trains_a_step_with_segmenter_weights(mode, tmp_path):
     arch = tiny_segmenter_file(tmp_path / "seg.pth")
-    overrides = ["prior=ade_outdoor", f"prior.weights={tmp_path / 'seg.pth'}", f"prior.mode={mode}",
-                 f"+prior.arch.layers={arch['layers']}", f"+prior.arch.base_width={arch['base_width']}",
-                 f"data.store_root={tmp_path / 'stores'}"]  # fmt: skip
+    overrides = [
+        "prior=ade_outdoor",
+        f"prior.weights={tmp_path / 'seg.pth'}",
+        f"prior.mode={mode}",
+        f"+prior.arch.layers={arch['layers']}",
+        f"+prior.arch.base_width={arch['base_width']}",
+        f"data.store_root={tmp_path / 'stores'}",
+    ]
     metrics, objects = train(_cfg(overrides, tmp_path))
     assert objects["trainer"].global_step == 2 and np.isfinite(metrics["train/loss_g"])
     stores = sorted(p.name for p in (tmp_path / "stores").iterdir())
@@ -63,8 +70,14 @@ def test_cached_segmenter_prior_equals_running_the_segmenter_on_the_lr(tmp_path)
 
     arch = tiny_segmenter_file(tmp_path / "seg.pth", seed=3)
     prior = SegmenterPrior(weights=str(tmp_path / "seg.pth"), arch=arch)
-    dm = SFTGANDataModule(prior, val={"layout": "demo"}, demo={"size": 64, "num_train": 1, "num_val": 2, "num_test": 1,
-                          "num_background": 1}, store_root=str(tmp_path / "s"), num_workers=0, val_batch_size=2)  # fmt: skip
+    dm = SFTGANDataModule(
+        prior,
+        val={"layout": "demo"},
+        demo={"size": 64, "num_train": 1, "num_val": 2, "num_test": 1, "num_background": 1},
+        store_root=str(tmp_path / "s"),
+        num_workers=0,
+        val_batch_size=2,
+    )
     dm.prepare_data()
     dm.setup()
     batch = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
@@ -90,9 +103,16 @@ def test_gpu_augment_keeps_hr_prior_labels_aligned_and_remakes_lr():
 
 
 def test_datamodule_with_workers_yields_batches(tmp_path):
-    dm = SFTGANDataModule(LabelPrior(), train={"layout": "demo"}, demo={"size": 64, "num_train": 4, "num_val": 1,
-                          "num_test": 1, "num_background": 2}, store_root=str(tmp_path / "s"), num_workers=2,
-                          batch_size=4, crop_size=32, persistent_workers=False)  # fmt: skip
+    dm = SFTGANDataModule(
+        LabelPrior(),
+        train={"layout": "demo"},
+        demo={"size": 64, "num_train": 4, "num_val": 1, "num_test": 1, "num_background": 2},
+        store_root=str(tmp_path / "s"),
+        num_workers=2,
+        batch_size=4,
+        crop_size=32,
+        persistent_workers=False,
+    )
     dm.prepare_data()
     dm.setup()
     batch = next(iter(dm.train_dataloader()))
@@ -117,10 +137,22 @@ def test_ost_layout_with_background_and_paired_validation(tmp_path):
         Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "Set5_LR" / p.name)
     items = ost_items(tmp_path / "OST", LabelPrior().class_names)
     assert sorted({(i.name.split("/")[0], i.category) for i in items}) == [("building", 5), ("sky", 1)]
-    cfg = compose(config_name="train", overrides=[
-            "data=ost", f"data.train.root={tmp_path / 'OST'}", f"data.train.background.images={bg}",
-            f"data.val.hr={hr}", f"data.val.lr={tmp_path / 'Set5_LR'}", f"data.store_root={tmp_path / 'stores'}",
-            "prior=uniform", "data.crop_size=32", "data.num_workers=0", "data.batch_size=4", "data.bg_ratio=0.5"])  # fmt: skip
+    cfg = compose(
+        config_name="train",
+        overrides=[
+            "data=ost",
+            f"data.train.root={tmp_path / 'OST'}",
+            f"data.train.background.images={bg}",
+            f"data.val.hr={hr}",
+            f"data.val.lr={tmp_path / 'Set5_LR'}",
+            f"data.store_root={tmp_path / 'stores'}",
+            "prior=uniform",
+            "data.crop_size=32",
+            "data.num_workers=0",
+            "data.batch_size=4",
+            "data.bg_ratio=0.5",
+        ],
+    )
     from hydra.utils import instantiate
 
     dm = instantiate(cfg.data, prior=instantiate(cfg.prior))
@@ -130,7 +162,9 @@ def test_ost_layout_with_background_and_paired_validation(tmp_path):
     batch = next(iter(dm.train_dataloader()))
     assert batch["hr"].shape == (4, 3, 32, 32) and set(batch["category"].tolist()) <= {0, 1, 5}
     val = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
-    assert val["hr"].shape == (1, 3, 64, 64) and val["lr"].shape == (1, 3, 16, 16) and val["prior"].shape == (1, 8, 64, 64)
+    assert (
+        val["hr"].shape == (1, 3, 64, 64) and val["lr"].shape == (1, 3, 16, 16) and val["prior"].shape == (1, 8, 64, 64)
+    )
     (tmp_path / "OST" / "cars").mkdir()
     with pytest.raises(ValueError, match=r"folders \['cars'\] are not classes"):
         ost_items(tmp_path / "OST", LabelPrior().class_names)

@@ -81,7 +81,9 @@ def test_store_and_files_give_the_same_samples(tmp_path):
 def test_background_mixing_ratio(tmp_path):
     reader = _store(tmp_path, n=3)
     bg = _store(tmp_path, n=2, prefix="bg", background=True)
-    ds = TripletDataset(reader, LabelPrior(), crop_size=16, scales=(1.0,), background=bg, bg_ratio=0.25, epoch_length=2000)
+    ds = TripletDataset(
+        reader, LabelPrior(), crop_size=16, scales=(1.0,), background=bg, bg_ratio=0.25, epoch_length=2000
+    )
     torch.manual_seed(0)
     from_bg = 0
     for i in range(len(ds)):

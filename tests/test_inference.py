@@ -35,7 +35,9 @@ def tiny_generator(seed: int = 0, blocks: int = 3, **kw) -> SFTGenerator:
     """A small SFT-Net whose weights are all random (not the near-identity init of the conditioning), so
     the prior visibly changes the output."""
     torch.manual_seed(seed)
-    g = SFTGenerator(num_features=8, num_blocks=blocks, cond_channels=4, cond_hidden_channels=8, sft_hidden_channels=4, **kw)
+    g = SFTGenerator(
+        num_features=8, num_blocks=blocks, cond_channels=4, cond_hidden_channels=8, sft_hidden_channels=4, **kw
+    )
     with torch.no_grad():
         for p in g.parameters():  # variance-preserving scale: outputs stay O(1), so 1e-4 means something
             p.copy_(torch.randn_like(p) * (p[0].numel() ** -0.5 if p.dim() > 1 else 0.05))
@@ -51,6 +53,7 @@ def random_prior(h: int, w: int, classes: int = 8, seed: int = 0) -> DenseProbs:
 
 def _psnr_y_np(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> float:
     """PSNR on the BT.601 luma of 8-bit RGB, border cropped: the literature's convention, in numpy."""
+
     def y(img):
         img = img.astype(np.float64)
         return 16.0 + (65.481 * img[..., 0] + 128.553 * img[..., 1] + 24.966 * img[..., 2]) / 255.0
@@ -173,7 +176,9 @@ def tiny_ckpt(tmp_path_factory) -> Path:
 
 
 def _predict_cfg(tmp_path: Path, ckpt: Path, *overrides: str):
-    return _compose("predict", [f"checkpoint={ckpt}", f"out={tmp_path / 'out'}", "progress=false", *TINY_DATA, *overrides])
+    return _compose(
+        "predict", [f"checkpoint={ckpt}", f"out={tmp_path / 'out'}", "progress=false", *TINY_DATA, *overrides]
+    )
 
 
 def test_predict_on_demo_hr_matches_the_eager_model(tmp_path, tiny_ckpt):
@@ -184,7 +189,9 @@ def test_predict_on_demo_hr_matches_the_eager_model(tmp_path, tiny_ckpt):
     out = read_image(report.written[0])
     assert out.shape == hr.shape  # 128x128: a multiple of 4, nothing cropped
     # Independently: MATLAB-bicubic LR rounded to 8 bits, one-hot prior of the label map, one eager call.
-    lr = (imresize(torch.from_numpy(hr.copy()).permute(2, 0, 1)[None].float() / 255, 0.25).clamp(0, 1) * 255).round() / 255
+    lr = (
+        imresize(torch.from_numpy(hr.copy()).permute(2, 0, 1)[None].float() / 255, 0.25).clamp(0, 1) * 255
+    ).round() / 255
     labels = np.array(Image.open(src.parent.parent / "labels" / src.name))
     assert objs["prior"].smoothing == objs["prior"].blur_sigma == 0  # conf/prior/labels.yaml: plain one-hot
     prior = torch.from_numpy(np.eye(8, dtype=np.float32)[labels]).permute(2, 0, 1)[None]
@@ -282,8 +289,14 @@ def test_predict_edits_and_unknown_class(tmp_path, tiny_ckpt):
 
 
 def _cli(tmp_path, script, *args):
-    return subprocess.run([sys.executable, str(ROOT / script), *args, *TINY_DATA], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "HYDRA_FULL_ERROR": "0"})  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args, *TINY_DATA],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+    )
 
 
 def test_cli_exit_codes(tmp_path, tiny_ckpt):
@@ -291,7 +304,9 @@ def test_cli_exit_codes(tmp_path, tiny_ckpt):
     src.mkdir()
     Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(src / "ok.png")
     (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    run = _cli(tmp_path, "predict.py", f"images={src}", f"checkpoint={tiny_ckpt}", "prior=uniform", "out=sr", "progress=false")
+    run = _cli(
+        tmp_path, "predict.py", f"images={src}", f"checkpoint={tiny_ckpt}", "prior=uniform", "out=sr", "progress=false"
+    )
     assert run.returncode == 1, run.stderr
     assert "FAILED" in run.stderr and "broken.jpg" in run.stderr
     assert (tmp_path / "sr" / "ok.png").is_file() and (tmp_path / "sr" / "predict.log").is_file()
@@ -306,8 +321,17 @@ def test_cli_exit_codes(tmp_path, tiny_ckpt):
 def test_eval_report_numbers_match_independent_psnr(tmp_path, tiny_ckpt):
     other = tmp_path / "runB" / "generator.pth"
     export_generator(tiny_generator(seed=1), other)
-    cfg = _compose("eval", [f"checkpoints=[{tiny_ckpt},{other}]", f"out={tmp_path / 'report'}",
-                            "compare_priors=[prior,uniform]", "lpips_net=null", "tile=10", *TINY_DATA])  # fmt: skip
+    cfg = _compose(
+        "eval",
+        [
+            f"checkpoints=[{tiny_ckpt},{other}]",
+            f"out={tmp_path / 'report'}",
+            "compare_priors=[prior,uniform]",
+            "lpips_net=null",
+            "tile=10",
+            *TINY_DATA,
+        ],
+    )
     result, objs = evaluate(cfg)
     out = tmp_path / "report"
     for name in ("per_image.csv", "summary.md", "summary.json", "report.png"):
@@ -315,7 +339,13 @@ def test_eval_report_numbers_match_independent_psnr(tmp_path, tiny_ckpt):
     rows = list(csv.DictReader((out / "per_image.csv").open()))
     assert len(rows) == 2 * (1 + 4)  # 2 images x (bicubic + 2 checkpoints x 2 priors)
     run_a = tiny_ckpt.parent.name
-    assert {r["variant"] for r in rows} == {"bicubic", f"{run_a}/prior", f"{run_a}/uniform", "runB/prior", "runB/uniform"}
+    assert {r["variant"] for r in rows} == {
+        "bicubic",
+        f"{run_a}/prior",
+        f"{run_a}/uniform",
+        "runB/prior",
+        "runB/uniform",
+    }
     from sftgan_lit.models import load_generator
 
     g = load_generator(tiny_ckpt, channels_last=False)
@@ -375,6 +405,17 @@ def test_predict_and_eval_run_released_checkpoint_layouts(tmp_path, name):
     assert report.ok and len(report.written) == 2
     assert read_image(report.written[0]).shape == (64, 64, 3)
     assert objs["generator"].config.num_classes == 8
-    result, _ = evaluate(_compose("eval", [f"checkpoints=[{ckpt}]", f"out={tmp_path / 'ev'}", "lpips_net=null",
-                                           "num_crops=1", *TINY_DATA, "data.demo.size=64"]))  # fmt: skip
+    result, _ = evaluate(
+        _compose(
+            "eval",
+            [
+                f"checkpoints=[{ckpt}]",
+                f"out={tmp_path / 'ev'}",
+                "lpips_net=null",
+                "num_crops=1",
+                *TINY_DATA,
+                "data.demo.size=64",
+            ],
+        )
+    )
     assert not result["failures"] and set(result["summary"]) == {"bicubic", "prior", "uniform"}

@@ -78,7 +78,9 @@ def test_condition_net_shapes_and_layout():
 # --- generator ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name,ctor,torch7", [("SFTGAN_noBN_OST_bg", sftgan_pytorch, False), ("SFTGAN_torch", sftgan_torch7, True)])
+@pytest.mark.parametrize(
+    "name,ctor,torch7", [("SFTGAN_noBN_OST_bg", sftgan_pytorch, False), ("SFTGAN_torch", sftgan_torch7, True)]
+)
 def test_released_generators_load_strictly_and_match_original_code(name, ctor, torch7):
     sd = random_state_dict(name, seed=3)
     ours = ctor()
@@ -177,7 +179,9 @@ def test_channels_last_and_autocast_bf16_close_to_fp32():
     with torch.no_grad():
         ref = g(lr, prior)
         g_cl = g.to(memory_format=torch.channels_last)
-        out_cl = g_cl(lr.contiguous(memory_format=torch.channels_last), prior.contiguous(memory_format=torch.channels_last))
+        out_cl = g_cl(
+            lr.contiguous(memory_format=torch.channels_last), prior.contiguous(memory_format=torch.channels_last)
+        )
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out_bf16 = g(lr, prior)
     # channels_last changes only the summation order: fp32 rounding
@@ -304,7 +308,9 @@ def test_the_variant_registry_is_what_builders_yaml_and_detection_read():
     torch7 = GENERATOR_VARIANTS["sftgan_torch7"].overrides
     built = sftgan_torch7(num_blocks=2).config_dict()
     assert all(built[k] == v for k, v in torch7.items())
-    from_yaml = instantiate(compose(["model=sftgan_torch7", "model.generator.num_blocks=2"]).model.generator).config_dict()
+    from_yaml = instantiate(
+        compose(["model=sftgan_torch7", "model.generator.num_blocks=2"]).model.generator
+    ).config_dict()
     assert from_yaml == built
     detected = infer_generator_config(sftgan_torch7(num_blocks=2).state_dict())
     assert all(detected[k] == v for k, v in torch7.items())

@@ -17,7 +17,9 @@ def test_demo_notebook_executes(tmp_path, monkeypatch):
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     monkeypatch.setenv("SFTGAN_NOTEBOOK_STEPS", "60")
-    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")  # figures as outputs, even where Agg is set
+    monkeypatch.setenv(
+        "MPLBACKEND", "module://matplotlib_inline.backend_inline"
+    )  # figures as outputs, even where Agg is set
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     text = "\n".join(
         out.get("text", "") for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])

@@ -20,30 +20,66 @@ from sftgan_lit.models import SFTGenerator, export_generator
 def installed(tmp_path_factory) -> Path:
     """The package built as a wheel and installed (no dependencies: they are this venv's) into a folder."""
     tmp = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp / "dist"), str(ROOT)],
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp / "dist"),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = (tmp / "dist").glob("sftgan_lit-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "sftgan_lit/conf/train.yaml" in names and "sftgan_lit/conf/prior/labels.yaml" in names
     assert len([n for n in names if n.endswith(".yaml")]) == len(list((ROOT / "conf").rglob("*.yaml")))
     target = tmp / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "-q", "--target", str(target), str(wheel)],
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-compile",
+            "-q",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return target
 
 
 def _run(target: Path, cwd: Path, script: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(target)}
     code = f"import sys; from sftgan_lit.cli import {script}; sys.argv[0] = {script!r}; {script}()"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_the_wheel_runs_from_an_empty_folder(installed, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     env = {**os.environ, "PYTHONPATH": str(installed)}
-    where = subprocess.run([sys.executable, "-c", "import sftgan_lit.config as c; print(c.__file__); print(c.conf_dir())"],
-                           cwd=empty, env=env, capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    where = subprocess.run(
+        [sys.executable, "-c", "import sftgan_lit.config as c; print(c.__file__); print(c.conf_dir())"],
+        cwd=empty,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert where[0].startswith(str(installed)) and where[1] == str(installed / "sftgan_lit" / "conf")
 
     job = _run(installed, empty, "train_main", "--cfg", "job")
@@ -51,11 +87,22 @@ def test_the_wheel_runs_from_an_empty_folder(installed, tmp_path):
     assert "_target_: sftgan_lit.lit.SFTGANModule" in job.stdout and "objective:" in job.stdout
 
     torch.manual_seed(0)
-    export_generator(SFTGenerator(num_features=8, num_blocks=1, cond_channels=4, cond_hidden_channels=8, sft_hidden_channels=4),
-                     tmp_path / "g.pth")  # fmt: skip
+    export_generator(
+        SFTGenerator(num_features=8, num_blocks=1, cond_channels=4, cond_hidden_channels=8, sft_hidden_channels=4),
+        tmp_path / "g.pth",
+    )
     out = tmp_path / "sr"
-    pred = _run(installed, empty, "predict_main", "images=demo", "input=hr", f"checkpoint={tmp_path / 'g.pth'}", f"out={out}",
-                "progress=false", *TINY_DATA)  # fmt: skip
+    pred = _run(
+        installed,
+        empty,
+        "predict_main",
+        "images=demo",
+        "input=hr",
+        f"checkpoint={tmp_path / 'g.pth'}",
+        f"out={out}",
+        "progress=false",
+        *TINY_DATA,
+    )
     assert pred.returncode == 0, pred.stderr
     assert len(list(out.glob("*.png"))) == 2 and "2 written" in pred.stdout
     assert not list(empty.iterdir())  # nothing written into the folder it ran from

@@ -28,7 +28,12 @@ def _bad_folder(root):
     add("small.png", lambda p: Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(p), (40, 40))
     add("gray.png", lambda p: Image.fromarray(np.full((64, 64), 90, np.uint8)).save(p))
     add("transparent.png", lambda p: Image.fromarray(np.full((64, 64, 4), 90, np.uint8)).save(p))
-    add("opaque.png", lambda p: Image.fromarray(np.dstack([np.full((64, 64, 3), 90, np.uint8), np.full((64, 64), 255, np.uint8)])).save(p))
+    add(
+        "opaque.png",
+        lambda p: Image.fromarray(
+            np.dstack([np.full((64, 64, 3), 90, np.uint8), np.full((64, 64), 255, np.uint8)])
+        ).save(p),
+    )
     add("deep.png", lambda p: Image.fromarray(np.full((64, 64), 1000, np.uint16)).save(p))
     add("huge.png", lambda p: Image.fromarray(np.zeros((300, 300, 3), np.uint8)).save(p), (300, 300))
     add("mismatch.png", lambda p: Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(p), (64, 72))
@@ -53,7 +58,9 @@ EXPECTED_FAILURES = {
 
 def test_every_bad_file_is_reported_with_its_reason_and_the_rest_is_prepared(tmp_path):
     images, labels = _bad_folder(tmp_path / "src")
-    report = prepare(folder_items(images, labels), tmp_path / "store", LabelPrior(), min_size=48, max_pixels=80_000, progress=False)
+    report = prepare(
+        folder_items(images, labels), tmp_path / "store", LabelPrior(), min_size=48, max_pixels=80_000, progress=False
+    )
     assert not report.ok
     assert set(report.failures) == set(EXPECTED_FAILURES)
     for name, pattern in EXPECTED_FAILURES.items():
@@ -101,8 +108,16 @@ def test_resumed_prepare_equals_an_uninterrupted_run(tmp_path):
 
 def test_cli_exit_code_and_messages(tmp_path):
     images, labels = write_folder(tmp_path / "src", 2, 64, 64)
-    cmd = [sys.executable, "-c", "from sftgan_lit.cli import prepare_main; prepare_main()",
-           f"input.images={images}", f"input.labels={labels}", f"out={tmp_path / 'store'}", "min_size=32", "progress=false"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-c",
+        "from sftgan_lit.cli import prepare_main; prepare_main()",
+        f"input.images={images}",
+        f"input.labels={labels}",
+        f"out={tmp_path / 'store'}",
+        "min_size=32",
+        "progress=false",
+    ]
     ok = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert "2 written" in ok.stdout

@@ -36,9 +36,13 @@ def test_iou_acc_and_ece_match_a_hand_computed_case():
     module = SegmenterModule(seg, abc, optimizer=None)
     # 2x3 image; class c never occurs in the target; one void pixel
     target = torch.tensor([[[0, 0, 1], [1, 1, 255]]])
-    probs = torch.tensor([[[0.9, 0.6, 0.2], [0.3, 0.1, 0.5]],   # p(a)
-                          [[0.1, 0.3, 0.7], [0.6, 0.2, 0.5]],   # p(b)
-                          [[0.0, 0.1, 0.1], [0.1, 0.7, 0.0]]])[None]  # p(c)  # fmt: skip
+    probs = torch.tensor(
+        [
+            [[0.9, 0.6, 0.2], [0.3, 0.1, 0.5]],  # p(a)
+            [[0.1, 0.3, 0.7], [0.6, 0.2, 0.5]],  # p(b)
+            [[0.0, 0.1, 0.1], [0.1, 0.7, 0.0]],
+        ]
+    )[None]  # p(c)
     # argmax: a a b / b c (last pixel void)
     m = module.metrics["val"]
     m.update(probs, target)
@@ -63,7 +67,9 @@ def test_class_count_mismatch_fails_clearly(tmp_path):
     outdoor = SegmenterPrior(name="ade_outdoor", weights=str(path))  # 8 outdoor classes
     with pytest.raises(PriorError, match="prior.weights=.*predicts 4 classes but prior=ade_outdoor declares 8"):
         outdoor.check_ready()
-    renamed = SegmenterPrior(name="x", weights=str(path), num_classes=4, class_names=["w", "x", "y", "z"], colors=COLORS)
+    renamed = SegmenterPrior(
+        name="x", weights=str(path), num_classes=4, class_names=["w", "x", "y", "z"], colors=COLORS
+    )
     with pytest.raises(PriorError, match="trained on classes \\(flat, hstripes, vstripes, checker\\)"):
         renamed.check_ready()
 
@@ -158,19 +164,41 @@ def test_prior_from_trained_segmenter_passes_store_validation_and_predicts(tmp_p
     from sftgan_lit.models import export_generator
     from sftgan_lit.models import SFTGenerator
 
-    export_generator(SFTGenerator(num_classes=4, num_features=8, num_blocks=1, cond_channels=4, cond_hidden_channels=8,
-                                  sft_hidden_channels=4), tmp_path / "g.pth")  # fmt: skip
+    export_generator(
+        SFTGenerator(
+            num_classes=4, num_features=8, num_blocks=1, cond_channels=4, cond_hidden_channels=8, sft_hidden_channels=4
+        ),
+        tmp_path / "g.pth",
+    )
     from PIL import Image
 
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 52, 3), np.uint8)).save(tmp_path / "x.png")
-    cfg = _compose([f"images={tmp_path / 'x.png'}", "input=hr", "prior=learned", f"prior.weights={path}",
-                    f"checkpoint={tmp_path / 'g.pth'}", f"out={tmp_path / 'out'}", "progress=false", "save_prior=true"],
-                   name="predict")  # fmt: skip
+    cfg = _compose(
+        [
+            f"images={tmp_path / 'x.png'}",
+            "input=hr",
+            "prior=learned",
+            f"prior.weights={path}",
+            f"checkpoint={tmp_path / 'g.pth'}",
+            f"out={tmp_path / 'out'}",
+            "progress=false",
+            "save_prior=true",
+        ],
+        name="predict",
+    )
     report, _ = predict(cfg)
     assert report.ok and (tmp_path / "out" / "x.png").is_file() and (tmp_path / "out" / "x_prior.png").is_file()
     # without weights: one configuration error before any file is read (exit code 2 in the CLI)
-    cfg = _compose([f"images={tmp_path / 'x.png'}", "prior=learned", f"checkpoint={tmp_path / 'g.pth'}",
-                    f"out={tmp_path / 'out2'}", "progress=false"], name="predict")  # fmt: skip
+    cfg = _compose(
+        [
+            f"images={tmp_path / 'x.png'}",
+            "prior=learned",
+            f"checkpoint={tmp_path / 'g.pth'}",
+            f"out={tmp_path / 'out2'}",
+            "progress=false",
+        ],
+        name="predict",
+    )
     with pytest.raises(FileNotFoundError, match="set prior.weights=.*experiment=segmenter"):
         predict(cfg)
     assert not (tmp_path / "out2").exists()
@@ -187,7 +215,9 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     assert set(results["sr"]) == {"learned", "labels", "none"}
     assert all(np.isfinite(r["psnr_y"]) for r in results["sr"].values())
     # the learned prior's SR run cached the segmenter's probabilities in a store keyed by its weights
-    key = SegmenterPrior(name="learned", weights=str(seg_file), num_classes=4, class_names=CLASSES, colors=COLORS).store_key
+    key = SegmenterPrior(
+        name="learned", weights=str(seg_file), num_classes=4, class_names=CLASSES, colors=COLORS
+    ).store_key
     assert list(Path(os.environ["SFTGAN_CACHE"]).rglob(f"train-{key}")), "no store of the learned prior's probabilities"
     assert (tmp_path / "report.md").read_text().count("|") > 10
     assert json.loads((tmp_path / "results.json").read_text())["predict"]

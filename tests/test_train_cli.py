@@ -16,10 +16,21 @@ from helpers import ROOT
 
 def _run(tmp_path, *args, timeout=600, env=None):
     out = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *[a for a in args if a.startswith("-")], *TINY, *TINY_TRAIN,
-         "trainer.enable_progress_bar=false", *[a for a in args if not a.startswith("-")]],
-        capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env={**os.environ, **(env or {})},
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            *[a for a in args if a.startswith("-")],
+            *TINY,
+            *TINY_TRAIN,
+            "trainer.enable_progress_bar=false",
+            *[a for a in args if not a.startswith("-")],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tmp_path,
+        env={**os.environ, **(env or {})},
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     return out
 
@@ -34,22 +45,43 @@ def test_multirun_grid_runs_each_job_in_its_own_folder(tmp_path):
     _run(tmp_path, "-m", "loss.w_gan=5e-3,1e-2", "loss.w_percep=0", f"hydra.sweep.dir={tmp_path / 'sweep'}")
     jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name.isdigit())
     assert [p.name for p in jobs] == ["0", "1"]
-    values = sorted(float(next(iter(
-        line.split("=")[1] for line in (j / ".hydra" / "overrides.yaml").read_text().split("\n") if "w_gan" in line))) for j in jobs)  # fmt: skip
+    values = sorted(
+        float(
+            next(
+                iter(
+                    line.split("=")[1]
+                    for line in (j / ".hydra" / "overrides.yaml").read_text().split("\n")
+                    if "w_gan" in line
+                )
+            )
+        )
+        for j in jobs
+    )
     assert values == [5e-3, 1e-2]
     assert all((j / "generator.pth").is_file() for j in jobs)
 
 
 def test_optuna_sweep_two_trials(tmp_path):
-    _run(tmp_path, "hparams_search=loss_weights", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=1",
-         f"hydra.sweep.dir={tmp_path / 'sweep'}")  # fmt: skip
+    _run(
+        tmp_path,
+        "hparams_search=loss_weights",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.n_startup_trials=1",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    )
     results = (tmp_path / "sweep" / "optimization_results.yaml").read_text()
     assert "best_params" in results and "loss.w_gan" in results and "best_value" in results
 
 
 def test_wandb_offline_run_files_hold_the_logged_keys(tmp_path):
-    _run(tmp_path, "logger=wandb", "logger.wandb.offline=true", "trainer.log_every_n_steps=1", f"hydra.run.dir={tmp_path / 'run'}",
-         env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})  # fmt: skip
+    _run(
+        tmp_path,
+        "logger=wandb",
+        "logger.wandb.offline=true",
+        "trainer.log_every_n_steps=1",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"},
+    )
     files = list((tmp_path / "run").rglob("run-*.wandb"))
     assert len(files) == 1
     data = files[0].read_bytes()

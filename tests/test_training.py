@@ -20,8 +20,16 @@ from sftgan_lit.train import train
 
 
 def _cfg(tmp_path, overrides, tiny_train=True):
-    return compose(config_name="train", overrides=[
-            *TINY, *(TINY_TRAIN if tiny_train else []), f"paths.output_dir={tmp_path}", "logger=csv", *overrides])  # fmt: skip
+    return compose(
+        config_name="train",
+        overrides=[
+            *TINY,
+            *(TINY_TRAIN if tiny_train else []),
+            f"paths.output_dir={tmp_path}",
+            "logger=csv",
+            *overrides,
+        ],
+    )
 
 
 def _record_updates(monkeypatch):
@@ -31,9 +39,17 @@ def _record_updates(monkeypatch):
 
     def spy(self, opt, params, terms, frozen=()):
         net = "G" if opt.optimizer is self.trainer.optimizers[0] else "D"
-        before = {k: v.detach().clone() for k, v in self.state_dict().items() if k.startswith(("generator.", "discriminator."))}
+        before = {
+            k: v.detach().clone()
+            for k, v in self.state_dict().items()
+            if k.startswith(("generator.", "discriminator."))
+        }
         stepped = original(self, opt, params, terms, frozen)
-        after = {k: v.detach().clone() for k, v in self.state_dict().items() if k.startswith(("generator.", "discriminator."))}
+        after = {
+            k: v.detach().clone()
+            for k, v in self.state_dict().items()
+            if k.startswith(("generator.", "discriminator."))
+        }
         events.append((net, int(self.iteration), stepped, before, after, [g["lr"] for g in opt.param_groups]))
         return stepped
 
@@ -42,7 +58,11 @@ def _record_updates(monkeypatch):
 
 
 def _changed(before, after, prefix, names=None):
-    return {k for k in before if k.startswith(prefix) and (names is None or k in names) and not torch.equal(before[k], after[k])}
+    return {
+        k
+        for k in before
+        if k.startswith(prefix) and (names is None or k in names) and not torch.equal(before[k], after[k])
+    }
 
 
 def test_g_step_leaves_d_unchanged_and_d_step_leaves_g_unchanged(tmp_path, monkeypatch):
@@ -52,7 +72,9 @@ def test_g_step_leaves_d_unchanged_and_d_step_leaves_g_unchanged(tmp_path, monke
     for net, _, stepped, before, after, _ in events:
         assert stepped
         # D's BatchNorm running stats move in its own forward passes; parameters must not
-        d_params = {k for k in before if k.startswith("discriminator.") and "running" not in k and "num_batches" not in k}
+        d_params = {
+            k for k in before if k.startswith("discriminator.") and "running" not in k and "num_batches" not in k
+        }
         if net == "G":
             assert _changed(before, after, "generator.") and not _changed(before, after, "discriminator.", d_params)
         else:
@@ -61,11 +83,18 @@ def test_g_step_leaves_d_unchanged_and_d_step_leaves_g_unchanged(tmp_path, monke
 
 def test_conditioning_runs_at_5x_and_the_trunk_is_frozen_until_its_iteration(tmp_path, monkeypatch):
     events = _record_updates(monkeypatch)
-    groups = ("[{name: conditioning, part: conditioning, lr_mult: 5.0, freeze_until: 0},"
-              " {name: trunk, part: trunk, lr_mult: 1.0, freeze_until: 2}]")
-    overrides = ["trainer.max_steps=6", "trainer.limit_train_batches=3", "optim.generator.lr=1e-3",
-                 f"optim.param_groups={groups}", "optim.ema_decay=null",
-                 "optim.scheduler={_target_: torch.optim.lr_scheduler.MultiStepLR, _partial_: true, milestones: [2], gamma: 0.5}"]  # fmt: skip
+    groups = (
+        "[{name: conditioning, part: conditioning, lr_mult: 5.0, freeze_until: 0},"
+        " {name: trunk, part: trunk, lr_mult: 1.0, freeze_until: 2}]"
+    )
+    overrides = [
+        "trainer.max_steps=6",
+        "trainer.limit_train_batches=3",
+        "optim.generator.lr=1e-3",
+        f"optim.param_groups={groups}",
+        "optim.ema_decay=null",
+        "optim.scheduler={_target_: torch.optim.lr_scheduler.MultiStepLR, _partial_: true, milestones: [2], gamma: 0.5}",
+    ]
     _, objects = train(_cfg(tmp_path, overrides))
     module = objects["module"]
     names = {g["name"]: {"generator." + n for n in g["names"]} for g in module.groups}
@@ -84,7 +113,12 @@ def test_conditioning_runs_at_5x_and_the_trunk_is_frozen_until_its_iteration(tmp
 
 def test_d_init_iters_and_d_steps_per_g(tmp_path, monkeypatch):
     events = _record_updates(monkeypatch)
-    train(_cfg(tmp_path, ["trainer.max_steps=4", "trainer.limit_train_batches=3", "optim.d_init_iters=1", "optim.d_steps_per_g=2"]))
+    train(
+        _cfg(
+            tmp_path,
+            ["trainer.max_steps=4", "trainer.limit_train_batches=3", "optim.d_init_iters=1", "optim.d_steps_per_g=2"],
+        )
+    )
     # iteration 0: D only (warm-up); 1: D only (1 % 2); 2: G + D
     assert [(e[0], e[1]) for e in events] == [("D", 0), ("D", 1), ("G", 2), ("D", 2)]
 
@@ -128,10 +162,23 @@ def _fit(module, tmp_path, steps):
     from sftgan_lit.data import SFTGANDataModule
     from sftgan_lit.priors import LabelPrior
 
-    dm = SFTGANDataModule(LabelPrior(), train={"layout": "demo"}, demo={"size": 128, "num_train": 6, "num_val": 2,
-                          "num_test": 2, "num_background": 2}, num_workers=0, batch_size=2, crop_size=32)  # fmt: skip
-    trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, default_root_dir=tmp_path, limit_val_batches=0)  # fmt: skip
+    dm = SFTGANDataModule(
+        LabelPrior(),
+        train={"layout": "demo"},
+        demo={"size": 128, "num_train": 6, "num_val": 2, "num_test": 2, "num_background": 2},
+        num_workers=0,
+        batch_size=2,
+        crop_size=32,
+    )
+    trainer = L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+        limit_val_batches=0,
+    )
     trainer.fit(module, datamodule=dm)
     return trainer
 
@@ -147,7 +194,10 @@ def test_a_nan_update_is_skipped_and_counted(tmp_path):
 
 def test_consecutive_nans_stop_the_run_naming_step_and_terms(tmp_path):
     module = _tiny_module(bad_calls={"all"}, max_nonfinite=3)
-    with pytest.raises(NonFiniteLossError, match=r"3 consecutive non-finite updates; last at iteration 1 \(global step 0\) with loss terms pix=nan"):
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"3 consecutive non-finite updates; last at iteration 1 \(global step 0\) with loss terms pix=nan",
+    ):
         _fit(module, tmp_path, steps=20)
     assert all(torch.isfinite(p).all() for p in module.generator.parameters())
 
@@ -163,10 +213,21 @@ def test_every_gan_type_trains(gan_type, tmp_path):
 def test_experiment_sftgan_fast_dev_run(tmp_path):
     """The paper's recipe at full network size, from a (generated) SRGAN checkpoint and a random VGG."""
     torch.save(random_state_dict("SRGAN_bicx4_noBN_DIV2K", seed=1), tmp_path / "srgan.pth")
-    cfg = compose(config_name="train", overrides=[
-            "experiment=sftgan", "debug=fast_dev_run", "data=demo", "prior=labels", f"init_from_srgan={tmp_path / 'srgan.pth'}",
-            "loss.perceptual.random_weights=true", "loss.perceptual.layer=8", f"paths.output_dir={tmp_path}",
-            *[o for o in TINY if o.startswith("data.")], "model.discriminator.input_size=32"])  # fmt: skip
+    cfg = compose(
+        config_name="train",
+        overrides=[
+            "experiment=sftgan",
+            "debug=fast_dev_run",
+            "data=demo",
+            "prior=labels",
+            f"init_from_srgan={tmp_path / 'srgan.pth'}",
+            "loss.perceptual.random_weights=true",
+            "loss.perceptual.layer=8",
+            f"paths.output_dir={tmp_path}",
+            *[o for o in TINY if o.startswith("data.")],
+            "model.discriminator.input_size=32",
+        ],
+    )
     metrics, objects = train(cfg)
     assert objects["module"].objective.perceptual is not None and "train/g_percep" in metrics
     assert {g["name"]: g["freeze_until"] for g in objects["module"].groups} == {"conditioning": 0, "trunk": 20000}
@@ -194,7 +255,12 @@ def _losses(run_dir):
 
 
 def test_resume_continues_the_same_run(tmp_path):
-    common = ["trainer.limit_train_batches=1.0", "data.epoch_length=4", "trainer.log_every_n_steps=1", "data.num_workers=0"]
+    common = [
+        "trainer.limit_train_batches=1.0",
+        "data.epoch_length=4",
+        "trainer.log_every_n_steps=1",
+        "data.num_workers=0",
+    ]
     full_dir, part_dir = tmp_path / "full", tmp_path / "part"
     _, full = train(_cfg(full_dir, [*common, "trainer.max_steps=8"]))
     train(_cfg(part_dir, [*common, "trainer.max_steps=4"]))
@@ -211,7 +277,9 @@ def test_export_is_the_ema_generator_and_loads_with_load_generator(tmp_path):
     ema = objects["module"].ema.module
     for (k, a), b in zip(ema.state_dict().items(), g.state_dict().values()):
         torch.testing.assert_close(a, b, msg=k)
-    ckpt = load_generator(tmp_path / "checkpoints" / "last.ckpt", channels_last=False)  # Lightning checkpoint, EMA preferred
+    ckpt = load_generator(
+        tmp_path / "checkpoints" / "last.ckpt", channels_last=False
+    )  # Lightning checkpoint, EMA preferred
     torch.testing.assert_close(ckpt.conv0.weight, ema.conv0.weight)
 
 
@@ -219,15 +287,36 @@ def test_export_is_the_ema_generator_and_loads_with_load_generator(tmp_path):
 def test_param_groups_take_the_layers_the_generator_reports(conditioning):
     from sftgan_lit.models import ACDDiscriminator, SFTGenerator
 
-    g = SFTGenerator(num_features=8, num_blocks=2, cond_channels=4, cond_hidden_channels=8, sft_hidden_channels=4,
-                     conditioning=conditioning, num_cond_blocks=1)  # fmt: skip
+    g = SFTGenerator(
+        num_features=8,
+        num_blocks=2,
+        cond_channels=4,
+        cond_hidden_channels=8,
+        sft_hidden_channels=4,
+        conditioning=conditioning,
+        num_cond_blocks=1,
+    )
     groups = [{"name": "conditioning", "part": "conditioning", "lr_mult": 5.0}, {"name": "trunk", "part": "trunk"}]
-    module = SFTGANModule(g, ACDDiscriminator(base_channels=4, input_size=32), SFTGANObjective(w_pix=1, w_percep=0),
-                          LabelPrior(), param_groups=groups, ema_decay=None, lpips_net=None)  # fmt: skip
+    module = SFTGANModule(
+        g,
+        ACDDiscriminator(base_channels=4, input_size=32),
+        SFTGANObjective(w_pix=1, w_percep=0),
+        LabelPrior(),
+        param_groups=groups,
+        ema_decay=None,
+        lpips_net=None,
+    )
     reported = {id(p) for m in g.conditioning_modules() for p in m.parameters()}
     by_name = {gr["name"]: {id(p) for p in gr["params"]} for gr in module.groups}
     assert by_name.get("conditioning", set()) == reported
     assert by_name["trunk"] == {id(p) for p in g.parameters()} - reported
     with pytest.raises(ValueError, match="part='regex'"):
-        SFTGANModule(g, ACDDiscriminator(base_channels=4, input_size=32), SFTGANObjective(w_pix=1, w_percep=0), LabelPrior(),
-                     param_groups=[{"name": "x", "part": "regex"}], ema_decay=None, lpips_net=None)  # fmt: skip
+        SFTGANModule(
+            g,
+            ACDDiscriminator(base_channels=4, input_size=32),
+            SFTGANObjective(w_pix=1, w_percep=0),
+            LabelPrior(),
+            param_groups=[{"name": "x", "part": "regex"}],
+            ema_decay=None,
+            lpips_net=None,
+        )

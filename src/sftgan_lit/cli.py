@@ -55,7 +55,9 @@ def train_main() -> None:
         # the return value is what Hydra sweepers (Optuna) optimise
         key = cfg.get("optimized_metric")
         if key and key not in metrics:
-            logging.getLogger("sftgan_lit.train").warning("optimized_metric=%s was not logged (available: %s)", key, sorted(metrics))
+            logging.getLogger("sftgan_lit.train").warning(
+                "optimized_metric=%s was not logged (available: %s)", key, sorted(metrics)
+            )
         return metrics.get(key) if key else None
 
     _main()
@@ -74,10 +76,21 @@ def prepare_from_config(cfg) -> int:
         raise ValueError(f"input.layout={spec.layout!r} is not folder or ost")
     items = items_from_spec(spec, prior.class_names, background=cfg.background and spec.layout == "folder", key="input")
     report = prepare(
-        items, cfg.out, prior, background=cfg.background, modcrop_to=cfg.modcrop, min_size=cfg.min_size,
-        scale=cfg.scale, max_pixels=cfg.max_pixels, limit=cfg.limit, progress=cfg.progress, device=cfg.device,
-    )  # fmt: skip
-    print(f"sftgan-prepare: {report.store}: {report.written} written, {report.skipped_done} already done, {report.total} in store")
+        items,
+        cfg.out,
+        prior,
+        background=cfg.background,
+        modcrop_to=cfg.modcrop,
+        min_size=cfg.min_size,
+        scale=cfg.scale,
+        max_pixels=cfg.max_pixels,
+        limit=cfg.limit,
+        progress=cfg.progress,
+        device=cfg.device,
+    )
+    print(
+        f"sftgan-prepare: {report.store}: {report.written} written, {report.skipped_done} already done, {report.total} in store"
+    )
     for name, reason in report.failures.items():
         print(f"sftgan-prepare: FAILED {name}: {reason}", file=sys.stderr)
     if report.failures:
@@ -87,6 +100,7 @@ def prepare_from_config(cfg) -> int:
 
 def prepare_main() -> None:
     """``sftgan-prepare``: Hydra overrides as arguments (``conf/prepare.yaml``); exit code 1 if any file failed."""
+
     @_hydra_main("sftgan-prepare", "prepare")
     def _main(cfg) -> None:
         code = prepare_from_config(cfg)
@@ -104,8 +118,10 @@ def predict_main() -> None:
     @_hydra_main("sftgan-predict", "predict")
     def _main(cfg) -> None:
         report, _ = _setup_errors_exit("sftgan-predict", predict, cfg)
-        print(f"sftgan-predict: {len(report.written)} written to {cfg.out}, {len(report.exists)} already there, "
-              f"{len(report.failures)} failed, {report.seconds:.1f} s")  # fmt: skip
+        print(
+            f"sftgan-predict: {len(report.written)} written to {cfg.out}, {len(report.exists)} already there, "
+            f"{len(report.failures)} failed, {report.seconds:.1f} s"
+        )
         for name, reason in report.failures.items():
             print(f"sftgan-predict: FAILED {name}: {reason}", file=sys.stderr)
         if not report.ok:
@@ -152,7 +168,11 @@ def export_main(argv: list[str] | None = None) -> int:
         return 2
     out, stem, worst = Path(args.out), Path(args.checkpoint).stem, 0.0
     for fmt in args.format:
-        path = export_torchscript(generator, out / f"{stem}.ts") if fmt == "torchscript" else export_onnx(generator, out / f"{stem}.onnx", args.opset)
+        path = (
+            export_torchscript(generator, out / f"{stem}.ts")
+            if fmt == "torchscript"
+            else export_onnx(generator, out / f"{stem}.onnx", args.opset)
+        )
         diff = check_export(generator, path)
         worst = max(worst, diff)
         print(f"sftgan-export: {path} (max |export - eager| = {diff:.2e} at a size it was not traced at)")

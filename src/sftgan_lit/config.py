@@ -110,7 +110,9 @@ def options(cfg, schema: type[InferenceSchema]) -> InferenceSchema:
     from omegaconf import OmegaConf
 
     values = {f.name: cfg[f.name] for f in fields(schema) if f.name not in GROUP_KEYS}
-    return schema(**{k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for k, v in values.items()})
+    return schema(
+        **{k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for k, v in values.items()}
+    )
 
 
 def register_configs() -> None:

@@ -18,7 +18,9 @@ _Y_WEIGHTS = (65.481, 128.553, 24.966)
 
 def _check(sr: torch.Tensor, hr: torch.Tensor) -> None:
     if sr.shape != hr.shape or sr.dim() != 4 or sr.shape[1] != 3:
-        raise ValueError(f"expected two RGB batches (N, 3, H, W) of the same shape, got {tuple(sr.shape)} and {tuple(hr.shape)}")
+        raise ValueError(
+            f"expected two RGB batches (N, 3, H, W) of the same shape, got {tuple(sr.shape)} and {tuple(hr.shape)}"
+        )
 
 
 def rgb_to_y(img: torch.Tensor) -> torch.Tensor:
@@ -143,8 +145,10 @@ def lpips_metric(net: str = "alex") -> tuple[Metric | None, str]:
         raise ValueError(f"LPIPS net must be one of {sorted(_LPIPS_BACKBONES)}, got {net!r}")
     path = lpips_backbone_path(net)
     if not path.is_file():
-        return None, (f"LPIPS skipped: backbone weights {path.name} not found at {path} (copy them there from a machine "
-                      "with internet: torchvision downloads them into torch.hub.get_dir()/checkpoints)")  # fmt: skip
+        return None, (
+            f"LPIPS skipped: backbone weights {path.name} not found at {path} (copy them there from a machine "
+            "with internet: torchvision downloads them into torch.hub.get_dir()/checkpoints)"
+        )
     from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
     return LearnedPerceptualImagePatchSimilarity(net_type=net, normalize=True), f"LPIPS ({net}) from {path}"

@@ -20,6 +20,7 @@ from .files import atomic_write_bytes
 
 StateDict = dict[str, torch.Tensor]
 
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used as asked; the message names the file and what is wrong."""
 

@@ -33,13 +33,18 @@ def build_models(cfg: DictConfig) -> dict[str, torch.nn.Module]:
     models = {name: instantiate(node) for name, node in cfg.model.items() if node is not None}
     for key, name in (("init_from_srgan", "generator"), ("init_segmenter", "segmenter")):
         if cfg.get(key) and name not in models:
-            raise ValueError(f"{key}={cfg.get(key)} is set but this run has no {name} (model: {', '.join(models)}); remove it")
+            raise ValueError(
+                f"{key}={cfg.get(key)} is set but this run has no {name} (model: {', '.join(models)}); remove it"
+            )
     if cfg.get("init_from_srgan"):
         init_from_srgan(models["generator"], cfg.init_from_srgan)
         log.info("generator trunk initialised from %s", cfg.init_from_srgan)
     if cfg.get("init_segmenter"):
-        load_strict(models["segmenter"], load_state_dict_file(cfg.init_segmenter, prefixes=("segmenter.", "model.")),
-                    source=f"init_segmenter={cfg.init_segmenter}")  # fmt: skip
+        load_strict(
+            models["segmenter"],
+            load_state_dict_file(cfg.init_segmenter, prefixes=("segmenter.", "model.")),
+            source=f"init_segmenter={cfg.init_segmenter}",
+        )
         log.info("segmenter initialised from %s", cfg.init_segmenter)
     return models
 
@@ -49,7 +54,11 @@ def _devices_count(trainer_cfg: DictConfig) -> int:
     if isinstance(devices, int):
         return devices if devices > 0 else 2  # -1: all devices; treat as multi-process
     if isinstance(devices, str):
-        return len([d for d in devices.split(",") if d.strip()]) if "," in devices else (int(devices) if devices.isdigit() else 2)
+        return (
+            len([d for d in devices.split(",") if d.strip()])
+            if "," in devices
+            else (int(devices) if devices.isdigit() else 2)
+        )
     return len(devices)
 
 
@@ -57,7 +66,9 @@ def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
     """The Trainer from ``cfg.trainer``; a multi-process run on ``strategy=auto`` gets DDP with
     ``find_unused_parameters`` (each manual G or D step leaves the other network's parameters unused)."""
     kwargs = {}
-    if cfg.trainer.get("strategy", "auto") == "auto" and (_devices_count(cfg.trainer) > 1 or cfg.trainer.get("num_nodes", 1) > 1):
+    if cfg.trainer.get("strategy", "auto") == "auto" and (
+        _devices_count(cfg.trainer) > 1 or cfg.trainer.get("num_nodes", 1) > 1
+    ):
         kwargs["strategy"] = "ddp_find_unused_parameters_true"
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **kwargs)
 

@@ -10,8 +10,28 @@ from .sources import SourceItem, folder_items, ost_items, paired_items
 from .store import Store, StoreError, StoreWriter, dequantize_probs, quantize_probs
 
 __all__ = [
-    "ORIGINAL_SCALES", "DemoConfig", "FileReader", "ImageError", "PairedDataset", "PrepareReport",
-    "SFTGANDataModule", "SourceItem", "Store", "StoreError", "StoreReader", "StoreWriter", "TripletDataset",
-    "collate", "default_cache_dir", "dequantize_probs", "folder_items", "generate_demo", "ost_items",
-    "paired_items", "prepare", "quantize_probs", "read_image", "read_label_map",
-]  # fmt: skip
+    "ORIGINAL_SCALES",
+    "DemoConfig",
+    "FileReader",
+    "ImageError",
+    "PairedDataset",
+    "PrepareReport",
+    "SFTGANDataModule",
+    "SourceItem",
+    "Store",
+    "StoreError",
+    "StoreReader",
+    "StoreWriter",
+    "TripletDataset",
+    "collate",
+    "default_cache_dir",
+    "dequantize_probs",
+    "folder_items",
+    "generate_demo",
+    "ost_items",
+    "paired_items",
+    "prepare",
+    "quantize_probs",
+    "read_image",
+    "read_label_map",
+]

@@ -41,7 +41,9 @@ def pattern(cls: int, h: int, w: int) -> np.ndarray:
     return [np.zeros((h, w)), sign(y) + 0 * x, sign(x) + 0 * y, sign((x + y) % 2)][cls].astype(np.float32)
 
 
-def smooth_base(photo: np.ndarray, rng: np.random.Generator, size: int, lo: float = 0.25, hi: float = 0.75) -> np.ndarray:
+def smooth_base(
+    photo: np.ndarray, rng: np.random.Generator, size: int, lo: float = 0.25, hi: float = 0.75
+) -> np.ndarray:
     """A smooth luminance field (size, size) in [lo, hi]: a random crop of ``photo``, low-passed at the LR rate."""
     gray = photo.astype(np.float32).mean(axis=2) / 255.0 if photo.ndim == 3 else photo.astype(np.float32) / 255.0
     y = rng.integers(gray.shape[0] - size + 1)
@@ -52,7 +54,9 @@ def smooth_base(photo: np.ndarray, rng: np.random.Generator, size: int, lo: floa
     return (lo + (hi - lo) * smooth).astype(np.float32)
 
 
-def voronoi_labels(rng: np.random.Generator, size: int, cells: int, num_classes: int = len(AMBIGUOUS_CLASSES)) -> np.ndarray:
+def voronoi_labels(
+    rng: np.random.Generator, size: int, cells: int, num_classes: int = len(AMBIGUOUS_CLASSES)
+) -> np.ndarray:
     """Regions as Voronoi cells of random seeds, each with a random class (uint8 (size, size))."""
     seeds = rng.uniform(0, size, (cells, 2))
     classes = rng.integers(0, num_classes, cells)
@@ -88,7 +92,10 @@ def _band_edges(rng: np.random.Generator, size: int, bands: int, min_frac: float
     x = np.arange(size, dtype=np.float32)
     edges = []
     for level in levels:
-        wave = sum(rng.uniform(0.01, 0.035) * size * np.sin(rng.uniform(1, 4) * 2 * np.pi * x / size + rng.uniform(0, 6.3)) for _ in range(2))
+        wave = sum(
+            rng.uniform(0.01, 0.035) * size * np.sin(rng.uniform(1, 4) * 2 * np.pi * x / size + rng.uniform(0, 6.3))
+            for _ in range(2)
+        )
         edges.append(level * size + wave)
     return edges
 
@@ -123,7 +130,10 @@ def ambiguity(photo: np.ndarray, size: int = 96, amplitude: float = 0.3, seed: i
     """
     rng = np.random.default_rng(seed)
     base = smooth_base(photo, rng, size)
-    images = [np.round(np.clip(base * (1 + amplitude * pattern(c, size, size)), 0, 1) * 255) for c in range(len(AMBIGUOUS_CLASSES))]
+    images = [
+        np.round(np.clip(base * (1 + amplitude * pattern(c, size, size)), 0, 1) * 255)
+        for c in range(len(AMBIGUOUS_CLASSES))
+    ]
     lrs = [imresize(torch.from_numpy(im)[None].double(), 0.25)[0].numpy() for im in images]
     hr_d, lr_d = [], []
     m = 4  # ignore the border, where the kernel's symmetric padding changes the pattern's phase

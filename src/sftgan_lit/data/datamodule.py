@@ -140,7 +140,9 @@ class SFTGANDataModule(L.LightningDataModule):
         elif self._uses_demo():
             root = self.demo_root() / "stores"
         else:
-            raise ValueError("data.store_root is not set: give a folder for prepared stores, or set data.use_store=false")
+            raise ValueError(
+                "data.store_root is not set: give a folder for prepared stores, or set data.use_store=false"
+            )
         # Label maps serve the labels/uniform/none priors alike; cached probabilities belong to one prior.
         key = self.prior.store_key if self.prior.cached_probs else "labels"
         return root / f"{'background' if background else split}-{key}"
@@ -150,10 +152,19 @@ class SFTGANDataModule(L.LightningDataModule):
         if (out / "complete.json").exists():
             return
         if not self.prepare_missing:
-            raise StoreError(f"{out}: no prepared store; run sftgan-prepare for the {split} split or set data.prepare_missing=true")
+            raise StoreError(
+                f"{out}: no prepared store; run sftgan-prepare for the {split} split or set data.prepare_missing=true"
+            )
         items = self._items(spec, background)
         log.info("preparing %s split (%d images) into %s", "background" if background else split, len(items), out)
-        report = prepare(items, out, self.prior, background=background, min_size=min(self.crop_size, 8 * self.scale), scale=self.scale)
+        report = prepare(
+            items,
+            out,
+            self.prior,
+            background=background,
+            min_size=min(self.crop_size, 8 * self.scale),
+            scale=self.scale,
+        )
         if report.failures:
             log.warning("%s: %d files failed and are not in the store: %s", out, len(report.failures), report.failures)
 
@@ -168,10 +179,17 @@ class SFTGANDataModule(L.LightningDataModule):
 
     def _reader(self, split: str, spec: Mapping, background: bool = False):
         if self.use_store:
-            store = Store(self._store_dir(split, background), num_classes=self.prior.num_classes, verify=self.verify_store)
+            store = Store(
+                self._store_dir(split, background), num_classes=self.prior.num_classes, verify=self.verify_store
+            )
             failures = json.loads((store.root / "complete.json").read_text()).get("failures", {})
             if failures:
-                log.warning("%s: %d source files failed in sftgan-prepare and are missing: %s", store.root, len(failures), list(failures)[:5])
+                log.warning(
+                    "%s: %d source files failed in sftgan-prepare and are missing: %s",
+                    store.root,
+                    len(failures),
+                    list(failures)[:5],
+                )
             return StoreReader(store)
         items = self._items(spec, background)
         return FileReader(items, self.prior.num_classes, background=background)
@@ -184,7 +202,9 @@ class SFTGANDataModule(L.LightningDataModule):
                 continue
             if spec.get("layout") == "paired":
                 if split == "train":
-                    raise ValueError("the paired layout (given LR) is for val/test; train needs HR images (folder or ost)")
+                    raise ValueError(
+                        "the paired layout (given LR) is for val/test; train needs HR images (folder or ost)"
+                    )
                 self.datasets[split] = PairedDataset(self._items(spec), self.prior, self.scale)
                 continue
             reader = self._reader(split, spec)
@@ -193,10 +213,19 @@ class SFTGANDataModule(L.LightningDataModule):
                 if spec.get("background") and self.bg_ratio > 0:
                     bg = self._reader(split, spec["background"], background=True)
                 self.datasets[split] = TripletDataset(
-                    reader, self.prior, self.scale, self.crop_size, train=True, scales=self.scales,
-                    hflip=self.hflip, rotate=self.rotate, background=bg, bg_ratio=self.bg_ratio if bg else 0.0,
-                    make_lr_on_device=self.gpu_augment is not None, epoch_length=self.epoch_length,
-                )  # fmt: skip
+                    reader,
+                    self.prior,
+                    self.scale,
+                    self.crop_size,
+                    train=True,
+                    scales=self.scales,
+                    hflip=self.hflip,
+                    rotate=self.rotate,
+                    background=bg,
+                    bg_ratio=self.bg_ratio if bg else 0.0,
+                    make_lr_on_device=self.gpu_augment is not None,
+                    epoch_length=self.epoch_length,
+                )
             else:
                 self.datasets[split] = TripletDataset(reader, self.prior, self.scale, self.val_crop_size, train=False)
 

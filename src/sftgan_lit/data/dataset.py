@@ -136,7 +136,11 @@ class TripletDataset(Dataset):
         lab_t = torch.from_numpy(lab) if lab is not None else None  # uint8: 8x less to ship from workers
         pr_t = _probs_tensor(pr) if pr is not None else None
         if rng is not None and (self.hflip or self.rotate):
-            flips = (self.hflip and rng.random() < 0.5, self.rotate and rng.random() < 0.5, self.rotate and rng.random() < 0.5)
+            flips = (
+                self.hflip and rng.random() < 0.5,
+                self.rotate and rng.random() < 0.5,
+                self.rotate and rng.random() < 0.5,
+            )
             hr = dihedral(hr, *flips)
             lab_t = dihedral(lab_t, *flips) if lab_t is not None else None
             pr_t = dihedral(pr_t, *flips) if pr_t is not None else None

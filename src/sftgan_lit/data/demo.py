@@ -156,11 +156,19 @@ def _wavy_boundary(rng: np.random.Generator, size: int, level: float, amplitude:
     x = np.arange(size, dtype=np.float32)
     y = np.full(size, level * size, np.float32)
     for _ in range(3):
-        y += amplitude * size * rng.uniform(0.2, 1.0) * np.sin(rng.uniform(1, 5) * 2 * np.pi * x / size + rng.uniform(0, 6.3)) / 3
+        y += (
+            amplitude
+            * size
+            * rng.uniform(0.2, 1.0)
+            * np.sin(rng.uniform(1, 5) * 2 * np.pi * x / size + rng.uniform(0, 6.3))
+            / 3
+        )
     return y
 
 
-def make_scene(rng: np.random.Generator, size: int, photos: list[np.ndarray], painter: _Painter) -> tuple[np.ndarray, np.ndarray]:
+def make_scene(
+    rng: np.random.Generator, size: int, photos: list[np.ndarray], painter: _Painter
+) -> tuple[np.ndarray, np.ndarray]:
     """One scene: RGB uint8 (S, S, 3) and its label map uint8 (S, S), true by construction."""
     photo = photos[int(rng.integers(len(photos)))]
     y = rng.integers(photo.shape[0] - size + 1)
@@ -238,7 +246,11 @@ def generate_demo(root: str | os.PathLike | None = None, config: DemoConfig = De
         make_grey = make_context_scene if config.kind == "context" else make_ambiguous_scene
         class_names = AMBIGUOUS_CLASSES if ambiguous else OUTDOOR_CLASSES
         for split, (n, held_out) in splits.items():
-            names = (HELD_OUT_BASE_PHOTOS if held_out else BASE_PHOTOS) if ambiguous else (HELD_OUT_PHOTOS if held_out else TRAIN_PHOTOS)
+            names = (
+                (HELD_OUT_BASE_PHOTOS if held_out else BASE_PHOTOS)
+                if ambiguous
+                else (HELD_OUT_PHOTOS if held_out else TRAIN_PHOTOS)
+            )
             photos = [_resize_photo(_photo(p), config.size) for p in names]
             painter = _Painter(np.random.default_rng(rng.integers(2**63)), config.size, held_out)
             scene_rng = np.random.default_rng(rng.integers(2**63))

@@ -44,8 +44,13 @@ def load_prior_file(path: Path, num_classes: int, size: tuple[int, int]) -> np.n
     return probs.permute(1, 2, 0).contiguous().numpy()
 
 
-def read_source(item: SourceItem, num_classes: int, background: bool = False, modcrop_to: int = 1,
-                max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:  # fmt: skip
+def read_source(
+    item: SourceItem,
+    num_classes: int,
+    background: bool = False,
+    modcrop_to: int = 1,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """One source image with its label map and prior file, checked and cut to a multiple of ``modcrop_to``.
 
     Returns ``(image uint8 (H, W, 3), labels uint8 (H, W) or None, probs float32 (H, W, C) or None)``;
@@ -59,7 +64,9 @@ def read_source(item: SourceItem, num_classes: int, background: bool = False, mo
     elif item.labels is not None:
         labels = read_label_map(item.labels, num_classes, max_pixels)
         if labels.shape != (h, w):
-            raise ImageError(f"{item.labels}: label map is {labels.shape[1]}x{labels.shape[0]}, its image {item.image} is {w}x{h}")
+            raise ImageError(
+                f"{item.labels}: label map is {labels.shape[1]}x{labels.shape[0]}, its image {item.image} is {w}x{h}"
+            )
     if item.prior is not None and not background:
         probs = load_prior_file(item.prior, num_classes, (h, w))
     image = modcrop(image, modcrop_to)
@@ -71,8 +78,14 @@ def read_source(item: SourceItem, num_classes: int, background: bool = False, mo
 class FileReader:
     """Decode source files on every access (the slow path; also what the loader benchmark compares against)."""
 
-    def __init__(self, items: Sequence[SourceItem], num_classes: int, modcrop_to: int = 8,
-                 background: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:  # fmt: skip
+    def __init__(
+        self,
+        items: Sequence[SourceItem],
+        num_classes: int,
+        modcrop_to: int = 8,
+        background: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
         self.items = list(items)
         self.num_classes = num_classes
         self.modcrop_to = modcrop_to

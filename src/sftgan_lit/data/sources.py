@@ -64,7 +64,9 @@ def folder_items(
     return items
 
 
-def ost_items(root: str | os.PathLike, class_names: Sequence[str], labels: str | os.PathLike | None = None) -> list[SourceItem]:
+def ost_items(
+    root: str | os.PathLike, class_names: Sequence[str], labels: str | os.PathLike | None = None
+) -> list[SourceItem]:
     """Layout (a): ``root/<class name>/*.png``; the folder gives each image's category."""
     root = Path(root)
     if not root.is_dir():
@@ -72,7 +74,9 @@ def ost_items(root: str | os.PathLike, class_names: Sequence[str], labels: str |
     folders = sorted(p for p in root.iterdir() if p.is_dir())
     unknown = [p.name for p in folders if p.name not in class_names]
     if unknown:
-        raise ValueError(f"{root}: folders {unknown} are not classes of the prior ({', '.join(class_names)}); rename or move them")
+        raise ValueError(
+            f"{root}: folders {unknown} are not classes of the prior ({', '.join(class_names)}); rename or move them"
+        )
     items = []
     for folder in folders:
         cat = list(class_names).index(folder.name)
@@ -84,7 +88,9 @@ def ost_items(root: str | os.PathLike, class_names: Sequence[str], labels: str |
     return items
 
 
-def items_from_spec(spec: Mapping, class_names: Sequence[str], background: bool = False, key: str = "data.*") -> list[SourceItem]:
+def items_from_spec(
+    spec: Mapping, class_names: Sequence[str], background: bool = False, key: str = "data.*"
+) -> list[SourceItem]:
     """Source items of a layout given as a config dict (``conf/data/*.yaml``, ``conf/prepare.yaml``'s ``input``).
 
     ``{layout: folder, images, labels?, priors?}``, ``{layout: ost, root, labels?}`` or ``{layout: paired,
@@ -105,7 +111,9 @@ def items_from_spec(spec: Mapping, class_names: Sequence[str], background: bool 
     raise ValueError(f"{key}.layout={layout!r} is not one of folder, ost, paired, demo")
 
 
-def paired_items(hr: str | os.PathLike, lr: str | os.PathLike, labels: str | os.PathLike | None = None, lr_suffix: str = "") -> list[SourceItem]:
+def paired_items(
+    hr: str | os.PathLike, lr: str | os.PathLike, labels: str | os.PathLike | None = None, lr_suffix: str = ""
+) -> list[SourceItem]:
     """Layout (c): ``hr/NAME.png`` with ``lr/NAME{lr_suffix}.png`` (e.g. ``lr_suffix=x4`` for ``babyx4.png``)."""
     items = []
     for item in folder_items(hr, labels=labels):

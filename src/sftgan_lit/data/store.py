@@ -136,12 +136,16 @@ class StoreWriter:
             if e.labels_offset >= 0:
                 self._ends["labels"] = max(self._ends["labels"], e.labels_offset + e.height * e.width)
             if e.probs_offset >= 0:
-                self._ends["probs"] = max(self._ends["probs"], e.probs_offset + e.height * e.width * header["num_classes"])
+                self._ends["probs"] = max(
+                    self._ends["probs"], e.probs_offset + e.height * e.width * header["num_classes"]
+                )
         self._files = {}
         for kind, name in _Files.NAMES.items():
             f = open(self.root / name, "ab")
             if f.tell() < self._ends[kind]:
-                raise StoreError(f"{self.root / name}: shorter than its committed manifest entries; the store is damaged, delete it")
+                raise StoreError(
+                    f"{self.root / name}: shorter than its committed manifest entries; the store is damaged, delete it"
+                )
             f.truncate(self._ends[kind])
             self._files[kind] = f
         self._manifest = open(self.root / "manifest.jsonl", "ab")
@@ -182,8 +186,19 @@ class StoreWriter:
         for f in self._files.values():
             f.flush()
             os.fsync(f.fileno())
-        entry = StoreEntry(file, h, w, int(category), image_offset, labels_offset, probs_offset,
-                           image_hash, labels_hash, probs_hash, source_hash)  # fmt: skip
+        entry = StoreEntry(
+            file,
+            h,
+            w,
+            int(category),
+            image_offset,
+            labels_offset,
+            probs_offset,
+            image_hash,
+            labels_hash,
+            probs_hash,
+            source_hash,
+        )
         # The manifest line is the commit: written only once the entry's bytes are on disk.
         self._manifest.write((json.dumps(asdict(entry)) + "\n").encode())
         self._manifest.flush()
@@ -212,9 +227,13 @@ class Store:
             raise StoreError(f"{self.root}: no prepared store here; run sftgan-prepare to make one")
         self.header = json.loads((self.root / "header.json").read_text())
         if self.header.get("version") != STORE_VERSION:
-            raise StoreError(f"{self.root}: store format {self.header.get('version')}, this version reads {STORE_VERSION}; prepare it again")
+            raise StoreError(
+                f"{self.root}: store format {self.header.get('version')}, this version reads {STORE_VERSION}; prepare it again"
+            )
         if not (self.root / "complete.json").exists():
-            raise StoreError(f"{self.root}: the store is unfinished (sftgan-prepare was interrupted); run it again to finish")
+            raise StoreError(
+                f"{self.root}: the store is unfinished (sftgan-prepare was interrupted); run it again to finish"
+            )
         self.num_classes = int(self.header["num_classes"])
         if num_classes is not None and num_classes != self.num_classes:
             raise StoreError(
@@ -230,7 +249,9 @@ class Store:
             need = max((self._span(e, kind)[1] for e in self.entries), default=0)
             size = (self.root / name).stat().st_size if (self.root / name).exists() else 0
             if size < need:
-                raise StoreError(f"{self.root / name}: {size} bytes, the manifest needs {need}; the store is damaged, prepare it again")
+                raise StoreError(
+                    f"{self.root / name}: {size} bytes, the manifest needs {need}; the store is damaged, prepare it again"
+                )
         self._maps: dict[str, np.memmap] = {}
         self._pid = None
         if verify:
@@ -261,7 +282,11 @@ class Store:
         start, end = self._span(e, kind)
         if start < 0:
             return None
-        shape = {"image": (e.height, e.width, 3), "labels": (e.height, e.width), "probs": (e.height, e.width, self.num_classes)}[kind]
+        shape = {
+            "image": (e.height, e.width, 3),
+            "labels": (e.height, e.width),
+            "probs": (e.height, e.width, self.num_classes),
+        }[kind]
         return self._map(kind)[start:end].reshape(shape)
 
     def image(self, i: int) -> np.ndarray:
@@ -286,7 +311,9 @@ class Store:
     def check_labels(self, i: int, lab: np.ndarray) -> None:
         bad = (lab >= self.num_classes) & (lab != VOID_LABEL)
         if bad.any():
-            raise StoreError(f"{self.root}: entry {i} ({self.entries[i].file}) has corrupted labels (values {np.unique(lab[bad])[:8].tolist()})")
+            raise StoreError(
+                f"{self.root}: entry {i} ({self.entries[i].file}) has corrupted labels (values {np.unique(lab[bad])[:8].tolist()})"
+            )
 
     def verify(self) -> None:
         """Check every entry's bytes against its hash (and its prior's rows); raise on the first bad entry."""
@@ -294,7 +321,9 @@ class Store:
             for kind, expected in (("image", e.image_hash), ("labels", e.labels_hash), ("probs", e.probs_hash)):
                 arr = self._array(i, kind)
                 if arr is not None and content_hash(arr) != expected:
-                    raise StoreError(f"{self.root}: entry {i} ({e.file}) {kind} bytes do not match their hash: corrupted; prepare the store again")
+                    raise StoreError(
+                        f"{self.root}: entry {i} ({e.file}) {kind} bytes do not match their hash: corrupted; prepare the store again"
+                    )
             if e.probs_offset >= 0:
                 self.check_probs(i, self.probs(i))
 

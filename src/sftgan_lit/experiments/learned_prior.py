@@ -43,12 +43,32 @@ SR_VARIANTS: dict[str, list[str]] = {
     "none": ["sft=none", "prior=ablation_labels"],
 }
 # For the test suite: tiny networks and data, a few steps; checks that the stages connect.
-FAST_SEGMENTER = ["data.demo.num_train=8", "data.demo.num_val=2", "data.demo.num_test=2", "data.demo.size=64",
-                  "data.crop_size=64", "data.batch_size=4", "data.epoch_length=8", "trainer.max_steps=4"]  # fmt: skip
-FAST_SR = ["data.demo.num_train=8", "data.demo.num_val=2", "data.demo.num_test=2", "data.demo.size=64", "data.crop_size=32",
-           "data.batch_size=4", "data.epoch_length=16", "model.generator.num_features=8", "model.generator.num_blocks=1",
-           "model.generator.cond_channels=4", "model.generator.cond_hidden_channels=8", "model.generator.sft_hidden_channels=4",
-           "trainer.max_steps=4", "optim.scheduler.milestones=[3]"]  # fmt: skip
+FAST_SEGMENTER = [
+    "data.demo.num_train=8",
+    "data.demo.num_val=2",
+    "data.demo.num_test=2",
+    "data.demo.size=64",
+    "data.crop_size=64",
+    "data.batch_size=4",
+    "data.epoch_length=8",
+    "trainer.max_steps=4",
+]
+FAST_SR = [
+    "data.demo.num_train=8",
+    "data.demo.num_val=2",
+    "data.demo.num_test=2",
+    "data.demo.size=64",
+    "data.crop_size=32",
+    "data.batch_size=4",
+    "data.epoch_length=16",
+    "model.generator.num_features=8",
+    "model.generator.num_blocks=1",
+    "model.generator.cond_channels=4",
+    "model.generator.cond_hidden_channels=8",
+    "model.generator.sft_hidden_channels=4",
+    "trainer.max_steps=4",
+    "optim.scheduler.milestones=[3]",
+]
 
 
 @torch.no_grad()
@@ -70,7 +90,9 @@ def run_pipeline(out: str | Path, seg_overrides: Sequence[str] = (), sr_override
 
     # 1. the segmenter
     t0 = time.perf_counter()
-    cfg = compose_config("train", ["experiment=segmenter", *quiet, *seg_overrides, f"paths.output_dir={out / 'segmenter'}"])
+    cfg = compose_config(
+        "train", ["experiment=segmenter", *quiet, *seg_overrides, f"paths.output_dir={out / 'segmenter'}"]
+    )
     _, objects = train(cfg)
     seg_path = objects["export"]
     test = objects["trainer"].test(objects["module"], datamodule=objects["datamodule"], verbose=False)[0]
@@ -88,8 +110,18 @@ def run_pipeline(out: str | Path, seg_overrides: Sequence[str] = (), sr_override
     for name, extra in SR_VARIANTS.items():
         t0 = time.perf_counter()
         weights = [f"prior.weights={seg_path}"] if name == "learned" else []
-        cfg = compose_config("train", ["experiment=prior_ablation", "data=context", *extra, *weights, *quiet, *sr_overrides,
-                        f"paths.output_dir={out / name}"])  # fmt: skip
+        cfg = compose_config(
+            "train",
+            [
+                "experiment=prior_ablation",
+                "data=context",
+                *extra,
+                *weights,
+                *quiet,
+                *sr_overrides,
+                f"paths.output_dir={out / name}",
+            ],
+        )
         _, objects = train(cfg)
         dm = objects["datamodule"]
         dm.setup("test")
@@ -111,9 +143,20 @@ def run_pipeline(out: str | Path, seg_overrides: Sequence[str] = (), sr_override
     from ..inference.predict import predict
 
     test_images = Path(dm.demo_root()) / "test" / "images"
-    pcfg = compose_config("predict", [f"images={test_images / '0000.png'}", "input=hr", "prior=learned", f"prior.weights={seg_path}",
-                     f"checkpoint={export['learned']}", f"out={out / 'predict'}", "save_prior=true", "progress=false",
-                     "overwrite=true"])
+    pcfg = compose_config(
+        "predict",
+        [
+            f"images={test_images / '0000.png'}",
+            "input=hr",
+            "prior=learned",
+            f"prior.weights={seg_path}",
+            f"checkpoint={export['learned']}",
+            f"out={out / 'predict'}",
+            "save_prior=true",
+            "progress=false",
+            "overwrite=true",
+        ],
+    )
     report, _ = predict(pcfg)
     results["predict"] = [str(p) for p in report.written]
     (out / "results.json").write_text(json.dumps(results, indent=1))
@@ -126,28 +169,39 @@ def write_report(out: Path, results: dict) -> None:
     t = seg["test"]
     per_class = ", ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in t.items() if k.startswith("test/iou/"))
     lines = [
-        "# Learned prior: segmenter -> priors -> SFTGAN -> predict", "",
+        "# Learned prior: segmenter -> priors -> SFTGAN -> predict",
+        "",
         f"Segmenter: LR-ASPP MobileNetV3 ({seg['parameters']:,} parameters), {seg['steps']} steps, {seg['seconds']} s. "
-        f"Held-out scenes: **mean IoU {t['test/miou']:.3f}** ({per_class}); pixel accuracy {t['test/acc']:.3f}; ECE {t['test/ece']:.3f}.", "",
+        f"Held-out scenes: **mean IoU {t['test/miou']:.3f}** ({per_class}); pixel accuracy {t['test/acc']:.3f}; ECE {t['test/ece']:.3f}.",
+        "",
         "SFT-Net trained identically with each prior; PSNR-Y (dB) on the held-out scenes (whole image, and the ambiguous "
-        "textured regions):", "",
+        "textured regions):",
+        "",
         "| prior | PSNR-Y | gain over none | PSNR-Y ambiguous | gain over none | train s |",
         "| --- | --- | --- | --- | --- | --- |",
-    ]  # fmt: skip
+    ]
     for name in ("learned", "labels", "none"):
         r = sr[name]
         g1, g2 = r["psnr_y"] - sr["none"]["psnr_y"], r["psnr_y_ambiguous"] - sr["none"]["psnr_y_ambiguous"]
-        lines.append(f"| {name} | {r['psnr_y']:.2f} | {g1:+.2f} | {r['psnr_y_ambiguous']:.2f} | {g2:+.2f} | {r['seconds']} |")
-    lines += ["", f"Learned prior's share of the labels' gain: **{results['share_of_label_gain_psnr_y']:.0%}** (whole image), "
-              f"{results['share_of_label_gain_psnr_y_ambiguous']:.0%} (ambiguous regions); target >= 70%.", "",
-              "Predicted with the learned prior: " + ", ".join(Path(p).name for p in results["predict"])]  # fmt: skip
+        lines.append(
+            f"| {name} | {r['psnr_y']:.2f} | {g1:+.2f} | {r['psnr_y_ambiguous']:.2f} | {g2:+.2f} | {r['seconds']} |"
+        )
+    lines += [
+        "",
+        f"Learned prior's share of the labels' gain: **{results['share_of_label_gain_psnr_y']:.0%}** (whole image), "
+        f"{results['share_of_label_gain_psnr_y_ambiguous']:.0%} (ambiguous regions); target >= 70%.",
+        "",
+        "Predicted with the learned prior: " + ", ".join(Path(p).name for p in results["predict"]),
+    ]
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Segmenter -> priors -> SFTGAN -> predict on the context demo scenes.")
     parser.add_argument("--out", default="outputs/pipeline")
-    parser.add_argument("--fast", action="store_true", help="the test suite's tiny version (checks the plumbing, not the targets)")
+    parser.add_argument(
+        "--fast", action="store_true", help="the test suite's tiny version (checks the plumbing, not the targets)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     t0 = time.perf_counter()

@@ -41,13 +41,31 @@ VARIANTS: dict[str, list[str]] = {
     "sft_uniform": ["sft=every_block", "prior=ablation_uniform"],
 }
 # The perceptual setting: the same model with D, GAN and category terms on top of the pixel loss.
-GAN_VARIANT = ["sft=every_block", "loss=sftgan", "loss.w_pix=1.0", "loss.perceptual.required=false",
-               "optim.use_discriminator=true", "model.discriminator.input_size=48"]  # fmt: skip
+GAN_VARIANT = [
+    "sft=every_block",
+    "loss=sftgan",
+    "loss.w_pix=1.0",
+    "loss.perceptual.required=false",
+    "optim.use_discriminator=true",
+    "model.discriminator.input_size=48",
+]
 # Smaller, for the test suite: about a minute for two models on 2 CPU cores.
-FAST = ["data.demo.num_train=24", "data.demo.num_test=6", "data.demo.num_val=2", "data.demo.size=64", "data.crop_size=32",
-        "data.epoch_length=1600", "model.generator.num_features=16", "model.generator.num_blocks=2",
-        "model.generator.cond_channels=8", "model.generator.cond_hidden_channels=16", "model.generator.sft_hidden_channels=8",
-        "trainer.max_steps=700", "optim.scheduler.milestones=[550]", "model.discriminator.input_size=32"]  # fmt: skip
+FAST = [
+    "data.demo.num_train=24",
+    "data.demo.num_test=6",
+    "data.demo.num_val=2",
+    "data.demo.size=64",
+    "data.crop_size=32",
+    "data.epoch_length=1600",
+    "model.generator.num_features=16",
+    "model.generator.num_blocks=2",
+    "model.generator.cond_channels=8",
+    "model.generator.cond_hidden_channels=16",
+    "model.generator.sft_hidden_channels=8",
+    "trainer.max_steps=700",
+    "optim.scheduler.milestones=[550]",
+    "model.discriminator.input_size=32",
+]
 BORDER = 4  # the x4 literature's crop, and the reach of bicubic padding effects at the image edge
 ERODE = 2  # HR pixels kept away from region boundaries, where a texture's class is mixed
 
@@ -130,8 +148,9 @@ def _bicubic(datamodule) -> dict:
     return evaluate(Bicubic(), datamodule)
 
 
-def run_ablation(out: str | Path, overrides: Sequence[str] = (), variants: dict[str, list[str]] | None = None,
-                 gan: bool = True) -> dict:  # fmt: skip
+def run_ablation(
+    out: str | Path, overrides: Sequence[str] = (), variants: dict[str, list[str]] | None = None, gan: bool = True
+) -> dict:
     """Train every variant, evaluate, and write ``report.md``, ``report.png``, ``results.json`` to ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -171,21 +190,34 @@ def run_ablation(out: str | Path, overrides: Sequence[str] = (), variants: dict[
 def write_report(out: Path, results: dict) -> None:
     names = list(results["models"])
     cls = AMBIGUOUS_CLASSES
-    lines = ["# Prior ablation", "", "PSNR-Y (dB) on held-out scenes, pooled over pixels; *ambiguous* = the textured classes, "
-             f"{ERODE} px away from region boundaries, {BORDER} px border cropped.", "",
-             "| model | parameters | train s | ambiguous | " + " | ".join(cls) + " |",
-             "| --- | --- | --- | --- | " + " | ".join("---" for _ in cls) + " |"]  # fmt: skip
+    lines = [
+        "# Prior ablation",
+        "",
+        "PSNR-Y (dB) on held-out scenes, pooled over pixels; *ambiguous* = the textured classes, "
+        f"{ERODE} px away from region boundaries, {BORDER} px border cropped.",
+        "",
+        "| model | parameters | train s | ambiguous | " + " | ".join(cls) + " |",
+        "| --- | --- | --- | --- | " + " | ".join("---" for _ in cls) + " |",
+    ]
     for n in names:
         m = results["models"][n]
-        lines.append(f"| {n} | {m['parameters']:,} | {m['seconds']} | **{m['psnr_y']['ambiguous']:.2f}** | "
-                     + " | ".join(f"{m['psnr_y'][c]:.2f}" for c in cls) + " |")  # fmt: skip
+        lines.append(
+            f"| {n} | {m['parameters']:,} | {m['seconds']} | **{m['psnr_y']['ambiguous']:.2f}** | "
+            + " | ".join(f"{m['psnr_y'][c]:.2f}" for c in cls)
+            + " |"
+        )
     b = results["bicubic"]
     lines.append(f"| bicubic | - | - | {b['ambiguous']:.2f} | " + " | ".join(f"{b[c]:.2f}" for c in cls) + " |")
     if "swap_test" in results:
         sw = results["swap_test"]
-        lines += ["", "Swap test (`sft`): the same LR with the prior of one class everywhere; texture content of each "
-                  "class in the output (relative to the brightness; the training amplitude is 0.3).", "",
-                  "| prior says | " + " | ".join(sw) + " |", "| --- | " + " | ".join("---" for _ in sw) + " |"]  # fmt: skip
+        lines += [
+            "",
+            "Swap test (`sft`): the same LR with the prior of one class everywhere; texture content of each "
+            "class in the output (relative to the brightness; the training amplitude is 0.3).",
+            "",
+            "| prior says | " + " | ".join(sw) + " |",
+            "| --- | " + " | ".join("---" for _ in sw) + " |",
+        ]
         for a, row in sw.items():
             lines.append(f"| {a} | " + " | ".join(f"{v:+.3f}" for v in row.values()) + " |")
     (out / "report.md").write_text("\n".join(lines) + "\n")

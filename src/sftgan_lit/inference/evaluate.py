@@ -66,7 +66,9 @@ def parse_variants(checkpoints: list[str], priors: list[str], prior: Prior | Non
                 raise ValueError(f"compare_priors entry {p!r}: use prior, uniform or override:<class>")
             cls = str(p).split(":", 1)[-1]
             if str(p).startswith("override:") and prior is not None and cls not in prior.class_names:
-                raise PriorError(f"compare_priors entry {p}: {cls!r} is not a class of prior={prior.name} ({', '.join(prior.class_names)})")
+                raise PriorError(
+                    f"compare_priors entry {p}: {cls!r} is not a class of prior={prior.name} ({', '.join(prior.class_names)})"
+                )
             name = p if len(checkpoints) == 1 else f"{ck_name}/{p}"
             out.append(Variant(name, str(path), str(p)))
     return out
@@ -94,8 +96,15 @@ BICUBIC = Variant("bicubic", "-", "-")  # the MATLAB-bicubic x4 baseline, scored
 
 
 def _scores(image: str, category: str, v: Variant, sr: torch.Tensor, hr: torch.Tensor, scale: int, lpips) -> dict:
-    row = {"image": image, "category": category, "variant": v.name, "checkpoint": v.checkpoint, "prior": v.prior,
-           "psnr_y": float(psnr_y(sr, hr, scale)), "ssim_y": float(ssim_y(sr, hr, scale))}  # fmt: skip
+    row = {
+        "image": image,
+        "category": category,
+        "variant": v.name,
+        "checkpoint": v.checkpoint,
+        "prior": v.prior,
+        "psnr_y": float(psnr_y(sr, hr, scale)),
+        "ssim_y": float(ssim_y(sr, hr, scale)),
+    }
     if lpips is not None:
         row["lpips"] = float(lpips(sr, hr))
     return row
@@ -106,7 +115,9 @@ def load_generators(variants: list[Variant], prior: Prior, device: torch.device)
     generators = {}
     for v in variants:
         if v.checkpoint not in generators:
-            generators[v.checkpoint] = load_for_prior(resolve_checkpoint(v.checkpoint), prior, device, key=f"checkpoints entry {v.checkpoint}")
+            generators[v.checkpoint] = load_for_prior(
+                resolve_checkpoint(v.checkpoint), prior, device, key=f"checkpoints entry {v.checkpoint}"
+            )
     return generators
 
 
@@ -161,7 +172,11 @@ def evaluate_files(
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_bytes(out / "per_image.csv", buf.getvalue().encode())
-    lr_how = f"given ({reader.lr_folder})" if reader.lr_folder else f"imresize x1/{scale} of the modcropped HR, rounded to 8 bits"
+    lr_how = (
+        f"given ({reader.lr_folder})"
+        if reader.lr_folder
+        else f"imresize x1/{scale} of the modcropped HR, rounded to 8 bits"
+    )
     header = [
         "# Evaluation report\n",
         f"- images: {len(files) - len(failures)} of {len(files)} ({len(failures)} failed)",
@@ -189,8 +204,17 @@ def evaluate(cfg) -> tuple[dict, dict]:
     files, labels = input_files(options.images, options.labels, options.demo_split, cfg.data)
     generators = load_generators(variants, prior, device)
     scale = next(iter(generators.values())).scale
-    reader = InputReader(scale, prior.num_classes, "hr", labels, Path(options.priors) if options.priors else None,
-                         Path(options.lr_images) if options.lr_images else None, options.max_pixels)  # fmt: skip
-    result, rows = evaluate_files(files, variants, generators, prior, reader, Path(options.out), options, segment_options(cfg, device))
+    reader = InputReader(
+        scale,
+        prior.num_classes,
+        "hr",
+        labels,
+        Path(options.priors) if options.priors else None,
+        Path(options.lr_images) if options.lr_images else None,
+        options.max_pixels,
+    )
+    result, rows = evaluate_files(
+        files, variants, generators, prior, reader, Path(options.out), options, segment_options(cfg, device)
+    )
     result["seconds"] = time.perf_counter() - start
     return result, {"rows": rows, "variants": variants, "prior": prior, "files": files}

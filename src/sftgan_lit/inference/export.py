@@ -18,7 +18,9 @@ from ..models import SFTGenerator
 log = logging.getLogger(__name__)
 
 
-def example_inputs(generator: SFTGenerator, h: int = 24, w: int = 20, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
+def example_inputs(
+    generator: SFTGenerator, h: int = 24, w: int = 20, batch: int = 1, seed: int = 0
+) -> tuple[torch.Tensor, ...]:
     """A random LR image and a random (softmax) prior of matching size."""
     gen = torch.Generator().manual_seed(seed)
     cfg = generator.config
@@ -64,8 +66,17 @@ def export_onnx(generator: SFTGenerator, path: str | Path, opset: int = 18) -> P
     with torch.no_grad(), warnings.catch_warnings():
         # lr and prior share the batch Dim; the exporter says it keeps one name for both, which is the intent
         warnings.filterwarnings("ignore", r".*The axis name: batch will not be used", UserWarning)
-        torch.onnx.export(g, inputs, str(path), input_names=names, output_names=["sr"], dynamic_shapes=tuple(shapes),
-                          opset_version=opset, dynamo=True, verbose=False)  # fmt: skip
+        torch.onnx.export(
+            g,
+            inputs,
+            str(path),
+            input_names=names,
+            output_names=["sr"],
+            dynamic_shapes=tuple(shapes),
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
+        )
     return path
 
 

@@ -66,15 +66,30 @@ def predict_files(
     def flush() -> None:
         if not pending:
             return
-        labels_out = [np.empty((lr.shape[-2] * scale, lr.shape[-1] * scale), np.uint8) if options.save_prior else None for _, _, lr, _, _ in pending]
-        srs = super_resolve_many(generator, [(lr, pm) for _, _, lr, pm, _ in pending], tile, overlap, options.batch_size, options.precision, labels_out)
+        labels_out = [
+            np.empty((lr.shape[-2] * scale, lr.shape[-1] * scale), np.uint8) if options.save_prior else None
+            for _, _, lr, _, _ in pending
+        ]
+        srs = super_resolve_many(
+            generator,
+            [(lr, pm) for _, _, lr, pm, _ in pending],
+            tile,
+            overlap,
+            options.batch_size,
+            options.precision,
+            labels_out,
+        )
         for (src, dst, lr, _, how), sr, lab in zip(pending, srs, labels_out):
             write_png(dst, sr)
             if lab is not None:
                 colours = colorize(torch.from_numpy(lab), prior.colors)
-                write_png(dst.with_name(dst.stem + "_prior.png"), (colours * 255).round().byte().permute(1, 2, 0).numpy())
+                write_png(
+                    dst.with_name(dst.stem + "_prior.png"), (colours * 255).round().byte().permute(1, 2, 0).numpy()
+                )
             report.written.append(dst)
-            log.info("%s -> %s (%dx%d -> %dx%d; %s)", src, dst, lr.shape[-1], lr.shape[-2], sr.shape[1], sr.shape[0], how)
+            log.info(
+                "%s -> %s (%dx%d -> %dx%d; %s)", src, dst, lr.shape[-1], lr.shape[-2], sr.shape[1], sr.shape[0], how
+            )
         pending.clear()
 
     for src in tqdm(files, desc="sftgan-predict", unit="img", disable=not options.progress):
@@ -112,16 +127,34 @@ def predict(cfg) -> tuple[PredictReport, dict]:
     prior: Prior = instantiate(cfg.prior)
     prior.check_ready()  # missing segmenter weights: one configuration error, not a failure per file
     edits = PriorEdits.by_name(
-        prior.class_names, prior.colors, options.prior_override,
-        read_mask_image(options.prior_mask) if options.prior_mask else None, options.prior_remap,
+        prior.class_names,
+        prior.colors,
+        options.prior_override,
+        read_mask_image(options.prior_mask) if options.prior_mask else None,
+        options.prior_remap,
         mask_source=str(options.prior_mask),
-    )  # fmt: skip
+    )
     ckpt = resolve_checkpoint(options.checkpoint)
     generator = load_for_prior(ckpt, prior, device, options.channels_last, f"checkpoint={options.checkpoint}")
     files, labels = input_files(options.images, options.labels, options.demo_split, cfg.data)
-    reader = InputReader(generator.scale, prior.num_classes, options.input, labels,
-                         Path(options.priors) if options.priors else None, max_pixels=options.max_pixels)  # fmt: skip
-    log.info("checkpoint %s (%s conditioning) on %s, %s; prior %s; %d files", ckpt, generator.config.conditioning,
-             device, options.precision, prior.describe(), len(files))  # fmt: skip
-    report = predict_files(generator, files, Path(options.out), prior, reader, options, edits, segment_options(cfg, device))
+    reader = InputReader(
+        generator.scale,
+        prior.num_classes,
+        options.input,
+        labels,
+        Path(options.priors) if options.priors else None,
+        max_pixels=options.max_pixels,
+    )
+    log.info(
+        "checkpoint %s (%s conditioning) on %s, %s; prior %s; %d files",
+        ckpt,
+        generator.config.conditioning,
+        device,
+        options.precision,
+        prior.describe(),
+        len(files),
+    )
+    report = predict_files(
+        generator, files, Path(options.out), prior, reader, options, edits, segment_options(cfg, device)
+    )
     return report, {"generator": generator, "prior": prior, "checkpoint": ckpt, "files": files}

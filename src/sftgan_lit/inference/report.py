@@ -28,7 +28,9 @@ def summary_table(rows: list[dict], variants: list[str], metrics: list[str]) -> 
         for group in [*cats, "overall"]:
             vals = [summary[v].get(group, {}).get(m) for v in variants]
             n = summary[variants[0]].get(group, {}).get("images", 0)
-            cells = [f"{x:.4f}" if m != "psnr_y" and x is not None else (f"{x:.2f}" if x is not None else "-") for x in vals]
+            cells = [
+                f"{x:.4f}" if m != "psnr_y" and x is not None else (f"{x:.2f}" if x is not None else "-") for x in vals
+            ]
             label = f"**{group}**" if group == "overall" else group
             lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines), summary

@@ -28,7 +28,9 @@ def pick_device(spec: str) -> torch.device:
 def resolve_checkpoint(spec: str | None, search_roots=("outputs", "multirun")) -> Path:
     """``checkpoint``: a path, or ``latest``: the newest ``generator.pth`` exported by ``train.py`` under ``outputs/``."""
     if not spec:
-        raise FileNotFoundError("checkpoint is not set: give checkpoint=/path/to/generator.pth (or a Lightning .ckpt, or SFTGAN_noBN_OST_bg.pth)")
+        raise FileNotFoundError(
+            "checkpoint is not set: give checkpoint=/path/to/generator.pth (or a Lightning .ckpt, or SFTGAN_noBN_OST_bg.pth)"
+        )
     if spec == "latest":
         found = [p for root in search_roots for name in EXPORT_NAMES for p in Path(root).glob(f"**/{name}")]
         if not found:
@@ -43,7 +45,9 @@ def resolve_checkpoint(spec: str | None, search_roots=("outputs", "multirun")) -
     return path
 
 
-def load_for_prior(ckpt: Path, prior: Prior, device: torch.device, channels_last: bool = True, key: str = "checkpoint") -> SFTGenerator:
+def load_for_prior(
+    ckpt: Path, prior: Prior, device: torch.device, channels_last: bool = True, key: str = "checkpoint"
+) -> SFTGenerator:
     """The generator of ``ckpt`` on ``device``, checked to be conditioned on as many classes as ``prior`` has."""
     try:
         generator = load_generator(ckpt, channels_last=channels_last).to(device)

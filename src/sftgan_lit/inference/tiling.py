@@ -69,7 +69,11 @@ def receptive_field(generator: SFTGenerator, within: nn.Module | None = None) ->
 
 
 def run_generator(
-    generator: SFTGenerator, lr: torch.Tensor, prior: torch.Tensor | None, hr_rows: int | None = 64, halo: int | None = None
+    generator: SFTGenerator,
+    lr: torch.Tensor,
+    prior: torch.Tensor | None,
+    hr_rows: int | None = 64,
+    halo: int | None = None,
 ) -> torch.Tensor:
     """``generator(lr, prior)``, with the upsampling layers (``HR_branch``) run on strips of ``hr_rows``
     LR rows plus ``halo`` rows of context (their receptive field, so the result is the same).
@@ -99,7 +103,9 @@ def tile_starts(length: int, tile: int) -> list[int]:
     return list(range(0, length, tile)) if length > 0 else []
 
 
-def windows(size: tuple[int, int], tile: int | None, overlap: int) -> Iterator[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
+def windows(
+    size: tuple[int, int], tile: int | None, overlap: int
+) -> Iterator[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
     """``(core, window)`` boxes ``(y0, y1, x0, x1)`` in LR pixels; the window is the core grown by ``overlap``, clipped."""
     h, w = size
     if tile is None or (h <= tile and w <= tile):
@@ -108,7 +114,10 @@ def windows(size: tuple[int, int], tile: int | None, overlap: int) -> Iterator[t
     for y0 in tile_starts(h, tile):
         for x0 in tile_starts(w, tile):
             y1, x1 = min(h, y0 + tile), min(w, x0 + tile)
-            yield (y0, y1, x0, x1), (max(0, y0 - overlap), min(h, y1 + overlap), max(0, x0 - overlap), min(w, x1 + overlap))
+            yield (
+                (y0, y1, x0, x1),
+                (max(0, y0 - overlap), min(h, y1 + overlap), max(0, x0 - overlap), min(w, x1 + overlap)),
+            )
 
 
 def to_uint8_hwc(sr: torch.Tensor) -> np.ndarray:
@@ -158,9 +167,13 @@ def super_resolve_many(
         lr = lr[None] if lr.dim() == 3 else lr
         h, w = lr.shape[-2:]
         if needs_prior and prior is None:
-            raise ValueError("this generator is conditioned on a prior; give one (prior=labels|ade_outdoor|uniform ...)")
+            raise ValueError(
+                "this generator is conditioned on a prior; give one (prior=labels|ade_outdoor|uniform ...)"
+            )
         if needs_prior and cfg.conditioning == "film" and tile is not None and (h > tile or w > tile):
-            raise ValueError("conditioning=film pools its condition over the whole image, so it cannot be tiled; set tile=null")
+            raise ValueError(
+                "conditioning=film pools its condition over the whole image, so it cannot be tiled; set tile=null"
+            )
         if needs_prior and (prior.lr_size != (h, w) or prior.num_classes != cfg.num_classes):
             raise ValueError(
                 f"prior map for LR {prior.lr_size} with {prior.num_classes} classes does not fit the image "
@@ -177,7 +190,9 @@ def super_resolve_many(
             priors = None
             if needs_prior or labels_out is not None:
                 # One memory layout whatever the prior map's crop returns, so equal priors give bitwise-equal outputs.
-                priors = torch.cat([images[n][1].crop(*win) for n, _, win in chunk]).to(device, torch.float32).contiguous()
+                priors = (
+                    torch.cat([images[n][1].crop(*win) for n, _, win in chunk]).to(device, torch.float32).contiguous()
+                )
             with autocast(device, precision):
                 sr = run_generator(generator, x, priors if needs_prior else None, hr_rows, halo)
             for j, (n, (y0, y1, x0, x1), (a, b, c, d)) in enumerate(chunk):
@@ -187,7 +202,9 @@ def super_resolve_many(
                     core.float().permute(1, 2, 0).cpu().numpy() if as_float else to_uint8_hwc(core)
                 )
                 if labels_out is not None and labels_out[n] is not None:
-                    labels_out[n][s * y0 : s * y1, s * x0 : s * x1] = priors[j, :, rows, cols].argmax(0).to(torch.uint8).cpu().numpy()
+                    labels_out[n][s * y0 : s * y1, s * x0 : s * x1] = (
+                        priors[j, :, rows, cols].argmax(0).to(torch.uint8).cpu().numpy()
+                    )
             del sr, x, priors
     return outs
 
@@ -205,6 +222,7 @@ def super_resolve(
     hr_rows: int | None = 64,
 ) -> np.ndarray:
     """One image: see ``super_resolve_many``. Returns SR uint8 ``(scale*h, scale*w, 3)`` (float32 with ``as_float``)."""
-    outs = super_resolve_many(generator, [(lr, prior)], tile, overlap, batch_size, precision, [labels_out], as_float, hr_rows)
+    outs = super_resolve_many(
+        generator, [(lr, prior)], tile, overlap, batch_size, precision, [labels_out], as_float, hr_rows
+    )
     return outs[0]
-

@@ -26,13 +26,13 @@ from ..priors import Prior
 
 class SegmenterModule(L.LightningModule):
     """Args:
-        segmenter: a ``models.Segmenter`` (``LRASPPSegmenter``, ``OutdoorSceneSeg``).
-        prior: the prior whose classes the labels are (names and colours are recorded in the export).
-        optimizer: ``_partial_`` optimizer factory (``params=`` is given here).
-        scheduler: optional ``_partial_`` scheduler factory, stepped every optimiser step.
-        class_weights: optional per-class weights of the cross-entropy.
-        label_smoothing: cross-entropy label smoothing (softens over-confident probabilities).
-        ece_bins: bins of the calibration error.
+    segmenter: a ``models.Segmenter`` (``LRASPPSegmenter``, ``OutdoorSceneSeg``).
+    prior: the prior whose classes the labels are (names and colours are recorded in the export).
+    optimizer: ``_partial_`` optimizer factory (``params=`` is given here).
+    scheduler: optional ``_partial_`` scheduler factory, stepped every optimiser step.
+    class_weights: optional per-class weights of the cross-entropy.
+    label_smoothing: cross-entropy label smoothing (softens over-confident probabilities).
+    ece_bins: bins of the calibration error.
     """
 
     def __init__(
@@ -61,15 +61,19 @@ class SegmenterModule(L.LightningModule):
             )
         if class_weights is not None and len(class_weights) != c:
             raise ValueError(f"module.class_weights has {len(class_weights)} entries; the prior has {c} classes")
-        self.register_buffer("class_weight", None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32))
+        self.register_buffer(
+            "class_weight", None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+        )
         self.class_names = [str(n) for n in class_names]
 
         def metrics() -> MetricCollection:
-            return MetricCollection({
-                "iou": MulticlassJaccardIndex(c, average="none", ignore_index=VOID_LABEL),
-                "acc": MulticlassAccuracy(c, average="micro", ignore_index=VOID_LABEL),
-                "ece": MulticlassCalibrationError(c, n_bins=ece_bins, norm="l1", ignore_index=VOID_LABEL),
-            })  # fmt: skip
+            return MetricCollection(
+                {
+                    "iou": MulticlassJaccardIndex(c, average="none", ignore_index=VOID_LABEL),
+                    "acc": MulticlassAccuracy(c, average="micro", ignore_index=VOID_LABEL),
+                    "ece": MulticlassCalibrationError(c, n_bins=ece_bins, norm="l1", ignore_index=VOID_LABEL),
+                }
+            )
 
         self.metrics = nn.ModuleDict({"val": metrics(), "test": metrics()})
         # pixels of each class in the targets: classes absent from a split are left out of its mean IoU
@@ -80,8 +84,13 @@ class SegmenterModule(L.LightningModule):
         return self.segmenter(lr)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), labels.long(), weight=self.class_weight, ignore_index=VOID_LABEL,
-                               label_smoothing=self.hparams.label_smoothing)  # fmt: skip
+        return F.cross_entropy(
+            logits.float(),
+            labels.long(),
+            weight=self.class_weight,
+            ignore_index=VOID_LABEL,
+            label_smoothing=self.hparams.label_smoothing,
+        )
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(self.segmenter.logits(batch["lr"]), batch["labels"])

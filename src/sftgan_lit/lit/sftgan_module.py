@@ -45,8 +45,13 @@ PARTS = ("conditioning", "trunk", "all")
 def _numpy_state_to_tensors(state: tuple) -> dict:
     # plain tensors and ints, so that checkpoints load with torch.load(weights_only=True)
     name, keys, pos, has_gauss, cached = state
-    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached": float(cached)}  # fmt: skip
+    return {
+        "name": name,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }
 
 
 def _numpy_state_from_tensors(d: dict) -> tuple:
@@ -96,7 +101,9 @@ class SFTGANModule(L.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         # modules, the prior and partials stay out of hparams: checkpoints must load with weights_only=True
-        self.save_hyperparameters(ignore=["generator", "discriminator", "objective", "prior", "optimizer_g", "optimizer_d", "scheduler"])
+        self.save_hyperparameters(
+            ignore=["generator", "discriminator", "objective", "prior", "optimizer_g", "optimizer_d", "scheduler"]
+        )
         self.hparams["loss"] = objective.describe()
         self.hparams["class_names"] = list(prior.class_names)
         self.generator = generator
@@ -113,7 +120,9 @@ class SFTGANModule(L.LightningModule):
         self.optimizer_d = optimizer_d or (lambda params: torch.optim.Adam(params, lr=1e-4, betas=(0.9, 0.999)))
         self.scheduler = scheduler
         if not use_discriminator and objective.needs_discriminator:
-            raise ValueError("use_discriminator=false needs loss.w_gan=0 and loss.w_cls_g=0 (the GAN terms need a trained D)")
+            raise ValueError(
+                "use_discriminator=false needs loss.w_gan=0 and loss.w_cls_g=0 (the GAN terms need a trained D)"
+            )
         if d_steps_per_g < 1:
             raise ValueError(f"d_steps_per_g must be >= 1, got {d_steps_per_g}")
         self.groups = self._resolve_groups(param_groups)
@@ -141,13 +150,27 @@ class SFTGANModule(L.LightningModule):
             part = spec.get("part")
             if part not in PARTS:
                 raise ValueError(f"optim.param_groups[{i}].part={part!r} is not one of {', '.join(PARTS)}")
-            groups.append({"name": spec.get("name", f"group{i}"), "part": part, "lr_mult": float(spec.get("lr_mult", 1.0)),
-                           "freeze_until": int(spec.get("freeze_until", 0)), "params": [], "names": []})
-        holds = {"conditioning": lambda p: id(p) in conditioning, "trunk": lambda p: id(p) not in conditioning, "all": lambda p: True}
+            groups.append(
+                {
+                    "name": spec.get("name", f"group{i}"),
+                    "part": part,
+                    "lr_mult": float(spec.get("lr_mult", 1.0)),
+                    "freeze_until": int(spec.get("freeze_until", 0)),
+                    "params": [],
+                    "names": [],
+                }
+            )
+        holds = {
+            "conditioning": lambda p: id(p) in conditioning,
+            "trunk": lambda p: id(p) not in conditioning,
+            "all": lambda p: True,
+        }
         for name, p in self.generator.named_parameters():
             group = next((g for g in groups if holds[g["part"]](p)), None)
             if group is None:
-                raise ValueError(f"generator parameter {name!r} is in no optim.param_groups part; add a group with part: all")
+                raise ValueError(
+                    f"generator parameter {name!r} is in no optim.param_groups part; add a group with part: all"
+                )
             group["params"].append(p)
             group["names"].append(name)
         empty = [g["name"] for g in groups if not g["params"]]
@@ -171,7 +194,9 @@ class SFTGANModule(L.LightningModule):
         # every rank must take the same decision, or DDP's collectives would hang
         return bool(self.trainer.strategy.reduce_boolean_decision(local, all=True))
 
-    def _update(self, opt, params: list[nn.Parameter], terms: dict[str, torch.Tensor], frozen: Sequence[nn.Parameter] = ()) -> bool:
+    def _update(
+        self, opt, params: list[nn.Parameter], terms: dict[str, torch.Tensor], frozen: Sequence[nn.Parameter] = ()
+    ) -> bool:
         """Backward + step unless the loss or the gradients are non-finite; returns whether it stepped."""
         loss = sum(terms.values())
         opt.zero_grad(set_to_none=True)
@@ -193,7 +218,12 @@ class SFTGANModule(L.LightningModule):
         self._nonfinite_streak += 1
         self.nonfinite_total += 1
         detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
-        log.warning("non-finite update skipped at iteration %d (%d in a row): %s", int(self.iteration), self._nonfinite_streak, detail)
+        log.warning(
+            "non-finite update skipped at iteration %d (%d in a row): %s",
+            int(self.iteration),
+            self._nonfinite_streak,
+            detail,
+        )
         if self._nonfinite_streak >= self.hparams.max_nonfinite:
             raise NonFiniteLossError(
                 f"{self._nonfinite_streak} consecutive non-finite updates; last at iteration {int(self.iteration)} "
@@ -212,7 +242,9 @@ class SFTGANModule(L.LightningModule):
         with warnings.catch_warnings():
             # Schedules count iterations and are stepped before each one, as the original's
             # update_learning_rate() was: torch warns that no optimiser has stepped yet, but nothing is skipped.
-            warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)` before `optimizer\.step\(\)`", UserWarning)
+            warnings.filterwarnings(
+                "ignore", r"Detected call of `lr_scheduler\.step\(\)` before `optimizer\.step\(\)`", UserWarning
+            )
             for sched in self._schedulers():
                 sched.step()
         g_turn = it >= hp.d_init_iters and it % hp.d_steps_per_g == 0

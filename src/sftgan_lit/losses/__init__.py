@@ -4,4 +4,12 @@ from .gan import GAN_TYPES, GANLoss, gradient_penalty
 from .objective import SFTGANObjective, category_loss
 from .perceptual import PerceptualLoss, pixel_loss
 
-__all__ = ["GAN_TYPES", "GANLoss", "PerceptualLoss", "SFTGANObjective", "category_loss", "gradient_penalty", "pixel_loss"]
+__all__ = [
+    "GAN_TYPES",
+    "GANLoss",
+    "PerceptualLoss",
+    "SFTGANObjective",
+    "category_loss",
+    "gradient_penalty",
+    "pixel_loss",
+]

@@ -80,12 +80,21 @@ class SFTGANObjective(nn.Module):
 
     def describe(self) -> dict[str, float | str]:
         """The terms in use, with their weights (for logs and hyperparameters)."""
-        terms = {"w_pix": self.w_pix, "pixel_type": self.pixel_type, "w_percep": self.w_percep if self.perceptual else 0.0,
-                 "w_gan": self.w_gan, "gan_type": self.gan_type, "w_cls": self.w_cls, "w_cls_g": self.w_cls_g,
-                 "w_gp": self.w_gp}
+        terms = {
+            "w_pix": self.w_pix,
+            "pixel_type": self.pixel_type,
+            "w_percep": self.w_percep if self.perceptual else 0.0,
+            "w_gan": self.w_gan,
+            "gan_type": self.gan_type,
+            "w_cls": self.w_cls,
+            "w_cls_g": self.w_cls_g,
+            "w_gp": self.w_gp,
+        }
         return terms
 
-    def generator_terms(self, batch: dict, sr: torch.Tensor, discriminator: nn.Module | None) -> dict[str, torch.Tensor]:
+    def generator_terms(
+        self, batch: dict, sr: torch.Tensor, discriminator: nn.Module | None
+    ) -> dict[str, torch.Tensor]:
         """Weighted generator terms for SR ``(N, 3, H, W)`` against ``batch['hr']`` (and its ``category``)."""
         terms: dict[str, torch.Tensor] = {}
         hr = batch["hr"]
@@ -109,7 +118,9 @@ class SFTGANObjective(nn.Module):
         fake_logit, fake_cls = discriminator(sr)
         terms = {"gan": self.gan.discriminator(real_logit.float(), fake_logit.float())}
         if self.w_cls:
-            terms["cls"] = self.w_cls * (category_loss(real_cls, batch["category"]) + category_loss(fake_cls, batch["category"]))
+            terms["cls"] = self.w_cls * (
+                category_loss(real_cls, batch["category"]) + category_loss(fake_cls, batch["category"])
+            )
         if self.gan_type == GanType.wgan_gp.value and self.w_gp:
             terms["gp"] = self.w_gp * gradient_penalty(discriminator, hr, sr)
         return terms

@@ -28,7 +28,9 @@ class PerceptualLoss(nn.Module):
     training against random features.
     """
 
-    def __init__(self, layer: int = 34, weights: str | None = None, required: bool = True, random_weights: bool = False) -> None:
+    def __init__(
+        self, layer: int = 34, weights: str | None = None, required: bool = True, random_weights: bool = False
+    ) -> None:
         super().__init__()
         self.available = True
         if random_weights:
@@ -38,7 +40,9 @@ class PerceptualLoss(nn.Module):
             self.vgg = VGGFeatureExtractor(layer=layer, weights_path=weights, pretrained=not random_weights)
         except FileNotFoundError as err:
             if required:
-                raise FileNotFoundError(f"{err}\n(set loss.perceptual.weights=PATH, or loss.w_percep=0 to train without it)") from err
+                raise FileNotFoundError(
+                    f"{err}\n(set loss.perceptual.weights=PATH, or loss.w_percep=0 to train without it)"
+                ) from err
             log.warning("perceptual loss DISABLED: %s; training runs without it (loss.w_percep has no effect)", err)
             self.available = False
             self.vgg = None

@@ -40,14 +40,23 @@ class ACDDiscriminator(nn.Module):
         nc = base_channels
         layers: list[nn.Module] = [nn.Conv2d(in_channels, nc, 3, 1, 1), nn.LeakyReLU(negative_slope)]
         # (in, out, kernel, stride): halve the size, then widen, up to 8 * base_channels
-        convs = [(nc, nc, 4, 2), (nc, 2 * nc, 3, 1), (2 * nc, 2 * nc, 4, 2), (2 * nc, 4 * nc, 3, 1),
-                 (4 * nc, 4 * nc, 4, 2), (4 * nc, 8 * nc, 3, 1), (8 * nc, 8 * nc, 4, 2)]  # fmt: skip
+        convs = [
+            (nc, nc, 4, 2),
+            (nc, 2 * nc, 3, 1),
+            (2 * nc, 2 * nc, 4, 2),
+            (2 * nc, 4 * nc, 3, 1),
+            (4 * nc, 4 * nc, 4, 2),
+            (4 * nc, 8 * nc, 3, 1),
+            (8 * nc, 8 * nc, 4, 2),
+        ]
         for c_in, c_out, kernel, stride in convs:
             layers += [nn.Conv2d(c_in, c_out, kernel, stride, 1), nn.BatchNorm2d(c_out), nn.LeakyReLU(negative_slope)]
         prev = 8 * nc
         self.feature = nn.Sequential(*layers)
         flat = prev * (input_size // 16) ** 2
-        self.gan = nn.Sequential(nn.Linear(flat, hidden_features), nn.LeakyReLU(negative_slope), nn.Linear(hidden_features, 1))
+        self.gan = nn.Sequential(
+            nn.Linear(flat, hidden_features), nn.LeakyReLU(negative_slope), nn.Linear(hidden_features, 1)
+        )
         self.cls = nn.Sequential(
             nn.Linear(flat, hidden_features), nn.LeakyReLU(negative_slope), nn.Linear(hidden_features, num_classes)
         )

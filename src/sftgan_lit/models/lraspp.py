@@ -64,10 +64,16 @@ class LRASPPSegmenter(nn.Module):
         """Copy an ImageNet MobileNetV3-Large checkpoint's ``features.*`` into the backbone (every backbone key must be there)."""
         sd = load_state_dict_file(path)
         own = self.backbone.state_dict()
-        picked = {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.") and k[len("features."):] in own}
+        picked = {
+            k[len("features.") :]: v
+            for k, v in sd.items()
+            if k.startswith("features.") and k[len("features.") :] in own
+        }
         missing = sorted(set(own) - set(picked))
         if missing:
-            raise CheckpointError(f"{path}: not a MobileNetV3-Large ImageNet checkpoint; {len(missing)} backbone keys missing, e.g. {missing[:3]}")
+            raise CheckpointError(
+                f"{path}: not a MobileNetV3-Large ImageNet checkpoint; {len(missing)} backbone keys missing, e.g. {missing[:3]}"
+            )
         bad = [k for k, v in picked.items() if v.shape != own[k].shape]
         if bad:
             raise CheckpointError(f"{path}: shapes differ from MobileNetV3-Large for {bad[:3]}")

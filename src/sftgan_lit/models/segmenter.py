@@ -12,7 +12,9 @@ from ..imresize import imresize
 BGR_MEANS = (103.939, 116.779, 123.68)
 
 
-def _conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, dilation: int = 1, relu: bool = True) -> list[nn.Module]:
+def _conv_bn(
+    c_in: int, c_out: int, kernel: int, stride: int = 1, dilation: int = 1, relu: bool = True
+) -> list[nn.Module]:
     padding = dilation * (kernel - 1) // 2
     layers: list[nn.Module] = [
         nn.Conv2d(c_in, c_out, kernel, stride, padding, dilation=dilation, bias=False),
@@ -65,7 +67,13 @@ class OutdoorSceneSeg(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        self._config = {"num_classes": num_classes, "layers": list(layers), "base_width": base_width, "scale": scale, "dropout": dropout}
+        self._config = {
+            "num_classes": num_classes,
+            "layers": list(layers),
+            "base_width": base_width,
+            "scale": scale,
+            "dropout": dropout,
+        }
         self.num_classes = num_classes
         self.scale = scale
         w = base_width
@@ -76,8 +84,12 @@ class OutdoorSceneSeg(nn.Module):
             nn.MaxPool2d(3, stride=2, padding=0, ceil_mode=True),
         ]
         # (mid width, out width, blocks, dilation, stride of the first block)
-        stages = [(w, 4 * w, layers[0], 1, 1), (2 * w, 8 * w, layers[1], 1, 2),
-                  (4 * w, 16 * w, layers[2], 2, 1), (8 * w, 32 * w, layers[3], 4, 1)]  # fmt: skip
+        stages = [
+            (w, 4 * w, layers[0], 1, 1),
+            (2 * w, 8 * w, layers[1], 1, 2),
+            (4 * w, 16 * w, layers[2], 2, 1),
+            (8 * w, 32 * w, layers[3], 4, 1),
+        ]
         c_in = 2 * w
         for c_mid, c_out, n, dilation, stride in stages:
             for i in range(n):

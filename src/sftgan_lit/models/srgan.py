@@ -19,7 +19,12 @@ def srgan_key_map(num_blocks: int = 16) -> dict[str, str]:
         mapping[f"model.1.sub.{i}.res.0"] = f"sft_branch.{i}.conv0"
         mapping[f"model.1.sub.{i}.res.2"] = f"sft_branch.{i}.conv1"
     mapping[f"model.1.sub.{num_blocks}"] = f"sft_branch.{num_blocks + 1}"
-    for old, new in (("model.2", "HR_branch.0"), ("model.5", "HR_branch.3"), ("model.8", "HR_branch.6"), ("model.10", "HR_branch.8")):
+    for old, new in (
+        ("model.2", "HR_branch.0"),
+        ("model.5", "HR_branch.3"),
+        ("model.8", "HR_branch.6"),
+        ("model.10", "HR_branch.8"),
+    ):
         mapping[old] = new
     return mapping
 

@@ -120,8 +120,13 @@ def infer_generator_config(sd: Mapping[str, torch.Tensor], source: str = "checkp
         raise CheckpointError(f"{source}: conditioned blocks must be the first k blocks, got {cond_blocks}")
     final = f"sft_branch.{num_blocks}"
     final_cond = any(k.startswith(final + ".") for k in sd)
-    cfg: dict = dict(in_channels=in_channels, num_features=num_features, num_blocks=num_blocks,
-                     num_cond_blocks=len(cond_blocks), final_cond=final_cond)
+    cfg: dict = dict(
+        in_channels=in_channels,
+        num_features=num_features,
+        num_blocks=num_blocks,
+        num_cond_blocks=len(cond_blocks),
+        final_cond=final_cond,
+    )
     scale = None
     if "CondNet.0.weight" in sd:
         cfg["conditioning"] = "concat" if concat_blocks else "sft"
@@ -146,13 +151,17 @@ def infer_generator_config(sd: Mapping[str, torch.Tensor], source: str = "checkp
         # the Torch7 model: nearest x2 -> conv -> ReLU per stage; F * gamma + beta; ReLU after SFT
         cfg.update(GENERATOR_VARIANTS["sftgan_torch7"].overrides)
     else:
-        raise CheckpointError(f"{source}: unrecognised upsampler keys {listing([k for k in sd if k.startswith('HR_branch')])}")
+        raise CheckpointError(
+            f"{source}: unrecognised upsampler keys {listing([k for k in sd if k.startswith('HR_branch')])}"
+        )
     # one conv per x2 stage, then the two final convs
     cfg["scale"] = 2 ** (len(up_convs) - 2) if scale is None else scale
     return cfg
 
 
-def generator_from_state_dict(sd: Mapping[str, torch.Tensor], config: Mapping | None = None, source: str = "checkpoint") -> SFTGenerator:
+def generator_from_state_dict(
+    sd: Mapping[str, torch.Tensor], config: Mapping | None = None, source: str = "checkpoint"
+) -> SFTGenerator:
     """An ``SFTGenerator`` built from ``config`` (or inferred from ``sd``) with ``sd`` loaded strictly."""
     cfg = dict(config) if config is not None else infer_generator_config(sd, source)
     generator = SFTGenerator(**cfg)
@@ -182,7 +191,6 @@ def load_generator(path: str | os.PathLike, prefer_ema: bool = True, channels_la
     return generator.eval()
 
 
-
 def export_generator(generator: SFTGenerator, path: str | os.PathLike) -> None:
     """Save the generator alone, in the original key layout, with its constructor arguments (atomically)."""
     save_atomic({"params": cpu_state(generator), CONFIG_KEY: generator.config_dict()}, path)
@@ -201,7 +209,9 @@ def _dotted(cls: type) -> str:
     return next(name for name, c in SEGMENTER_ARCHS.items() if c is cls)
 
 
-def export_segmenter(segmenter: nn.Module, path: str | os.PathLike, class_names: Iterable[str], colors: Iterable) -> None:
+def export_segmenter(
+    segmenter: nn.Module, path: str | os.PathLike, class_names: Iterable[str], colors: Iterable
+) -> None:
     """Save a trained prior segmenter with its architecture, constructor arguments, class names and
     colours, so a prior config needs only the path (``prior=learned prior.weights=PATH``)."""
     spec = {
@@ -217,8 +227,12 @@ def segmenter_spec(path: str | os.PathLike, obj: Mapping) -> dict | None:
     """The architecture/classes record of checkpoint ``obj`` (loaded from ``path``) written by
     ``export_segmenter``; None for the released file."""
     spec = obj.get(SEGMENTER_KEY)
-    if spec is not None and not (isinstance(spec, Mapping) and spec.get("target") in SEGMENTER_ARCHS and isinstance(spec.get("kwargs"), Mapping)):
-        raise CheckpointError(f"{path}: '{SEGMENTER_KEY}' must name one of {sorted(SEGMENTER_ARCHS)} with a dict of kwargs")
+    if spec is not None and not (
+        isinstance(spec, Mapping) and spec.get("target") in SEGMENTER_ARCHS and isinstance(spec.get("kwargs"), Mapping)
+    ):
+        raise CheckpointError(
+            f"{path}: '{SEGMENTER_KEY}' must name one of {sorted(SEGMENTER_ARCHS)} with a dict of kwargs"
+        )
     return dict(spec) if spec is not None else None
 
 

@@ -34,13 +34,17 @@ def parse_remap(spec, class_names: Sequence[str]) -> dict[int, int]:
         for item in items:
             sep = "->" if "->" in item else ":" if ":" in item else None
             if sep is None:
-                raise PriorError(f"prior_remap entry {item!r}: write it as source:target (or 'source->target'), e.g. sky:water")
+                raise PriorError(
+                    f"prior_remap entry {item!r}: write it as source:target (or 'source->target'), e.g. sky:water"
+                )
             pairs.append(tuple(t.strip() for t in item.split(sep, 1)))
     mapping: dict[int, int] = {}
     for src, dst in pairs:
         for name in (src, dst):
             if name not in class_names:
-                raise PriorError(f"prior_remap: unknown class {name!r}; the prior's classes are {', '.join(class_names)}")
+                raise PriorError(
+                    f"prior_remap: unknown class {name!r}; the prior's classes are {', '.join(class_names)}"
+                )
         mapping[class_names.index(src)] = class_names.index(dst)
     return mapping
 
@@ -57,7 +61,9 @@ def class_mask_from_image(
         mask = image.astype(np.int64)
         bad = np.unique(mask[(mask >= len(class_names)) & (mask != VOID_LABEL)])
         if bad.size:
-            raise PriorError(f"{source}: mask values {bad[:8].tolist()} are neither a class index < {len(class_names)} nor 255 (keep)")
+            raise PriorError(
+                f"{source}: mask values {bad[:8].tolist()} are neither a class index < {len(class_names)} nor 255 (keep)"
+            )
         return mask.astype(np.uint8)
     rgb = image[..., :3].astype(np.int64)
     mask = np.full(rgb.shape[:2], VOID_LABEL, np.uint8)
@@ -73,7 +79,9 @@ def fit_mask(mask: np.ndarray, hr_size: tuple[int, int], source: str = "prior_ma
         return mask
     s = H // mask.shape[0] if mask.shape[0] else 0
     if s < 1 or mask.shape[0] * s != H or mask.shape[1] * s != W:
-        raise PriorError(f"{source}: mask is {mask.shape[1]}x{mask.shape[0]}; it must be the LR or the output size ({W}x{H})")
+        raise PriorError(
+            f"{source}: mask is {mask.shape[1]}x{mask.shape[0]}; it must be the LR or the output size ({W}x{H})"
+        )
     return np.asarray(Image.fromarray(mask).resize((W, H), Image.NEAREST))
 
 
@@ -104,7 +112,12 @@ class PriorEdits:
         labels = {"override": str(override)} if override is not None else {}
         labels |= {"mask": mask_source} if mask is not None else {}
         labels |= {"remap": str(remap)} if remap else {}
-        return cls(None if override is None else list(class_names).index(override), mask, parse_remap(remap, class_names), labels)
+        return cls(
+            None if override is None else list(class_names).index(override),
+            mask,
+            parse_remap(remap, class_names),
+            labels,
+        )
 
     @property
     def active(self) -> bool:
@@ -114,7 +127,9 @@ class PriorEdits:
         return "; ".join(f"{k}={v}" for k, v in self.labels.items())
 
     def apply(self, base: PriorMap) -> PriorMap:
-        mask = fit_mask(self.mask, base.hr_size, self.labels.get("mask", "prior_mask")) if self.mask is not None else None
+        mask = (
+            fit_mask(self.mask, base.hr_size, self.labels.get("mask", "prior_mask")) if self.mask is not None else None
+        )
         return EditedPrior(base, self.override, mask, self.remap)
 
 
@@ -128,8 +143,13 @@ class EditedPrior(PriorMap):
         remap: ``{source: target}``: each source class's probability moves to its target.
     """
 
-    def __init__(self, base: PriorMap, override: int | None = None, mask: np.ndarray | None = None,
-                 remap: dict[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        base: PriorMap,
+        override: int | None = None,
+        mask: np.ndarray | None = None,
+        remap: dict[int, int] | None = None,
+    ) -> None:
         super().__init__(base.num_classes, base.lr_size, base.scale)
         self.base = base
         self.override = override

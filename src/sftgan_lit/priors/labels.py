@@ -24,7 +24,9 @@ class LabelPrior(Prior):
 
     needs_labels = True
 
-    def __init__(self, name: str = "labels", smoothing: float = 0.0, blur_sigma: float = 0.0, void: str = "uniform", **kwargs) -> None:
+    def __init__(
+        self, name: str = "labels", smoothing: float = 0.0, blur_sigma: float = 0.0, void: str = "uniform", **kwargs
+    ) -> None:
         super().__init__(name, **kwargs)
         if not 0.0 <= smoothing < 1.0:
             raise PriorError(f"prior.smoothing must be in [0, 1), got {smoothing}")
@@ -42,7 +44,9 @@ class LabelPrior(Prior):
         c = self.num_classes
         void = lab == VOID_LABEL
         if ((lab < 0) | ((lab >= c) & ~void)).any():
-            raise PriorError(f"label values outside [0, {c}) and not {VOID_LABEL}: {torch.unique(lab[(lab >= c) & ~void]).tolist()[:8]}")
+            raise PriorError(
+                f"label values outside [0, {c}) and not {VOID_LABEL}: {torch.unique(lab[(lab >= c) & ~void]).tolist()[:8]}"
+            )
         fill = 0 if self.void == "uniform" else self.class_names.index(self.void)
         probs = F.one_hot(torch.where(void, fill, lab), c).movedim(-1, -3).float()
         if self.void == "uniform" and void.any():
@@ -80,5 +84,7 @@ class LabelPrior(Prior):
 
     def _image_map(self, lr: torch.Tensor, scale: int, labels, segment: SegmentOptions) -> tuple[PriorMap, str]:
         if labels is None:
-            raise PriorError(f"prior={self.name} needs the image's label map: set labels=/folder/of/label/pngs (same file stems)")
+            raise PriorError(
+                f"prior={self.name} needs the image's label map: set labels=/folder/of/label/pngs (same file stems)"
+            )
         return self.map_of(labels, scale), "label map"

@@ -84,15 +84,20 @@ class SegmenterPrior(Prior):
     def check_weights(self) -> Path:
         """The weights file, or a ``FileNotFoundError`` naming the config key to set."""
         if not self.weights:
-            wanted = ("segmentation_OST_bic.pth (the released file cannot be downloaded here)" if self.name == "ade_outdoor"
-                      else "segmenter.pth (written by train.py experiment=segmenter)")  # fmt: skip
+            wanted = (
+                "segmentation_OST_bic.pth (the released file cannot be downloaded here)"
+                if self.name == "ade_outdoor"
+                else "segmenter.pth (written by train.py experiment=segmenter)"
+            )
             raise FileNotFoundError(
                 f"prior={self.name} needs the segmenter weights: set {self.weights_key}=/path/to/{wanted}, "
                 "or use prior=labels / prior=none"
             )
         path = Path(self.weights).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"{self.weights_key}={self.weights}: file not found; set it to the segmenter checkpoint")
+            raise FileNotFoundError(
+                f"{self.weights_key}={self.weights}: file not found; set it to the segmenter checkpoint"
+            )
         return path
 
     def store_identity(self) -> dict:
@@ -150,7 +155,9 @@ class SegmenterPrior(Prior):
     def _image_map(self, lr: torch.Tensor, scale: int, labels, segment: SegmentOptions) -> tuple[PriorMap, str]:
         model = self.model(segment.device)
         if model.scale != scale:
-            raise PriorError(f"{self.weights_key}={self.weights}: the segmenter works at x{model.scale}, the generator at x{scale}")
+            raise PriorError(
+                f"{self.weights_key}={self.weights}: the segmenter works at x{model.scale}, the generator at x{scale}"
+            )
         return segment_image(model, lr, segment)
 
     def __getstate__(self) -> dict:

@@ -31,4 +31,6 @@ def validate_probs(
         raise PriorError(f"{source}: values outside [0, 1] (min {p.min():.4g}, max {p.max():.4g})")
     err = (p.sum(dim=-3) - 1).abs().max()
     if err > atol:
-        raise PriorError(f"{source}: class probabilities do not sum to 1 (worst pixel off by {err:.4g}, tolerance {atol})")
+        raise PriorError(
+            f"{source}: class probabilities do not sum to 1 (worst pixel off by {err:.4g}, tolerance {atol})"
+        )
