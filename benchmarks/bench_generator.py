@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from reference_nets import RefSFTNet  # noqa: E402
-
 from sftgan_lit.models import sftgan_pytorch  # noqa: E402
+
+from reference_nets import RefSFTNet  # noqa: E402
 
 
 def count_conv_macs(model: nn.Module, *inputs) -> int:

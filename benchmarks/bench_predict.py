@@ -116,9 +116,9 @@ def part1(small: bool, threads: int) -> None:
 def part2(small: bool, threads: int) -> None:
     import torch
 
-    from sftgan_lit.precision import autocast
     from sftgan_lit.models import sftgan_pytorch
     from sftgan_lit.models.segmenter import OutdoorSceneSeg
+    from sftgan_lit.precision import autocast
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

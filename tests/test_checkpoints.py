@@ -6,14 +6,14 @@ import os
 
 import pytest
 import torch
-from helpers import layout, random_state_dict
-from reference_nets import RefSFTNet
 
 import sftgan_lit
 from sftgan_lit import load_generator, load_segmenter
-from sftgan_lit.models import convert_srgan_state_dict, export_generator, init_from_srgan
+from sftgan_lit.models import SFTGenerator, convert_srgan_state_dict, export_generator, init_from_srgan
 from sftgan_lit.state_dict import CheckpointError
-from sftgan_lit.models import SFTGenerator
+
+from helpers import layout, random_state_dict
+from reference_nets import RefSFTNet
 
 
 def _lr_prior(h=6, w=5):

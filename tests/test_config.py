@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY, TINY_TRAIN, layout, layout_parameters, random_state_dict
-from helpers import ROOT, compose
 
 from sftgan_lit.cli import inspect_main
-from sftgan_lit.train import build_models, count_parameters, train
+from sftgan_lit.train import build_models, count_parameters
+
+from helpers import ROOT, TINY, TINY_TRAIN, compose, layout, layout_parameters, random_state_dict
 
 
 def _cfg(overrides):

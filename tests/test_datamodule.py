@@ -5,16 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, TINY_TRAIN
-from helpers import compose
-from helpers import ROOT
-from helpers import tiny_segmenter_file
 
 from sftgan_lit import imresize
 from sftgan_lit.data import DemoConfig, SFTGANDataModule, generate_demo
 from sftgan_lit.data.gpu_augment import GpuAugment
 from sftgan_lit.priors import LabelPrior
 from sftgan_lit.train import train
+
+from helpers import TINY, TINY_TRAIN, compose, tiny_segmenter_file
 
 
 def _cfg(overrides, tmp_path):
@@ -121,10 +119,11 @@ def test_datamodule_with_workers_yields_batches(tmp_path):
 
 
 def test_ost_layout_with_background_and_paired_validation(tmp_path):
-    from helpers import write_folder
     from PIL import Image
 
     from sftgan_lit.data import ost_items
+
+    from helpers import write_folder
 
     for cls in ("sky", "building"):
         write_folder(tmp_path / "tmp" / cls, 2, 64, 64, prefix=cls)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import PALETTE, block_scene, write_folder
 from PIL import Image
 
 from sftgan_lit import imresize
@@ -13,6 +12,8 @@ from sftgan_lit.data import FileReader, PairedDataset, StoreReader, TripletDatas
 from sftgan_lit.data.store import Store
 from sftgan_lit.data.transforms import rescale_crop_image, rescale_crop_nearest
 from sftgan_lit.priors import LabelPrior, UniformPrior
+
+from helpers import PALETTE, block_scene, write_folder
 
 
 @pytest.mark.parametrize("scale,top,left", [(0.5, 0, 0), (0.7, 13, 5), (0.9, 30, 41), (0.6, 0, 22), (1.0, 3, 7)])

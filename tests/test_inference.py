@@ -15,17 +15,16 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import TINY_DATA, random_state_dict
-from helpers import ROOT, compose
-from sftgan_lit.models import export_generator
 from sftgan_lit.data.io import read_image
 from sftgan_lit.imresize import imresize
 from sftgan_lit.inference import evaluate, predict, receptive_field, super_resolve
-from sftgan_lit.priors import DenseProbs, EditedPrior, LabelPriorMap, SegmentOptions, parse_remap, segment_image
 from sftgan_lit.inference.export import export_onnx, export_torchscript
-from sftgan_lit.models import SFTGenerator
+from sftgan_lit.models import SFTGenerator, export_generator
 from sftgan_lit.models.segmenter import OutdoorSceneSeg
+from sftgan_lit.priors import DenseProbs, EditedPrior, LabelPriorMap, SegmentOptions, parse_remap, segment_image
 from sftgan_lit.priors.labels import LabelPrior
+
+from helpers import ROOT, TINY_DATA, compose, random_state_dict
 
 CLASSES = ["background", "sky", "water", "grass", "mountain", "building", "plant", "animal"]
 COLORS = [[0, 0, 0]] * 8

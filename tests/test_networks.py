@@ -6,10 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import layout, random_state_dict
-from reference_nets import RefACD, RefOutdoorSceneSeg, RefSFTNet
 
-from sftgan_lit.state_dict import CheckpointError, load_strict
 from sftgan_lit.models import (
     ACDDiscriminator,
     ConditionNet,
@@ -21,6 +18,10 @@ from sftgan_lit.models import (
     sftgan_torch7,
 )
 from sftgan_lit.models.segmenter import BGR_MEANS
+from sftgan_lit.state_dict import CheckpointError, load_strict
+
+from helpers import layout, random_state_dict
+from reference_nets import RefACD, RefOutdoorSceneSeg, RefSFTNet
 
 TINY = dict(num_features=16, num_blocks=2, cond_channels=8, cond_hidden_channels=16, sft_hidden_channels=8)
 
@@ -300,10 +301,11 @@ def test_discriminator_original_init_is_kaiming_with_zero_biases():
 
 
 def test_the_variant_registry_is_what_builders_yaml_and_detection_read():
-    from helpers import compose
     from hydra.utils import instantiate
 
     from sftgan_lit.models import GENERATOR_VARIANTS, infer_generator_config, sftgan_torch7
+
+    from helpers import compose
 
     torch7 = GENERATOR_VARIANTS["sftgan_torch7"].overrides
     built = sftgan_torch7(num_blocks=2).config_dict()

@@ -4,6 +4,7 @@ with the configs it carries (conf/ is shipped inside the package)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,14 +13,22 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import ROOT, TINY_DATA
 from sftgan_lit.models import SFTGenerator, export_generator
+
+from helpers import ROOT, TINY_DATA
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """The package built as a wheel and installed (no dependencies: they are this venv's) into a folder."""
     tmp = tmp_path_factory.mktemp("wheel")
+    # built from a copy of what the wheel is made of, so the build leaves nothing in the repository
+    source = tmp / "source"
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for part in ("src", "conf"):
+        shutil.copytree(ROOT / part, source / part, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
     subprocess.run(
         [
             sys.executable,
@@ -31,7 +40,7 @@ def installed(tmp_path_factory) -> Path:
             "-q",
             "-w",
             str(tmp / "dist"),
-            str(ROOT),
+            str(source),
         ],
         check=True,
         capture_output=True,

@@ -8,11 +8,12 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import write_folder
 from PIL import Image
 
 from sftgan_lit.data import ImageError, Store, folder_items, prepare, read_image
 from sftgan_lit.priors import LabelPrior
+
+from helpers import write_folder
 
 
 def _bad_folder(root):

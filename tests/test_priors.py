@@ -9,8 +9,8 @@ from hydra.utils import instantiate
 from sftgan_lit.data.store import dequantize_probs, quantize_probs
 from sftgan_lit.models import OutdoorSceneSeg
 from sftgan_lit.priors import LabelPrior, PriorError, SegmenterPrior, UniformPrior, validate_probs
-from helpers import ROOT, tiny_segmenter_file
-from helpers import compose
+
+from helpers import compose, tiny_segmenter_file
 
 
 def test_label_prior_one_hot_smoothing_and_void():

@@ -11,16 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import TESTS
-from helpers import compose
-from sftgan_lit.models import export_segmenter, load_segmenter
-from sftgan_lit.state_dict import CheckpointError
 from sftgan_lit.data.ambiguous import AMBIGUOUS_CLASSES, CONTEXT_ORDER, make_context_scene
 from sftgan_lit.imresize import imresize
 from sftgan_lit.lit import SegmenterModule
-from sftgan_lit.models import LRASPPSegmenter, OutdoorSceneSeg
+from sftgan_lit.models import LRASPPSegmenter, OutdoorSceneSeg, export_segmenter, load_segmenter
 from sftgan_lit.priors import SegmenterPrior, UniformPrior
 from sftgan_lit.priors.base import PriorError, validate_probs
+from sftgan_lit.state_dict import CheckpointError
+
+from helpers import compose
 
 CLASSES = list(AMBIGUOUS_CLASSES)
 COLORS = [[153, 153, 153], [230, 90, 60], [60, 160, 230], [120, 200, 90]]
@@ -161,8 +160,7 @@ def test_prior_from_trained_segmenter_passes_store_validation_and_predicts(tmp_p
     validate_probs(probs, 4, (64, 48), source="learned prior")  # the store's check of cached priors
     assert prior.store_key.startswith("learned-") and len(prior.store_key) == len("learned-") + 12
     # a generator conditioned on 4 classes, run by predict.py with prior=learned
-    from sftgan_lit.models import export_generator
-    from sftgan_lit.models import SFTGenerator
+    from sftgan_lit.models import SFTGenerator, export_generator
 
     export_generator(
         SFTGenerator(

@@ -8,10 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from helpers import TINY, TINY_TRAIN
-from helpers import compose
 from hydra.errors import ConfigCompositionException
-from helpers import ROOT
+
+from helpers import ROOT, TINY, TINY_TRAIN, compose
 
 
 def _run(tmp_path, *args, timeout=600, env=None):

@@ -8,15 +8,14 @@ import csv
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, TINY_TRAIN, random_state_dict
-from helpers import compose
-from helpers import ROOT
 
 from sftgan_lit import load_generator
 from sftgan_lit.lit import NonFiniteLossError, SFTGANModule
 from sftgan_lit.losses import SFTGANObjective
 from sftgan_lit.priors import LabelPrior
 from sftgan_lit.train import train
+
+from helpers import TINY, TINY_TRAIN, compose, random_state_dict
 
 
 def _cfg(tmp_path, overrides, tiny_train=True):

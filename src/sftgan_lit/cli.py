@@ -150,9 +150,9 @@ def eval_main() -> None:
 
 def export_main(argv: list[str] | None = None) -> int:
     """``sftgan-export CKPT --out DIR``: TorchScript and ONNX files of a generator, each checked against the eager model."""
+    from .inference.export import check_export, export_onnx, export_torchscript
     from .models import load_generator
     from .state_dict import CheckpointError
-    from .inference.export import check_export, export_onnx, export_torchscript
 
     parser = argparse.ArgumentParser(prog="sftgan-export", description=export_main.__doc__)
     parser.add_argument("checkpoint", help="generator.pth, a Lightning .ckpt, or a released SFTGAN generator")

@@ -101,10 +101,10 @@ def _axis_plan_f64(in_length: int, out_length: int, scale: float, antialiasing: 
         n_chunks = math.ceil(out_length / chunk)
         lo = [int(first[k * chunk : (k + 1) * chunk].min()) for k in range(n_chunks)]
         hi = [int(last[k * chunk : (k + 1) * chunk].max()) for k in range(n_chunks)]
-        band = max(h - l for l, h in zip(lo, hi)) + 1
+        band = max(top - bottom for bottom, top in zip(lo, hi)) + 1
         cost = n_chunks * (chunk * band * other + _CHUNK_OVERHEAD_MACS)
         if cost < best_cost:
-            starts = tuple(min(l, in_length - band) for l in lo)
+            starts = tuple(min(start, in_length - band) for start in lo)
             padded = torch.zeros(n_chunks * chunk, in_length, dtype=torch.float64)
             padded[:out_length] = dense
             chunk_weights = torch.stack(

@@ -20,7 +20,7 @@ from .io import ImageError, read_image
 from .readers import FileReader, StoreReader
 from .sources import SourceItem
 from .store import QUANT_LEVELS
-from .transforms import dihedral, make_lr, to_float_chw, rescale_crop_image, rescale_crop_nearest, rescaled_size
+from .transforms import dihedral, make_lr, rescale_crop_image, rescale_crop_nearest, rescaled_size, to_float_chw
 
 ORIGINAL_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
 

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import compose_config
 from ..data.ambiguous import AMBIGUOUS_CLASSES, pattern
 from ..imresize import imresize
-from ..config import compose_config
 from ..metrics import rgb_to_y
 from ..train import train
 

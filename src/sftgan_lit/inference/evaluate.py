@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from ..categories import VOID_LABEL
-from ..config import EvalSchema, options as typed_options
+from ..config import EvalSchema
+from ..config import options as typed_options
 from ..data.transforms import to_float_chw
 from ..files import atomic_write_bytes
 from ..imresize import imresize
@@ -160,8 +161,10 @@ def evaluate_files(
             rows.append(_scores(f.name, category, v, sr_t, hr_t, scale, lpips))
         if len(crops) < options.num_crops:
             size = options.crop_size
-            to_img = lambda t: center_crop((t[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), size)  # noqa: E731
-            crops.append({"name": f.stem, "hr": center_crop(hr, size), **{k: to_img(t) for k, t in images.items()}})
+            as_uint8 = {k: (t[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for k, t in images.items()}
+            crops.append(
+                {"name": f.stem, "hr": center_crop(hr, size), **{k: center_crop(a, size) for k, a in as_uint8.items()}}
+            )
     if not rows:
         raise FileNotFoundError(f"no image could be evaluated; failures: {failures}")
     names = [BICUBIC.name, *(v.name for v in variants)]

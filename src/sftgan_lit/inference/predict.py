@@ -19,7 +19,8 @@ import torch
 from tqdm import tqdm
 
 from ..categories import colorize
-from ..config import PredictSchema, options as typed_options
+from ..config import PredictSchema
+from ..config import options as typed_options
 from ..data.io import write_png
 from ..models import SFTGenerator
 from ..priors import Prior, PriorEdits, PriorMap, SegmentOptions

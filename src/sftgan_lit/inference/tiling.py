@@ -195,7 +195,7 @@ def super_resolve_many(
                 )
             with autocast(device, precision):
                 sr = run_generator(generator, x, priors if needs_prior else None, hr_rows, halo)
-            for j, (n, (y0, y1, x0, x1), (a, b, c, d)) in enumerate(chunk):
+            for j, (n, (y0, y1, x0, x1), (a, _, c, _)) in enumerate(chunk):
                 rows, cols = slice(s * (y0 - a), s * (y1 - a)), slice(s * (x0 - c), s * (x1 - c))
                 core = sr[j, :, rows, cols]
                 outs[n][s * y0 : s * y1, s * x0 : s * x1] = (

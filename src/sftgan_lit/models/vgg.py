@@ -58,7 +58,7 @@ class VGGFeatureExtractor(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> "VGGFeatureExtractor":
+    def train(self, mode: bool = True) -> VGGFeatureExtractor:
         # Always frozen and in eval mode, whatever the surrounding module does.
         return super().train(False)
 

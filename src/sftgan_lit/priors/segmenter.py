@@ -18,7 +18,6 @@ import hashlib
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from ..models.protocols import Segmenter
 from ..models.weights import read_segmenter
