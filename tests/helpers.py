@@ -42,7 +42,10 @@ TINY_MODEL = [
     "model.discriminator.base_channels=4",
     "model.discriminator.input_size=32",
 ]
+# one stage (the demo's GAN stage from scratch) and no report: the staged recipe has tests of its own
 TINY_TRAIN = [
+    "stages=null",
+    "report=null",
     "trainer.max_steps=2",
     "trainer.limit_train_batches=1",
     "trainer.limit_val_batches=1",

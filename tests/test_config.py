@@ -21,7 +21,7 @@ def _cfg(overrides):
 
 @pytest.mark.parametrize("model,layout_name", [("sftgan", "SFTGAN_noBN_OST_bg"), ("sftgan_torch7", "SFTGAN_torch")])
 def test_released_model_configs_build_the_released_layouts(model, layout_name):
-    objects = build_models(_cfg([f"model={model}"]))
+    objects = build_models(_cfg(["~experiment", f"model={model}"]))
     g = objects["generator"]
     assert {k: list(v.shape) for k, v in g.state_dict().items()} == layout(layout_name)
     assert count_parameters(g) == layout_parameters(layout_name)
@@ -39,7 +39,7 @@ def test_overrides_reach_the_constructor():
 
 def test_init_from_srgan_config(tmp_path):
     torch.save(random_state_dict("SRGAN_bicx4_noBN_DIV2K", seed=1), tmp_path / "srgan.pth")
-    objects = build_models(_cfg([f"init_from_srgan={tmp_path / 'srgan.pth'}"]))
+    objects = build_models(_cfg(["~experiment", f"init_from_srgan={tmp_path / 'srgan.pth'}"]))
     sd = torch.load(tmp_path / "srgan.pth", weights_only=True)
     torch.testing.assert_close(objects["generator"].conv0.weight, sd["model.0.weight"])
 

@@ -359,7 +359,9 @@ def test_eval_report_numbers_match_independent_psnr(tmp_path, tiny_ckpt):
         sr = (sr.clamp(0, 1) * 255).round().byte()[0].permute(1, 2, 0).numpy()
         by_variant = {r["variant"]: r for r in rows if r["image"] == f.name}
         assert float(by_variant["bicubic"]["psnr_y"]) == pytest.approx(_psnr_y_np(bic, hr), abs=1e-6)
-        assert float(by_variant[f"{run_a}/prior"]["psnr_y"]) == pytest.approx(_psnr_y_np(sr, hr), abs=1e-6)
+        # eval runs the channels_last model in tiles, this reference the NCHW one whole: float rounding can move
+        # a few 8-bit values by one level (a flip is ~3e-6 dB here); a real error (border, Y weights) is >1e-2
+        assert float(by_variant[f"{run_a}/prior"]["psnr_y"]) == pytest.approx(_psnr_y_np(sr, hr), abs=1e-4)
     summary = json.loads((out / "summary.json").read_text())["summary"]
     for variant in {r["variant"] for r in rows}:
         mean = np.mean([float(r["psnr_y"]) for r in rows if r["variant"] == variant])

@@ -311,7 +311,7 @@ def test_the_variant_registry_is_what_builders_yaml_and_detection_read():
     built = sftgan_torch7(num_blocks=2).config_dict()
     assert all(built[k] == v for k, v in torch7.items())
     from_yaml = instantiate(
-        compose(["model=sftgan_torch7", "model.generator.num_blocks=2"]).model.generator
+        compose(["~experiment", "model=sftgan_torch7", "model.generator.num_blocks=2"]).model.generator
     ).config_dict()
     assert from_yaml == built
     detected = infer_generator_config(sftgan_torch7(num_blocks=2).state_dict())

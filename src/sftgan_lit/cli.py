@@ -51,7 +51,8 @@ def train_main() -> None:
 
     @_hydra_main("sftgan-train", "train")
     def _main(cfg: DictConfig) -> float | None:
-        metrics, _ = train(cfg)
+        metrics, objects = train(cfg)
+        report_hook(cfg, metrics, objects)
         # the return value is what Hydra sweepers (Optuna) optimise
         key = cfg.get("optimized_metric")
         if key and key not in metrics:
@@ -61,6 +62,16 @@ def train_main() -> None:
         return metrics.get(key) if key else None
 
     _main()
+
+
+def report_hook(cfg, metrics: dict, objects: dict):
+    """``cfg.report`` (a ``_partial_`` callable) on the trained run, once (rank 0), when the run exported
+    its models; returns what it returns (None when there is no report)."""
+    from hydra.utils import instantiate
+
+    if not cfg.get("report") or not objects.get("exports") or not objects["trainer"].is_global_zero:
+        return None
+    return instantiate(cfg.report)(cfg=cfg, metrics=metrics, objects=objects)
 
 
 def prepare_from_config(cfg) -> int:

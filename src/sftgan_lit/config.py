@@ -44,6 +44,7 @@ class LossSchema:
     w_cls_g: Optional[float] = None  # None: w_gan (the original)
     w_gp: float = 10.0
     perceptual: PerceptualSchema = field(default_factory=PerceptualSchema)
+    pixel_fallback: Optional[float] = None  # w_pix when the VGG19 weights are missing (None: no stand-in)
 
 
 @dataclass

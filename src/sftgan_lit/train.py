@@ -1,10 +1,13 @@
 """``train(cfg) -> (metrics, objects)``: the plain function under ``train.py``'s ``@hydra.main``.
 
-Instantiates, in order: the prior (which fixes the class set), the datamodule, the networks listed in
-``cfg.model`` (optionally initialised from checkpoints), the LightningModule (from ``cfg.module``, given
-the prior and the networks; its objective comes from the ``loss`` group through the module config),
-loggers, callbacks and the Trainer; fits; and asks the module to export itself. No task branches: an
-SFTGAN run and a segmenter run differ only in their configs. Tests call it directly with a composed config.
+A run is one stage, or the stages listed in ``cfg.stages`` (the paper's recipe: a fidelity stage with
+the pixel loss, then the GAN stage starting from its generator), each the base config with the stage's
+keys merged on top. A stage instantiates, in order: the prior (which fixes the class set), the
+datamodule, the networks listed in ``cfg.model`` (optionally initialised from checkpoints or from an
+earlier stage's export), the LightningModule (from ``cfg.module``, given the prior and the networks; its
+objective comes from the ``loss`` group through the module config), loggers, callbacks and the Trainer;
+fits; and asks the module to export itself. No task branches: an SFTGAN run and a segmenter run differ
+only in their configs. Tests call it directly with a composed config.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from .models import init_from_srgan
+from .models import LIGHTNING_GENERATOR_PREFIXES, init_from_srgan
 from .state_dict import load_state_dict_file, load_strict
 
 log = logging.getLogger(__name__)
@@ -29,13 +32,24 @@ def count_parameters(module: torch.nn.Module) -> int:
 
 def build_models(cfg: DictConfig) -> dict[str, torch.nn.Module]:
     """Instantiate every network of ``cfg.model`` (generator + discriminator, or a segmenter); the
-    generator starts from ``cfg.init_from_srgan`` and a segmenter from ``cfg.init_segmenter`` when set."""
+    generator starts from ``cfg.init_generator`` (all its weights, e.g. an earlier stage's export) or
+    ``cfg.init_from_srgan`` (the trunk), a segmenter from ``cfg.init_segmenter``, when set."""
     models = {name: instantiate(node) for name, node in cfg.model.items() if node is not None}
-    for key, name in (("init_from_srgan", "generator"), ("init_segmenter", "segmenter")):
+    if cfg.get("init_generator") and cfg.get("init_from_srgan"):
+        raise ValueError("init_generator and init_from_srgan are both set; a generator starts from one of them")
+    for key, name in (
+        ("init_generator", "generator"),
+        ("init_from_srgan", "generator"),
+        ("init_segmenter", "segmenter"),
+    ):
         if cfg.get(key) and name not in models:
             raise ValueError(
                 f"{key}={cfg.get(key)} is set but this run has no {name} (model: {', '.join(models)}); remove it"
             )
+    if cfg.get("init_generator"):
+        sd = load_state_dict_file(cfg.init_generator, prefixes=LIGHTNING_GENERATOR_PREFIXES)
+        load_strict(models["generator"], sd, source=f"init_generator={cfg.init_generator}")
+        log.info("generator initialised from %s", cfg.init_generator)
     if cfg.get("init_from_srgan"):
         init_from_srgan(models["generator"], cfg.init_from_srgan)
         log.info("generator trunk initialised from %s", cfg.init_from_srgan)
@@ -73,7 +87,59 @@ def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **kwargs)
 
 
+def stage_configs(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
+    """The run's stages: ``[("", cfg)]``, or one ``(name, config)`` per entry of ``cfg.stages``.
+
+    A stage's config is ``cfg`` with the stage's keys merged on top (a key the base config does not have
+    fails, as a typo would); it logs under ``<output_dir>/<name>/`` and exports into ``<output_dir>``;
+    ``init_from_stage: NAME`` starts its generator from that earlier stage's export.
+    """
+    if not cfg.get("stages"):
+        return [("", cfg)]
+    root = str(cfg.paths.output_dir)  # resolved once: all stages write under one run folder
+    base = cfg.copy()
+    base.stages = None
+    out = []
+    for name, stage in cfg.stages.items():
+        if stage.get("init_from_stage") and stage.init_from_stage not in [n for n, _ in out]:
+            raise ValueError(f"stages.{name}.init_from_stage={stage.init_from_stage} is not an earlier stage")
+        stage_cfg = OmegaConf.merge(base, stage)
+        stage_cfg.paths.output_dir = f"{root}/{name}"
+        stage_cfg.export_dir = root
+        out.append((str(name), stage_cfg))
+    return out
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, object]]:
+    """Run every stage (``stage_configs``); returns the last stage's metrics (and every stage's, prefixed
+    ``<stage>/``) and its objects, with each stage's under ``objects["stages"]``."""
+    metrics: dict[str, float] = {}
+    stages: dict[str, dict] = {}
+    exports: dict[str, Path] = {}
+    objects: dict[str, object] = {}
+    for name, stage_cfg in stage_configs(cfg):
+        if stage_cfg.get("init_from_stage"):
+            if stage_cfg.init_from_stage not in exports:
+                raise RuntimeError(
+                    f"stage {name}: stage {stage_cfg.init_from_stage} exported nothing to start from "
+                    "(export=false or a fast_dev_run); run a single stage with stages=null"
+                )
+            stage_cfg.init_generator = str(exports[stage_cfg.init_from_stage])
+        if name:
+            log.info("=== stage %s ===", name)
+        stage_metrics, objects = train_stage(stage_cfg)
+        metrics.update({f"{name}/{k}" if name else k: v for k, v in stage_metrics.items()})
+        stages[name] = objects
+        if "export" in objects:
+            exports[name] = objects["export"]
+    if len(stages) > 1:
+        metrics.update(stage_metrics)
+        objects = {**objects, "stages": stages, "exports": exports}
+    return metrics, objects
+
+
+def train_stage(cfg: DictConfig) -> tuple[dict[str, float], dict[str, object]]:
+    """One stage: instantiate, fit, export (module docstring)."""
     L.seed_everything(cfg.seed, workers=True)
     prior = instantiate(cfg.prior)
     log.info("prior: %s", prior.describe())
@@ -92,11 +158,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, object]]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1})
     objects = {**models, "prior": prior, "datamodule": datamodule, "module": module, "trainer": trainer}
-    if cfg.export and trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
+    if cfg.export and not cfg.trainer.get("fast_dev_run"):
         # the last (validated) weights; checkpoints/ holds the best by the monitored metric
-        objects["export"] = module.export(Path(cfg.paths.output_dir))
-        log.info("exported %s", objects["export"])
-        _upload_artifact(trainer, objects["export"])
+        path = Path(cfg.get("export_dir") or cfg.paths.output_dir) / (cfg.get("export_name") or module.export_name)
+        if trainer.is_global_zero:
+            module.export(path)
+            _upload_artifact(trainer, path)
+        trainer.strategy.barrier("export")  # a later stage on any rank starts from this file
+        objects["export"] = path
     return metrics, objects
 
 

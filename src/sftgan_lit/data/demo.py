@@ -1,10 +1,19 @@
 """Embedded demo data: outdoor-like scenes composed from scikit-image's bundled photographs and textures.
 
 Every pixel's class is known because the generator placed it: textures stand in for the outdoor
-classes (``grass`` -> grass, ``gravel`` -> mountain, ``brick`` -> building, the cat's fur -> animal,
-generated smooth gradients -> sky, ripples -> water, leaf clusters -> plant) and photographs serve as
-background. Scenes have a sky above a wavy horizon, a ground band, sometimes a mountain ridge, and a
-few objects (buildings, bushes, animals), so regions have realistic shapes and boundaries.
+classes (the cat's fur -> animal, generated smooth gradients -> sky, ripples -> water) and photographs
+serve as background. Scenes have a sky above a wavy horizon, a ground band, sometimes a mountain
+ridge, and a few objects (buildings, bushes, animals), so regions have realistic shapes and boundaries.
+
+Two pairs of classes cannot be told apart at LR, as in the prior ablation (``data/ambiguous.py``):
+within a scene both classes of a pair are painted with the same photographic texture (skimage
+``brick`` or ``gravel`` for building / mountain, ``grass`` for grass / plant) and differ only in a fine
+texture at the HR Nyquist frequency, added in proportion to the local (LR-visible) brightness:
+building has horizontal courses ``(-1)^y``, mountain none, grass vertical blades ``(-1)^x``, plant a
+checker ``(-1)^(x+y)``. MATLAB's x1/4 bicubic removes those, so only the prior says which fine texture
+a region has; the held-out scenes then measure what the prior contributes. The fine textures follow
+absolute pixel parity: crops must start on the LR grid and must not be flipped or rescaled
+(``conf/data/demo.yaml`` sets this).
 
 Train and held-out splits use disjoint parts of each texture (rows) and disjoint photographs, so
 validation measures generalisation, not memory. Generation is seeded and deterministic; it runs once
@@ -24,12 +33,24 @@ from pathlib import Path
 import numpy as np
 
 from ..categories import OUTDOOR_CLASSES
-from .ambiguous import AMBIGUOUS_CLASSES, BASE_PHOTOS, HELD_OUT_BASE_PHOTOS, make_ambiguous_scene, make_context_scene
+from .ambiguous import (
+    AMBIGUOUS_CLASSES,
+    BASE_PHOTOS,
+    HELD_OUT_BASE_PHOTOS,
+    make_ambiguous_scene,
+    make_context_scene,
+    pattern,
+)
 from .io import write_png
 
 log = logging.getLogger(__name__)
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2
+# The LR-ambiguous pairs: each class's fine HR texture (an index of ambiguous.pattern: 0 none,
+# 1 horizontal, 2 vertical, 3 checker) on a photographic texture shared by the pair.
+FINE_TEXTURE = {"building": 1, "mountain": 0, "grass": 2, "plant": 3}
+PAIRS = {"building": "structure", "mountain": "structure", "grass": "vegetation", "plant": "vegetation"}
+FINE_AMPLITUDE = 0.3  # the fine texture's contrast relative to the local brightness
 CLASS = {name: i for i, name in enumerate(OUTDOOR_CLASSES)}
 # Photographs used as background, disjoint between splits.
 TRAIN_PHOTOS = ("astronaut", "coffee", "camera", "immunohistochemistry", "hubble_deep_field")
@@ -85,11 +106,39 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray
     return (up - up.mean()) / (up.std() + 1e-6)
 
 
+def _local_brightness(rgb: np.ndarray) -> np.ndarray:
+    """The luminance of ``rgb`` (S, S, 3) low-passed well below the LR Nyquist rate (x1/8 and back)."""
+    import torch
+
+    from ..imresize import imresize
+
+    lum = torch.from_numpy(np.ascontiguousarray(rgb.mean(axis=2), dtype=np.float64))[None, None]
+    return imresize(imresize(lum, 1 / 8), size=tuple(rgb.shape[:2]))[0, 0].numpy().astype(np.float32)
+
+
 class _Painter:
     def __init__(self, rng: np.random.Generator, size: int, held_out: bool) -> None:
         self.rng, self.size, self.held_out = rng, size, held_out
         self._textures = {n: _gray_texture(n, held_out) for n in ("grass", "gravel", "brick")}
         self._fur = [_photo(n) for n in (("chelsea",) if not held_out else ("cat",))]
+        self._pair_base: dict[str, np.ndarray] = {}
+
+    def begin_scene(self) -> None:
+        """Draw each pair's shared texture for the next scene (both classes of a pair use it)."""
+        structure = str(self.rng.choice(["brick", "gravel"]))
+        tint = (
+            ((0.35, 0.12, 0.08), (0.85, 0.55, 0.45)) if structure == "brick" else ((0.25, 0.22, 0.2), (0.7, 0.62, 0.55))
+        )
+        self._pair_base = {
+            "structure": self._tint(self._crop(self._textures[structure]), *tint, 0.3),
+            "vegetation": self._tint(self._crop(self._textures["grass"]), (0.1, 0.25, 0.05), (0.55, 0.8, 0.3), 0.3),
+        }
+
+    def _fine(self, cls: str) -> np.ndarray:
+        """A paired class: the pair's texture plus the class's fine HR texture (module docstring)."""
+        base = np.clip(self._pair_base[PAIRS[cls]], 0, 1)
+        fine = FINE_AMPLITUDE * _local_brightness(base) * pattern(FINE_TEXTURE[cls], self.size, self.size)
+        return base + fine[..., None]
 
     def _crop(self, tex: np.ndarray) -> np.ndarray:
         s = self.size
@@ -111,7 +160,9 @@ class _Painter:
     def texture(self, cls: str) -> np.ndarray:
         """Float RGB (S, S, 3) in [0, 1] filling a region of class ``cls``."""
         s, rng = self.size, self.rng
-        if cls == "sky":
+        if cls in PAIRS:
+            rgb = self._fine(cls)
+        elif cls == "sky":
             y = np.linspace(0, 1, s, dtype=np.float32)[:, None, None]
             top, bottom = np.array([0.25, 0.45, 0.85]), np.array([0.65, 0.8, 0.95])
             clouds = np.clip(_smooth_noise(rng, s, 4), 0, None)[..., None] * 0.12
@@ -125,25 +176,6 @@ class _Painter:
                 waves += np.sin(freq * (yy * np.cos(angle) + xx * np.sin(angle)) + rng.uniform(0, 2 * np.pi))
             gray = waves / 4 + 0.3 * _smooth_noise(rng, s, 8)
             rgb = self._tint(gray, (0.05, 0.2, 0.35), (0.35, 0.6, 0.75), 0.35)
-        elif cls == "grass":
-            rgb = self._tint(self._crop(self._textures["grass"]), (0.1, 0.25, 0.05), (0.55, 0.8, 0.3), 0.3)
-        elif cls == "mountain":
-            rgb = self._tint(self._crop(self._textures["gravel"]), (0.25, 0.22, 0.2), (0.7, 0.62, 0.55), 0.3)
-        elif cls == "building":
-            rgb = self._tint(self._crop(self._textures["brick"]), (0.35, 0.12, 0.08), (0.85, 0.55, 0.45), 0.3)
-        elif cls == "plant":
-            rgb = np.empty((s, s, 3), np.float32)
-            rgb[:] = (0.05, 0.2, 0.05)
-            yy, xx = np.mgrid[0:s, 0:s]
-            for _ in range(int(s * s / 40)):
-                cy, cx = rng.uniform(0, s, 2)
-                a, b = rng.uniform(2.0, 4.5), rng.uniform(1.0, 2.2)
-                th = rng.uniform(0, np.pi)
-                y0, y1, x0, x1 = int(max(cy - 5, 0)), int(min(cy + 6, s)), int(max(cx - 5, 0)), int(min(cx + 6, s))
-                dy, dx = yy[y0:y1, x0:x1] - cy, xx[y0:y1, x0:x1] - cx
-                u, v = dx * np.cos(th) + dy * np.sin(th), -dx * np.sin(th) + dy * np.cos(th)
-                leaf = (u / a) ** 2 + (v / b) ** 2 <= 1
-                rgb[y0:y1, x0:x1][leaf] = (rng.uniform(0.1, 0.3), rng.uniform(0.35, 0.7), rng.uniform(0.05, 0.25))
         elif cls == "animal":
             fur = self._fur[int(rng.integers(len(self._fur)))].astype(np.float32) / 255.0
             rgb = self._crop(fur)
@@ -175,6 +207,7 @@ def make_scene(
     x = rng.integers(photo.shape[1] - size + 1)
     rgb = photo[y : y + size, x : x + size].astype(np.float32) / 255.0
     labels = np.zeros((size, size), np.uint8)
+    painter.begin_scene()
     yy, xx = np.mgrid[0:size, 0:size]
 
     def paint(mask: np.ndarray, cls: str) -> None:

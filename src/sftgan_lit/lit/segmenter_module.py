@@ -137,9 +137,11 @@ class SegmenterModule(L.LightningModule):
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler(optimizer=opt), "interval": "step"}}
 
-    def export(self, folder: str | Path) -> Path:
-        """Write the trained segmenter as ``<folder>/segmenter.pth``, a prior checkpoint
-        (``prior=learned prior.weights=PATH``) recording its architecture, classes and colours."""
-        path = Path(folder) / "segmenter.pth"
+    #: the file name ``train()`` exports to unless ``export_name`` says otherwise
+    export_name = "segmenter.pth"
+
+    def export(self, path: str | Path) -> Path:
+        """Write the trained segmenter to ``path``, a prior checkpoint (``prior=learned prior.weights=PATH``)
+        recording its architecture, classes and colours."""
         export_segmenter(self.segmenter, path, self.prior.class_names, self.prior.colors)
-        return path
+        return Path(path)

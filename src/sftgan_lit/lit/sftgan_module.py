@@ -306,13 +306,15 @@ class SFTGANModule(L.LightningModule):
             self.log("val/lpips", self.val_lpips.compute(), sync_dist=False)
             self.val_lpips.reset()
 
-    def export(self, folder: str | Path) -> Path:
-        """Write the validated generator (EMA when there is one) as ``<folder>/generator.pth`` in the
-        original key layout with its constructor arguments (``models.load_generator`` reads it)."""
-        path = Path(folder) / "generator.pth"
+    #: the file name ``train()`` exports to unless ``export_name`` says otherwise
+    export_name = "generator.pth"
+
+    def export(self, path: str | Path) -> Path:
+        """Write the validated generator (EMA when there is one) to ``path`` in the original key layout with
+        its constructor arguments (``models.load_generator`` reads it)."""
         export_generator(self.eval_generator, path)
         log.info("generator (EMA: %s) exported to %s", self.ema is not None, path)
-        return path
+        return Path(path)
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -45,6 +45,9 @@ class SFTGANObjective(nn.Module):
     w_gan, gan_type: GAN term weight and formulation (``choices.GanType``).
     w_cls: D's category term; ``w_cls_g``: G's category term through D (None: ``w_gan``, the original).
     w_gp: gradient penalty weight (``wgan_gp``).
+    pixel_fallback: the pixel term's weight when the perceptual term was asked for but its VGG19 weights
+        are missing (None: no stand-in). Without features to compare, the pixel term keeps the GAN's
+        output tied to the content.
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class SFTGANObjective(nn.Module):
         w_cls_g: float | None = None,
         w_gp: float = 10.0,
         perceptual: Callable[[], PerceptualLoss] | None = None,
+        pixel_fallback: float | None = None,
     ) -> None:
         super().__init__()
         self.w_pix, self.w_percep, self.w_gan, self.w_cls, self.w_gp = w_pix, w_percep, w_gan, w_cls, w_gp
@@ -70,8 +74,20 @@ class SFTGANObjective(nn.Module):
             loss = perceptual()
             if loss.available:
                 self.perceptual = loss
+            elif pixel_fallback is not None:
+                self.w_pix = pixel_fallback
+                log.warning(
+                    "the perceptual term is OFF (VGG19 weights not found, see above): the generator loss uses the "
+                    "pixel term (L1 x %g) in its place, so the GAN's textures stay tied to the content",
+                    pixel_fallback,
+                )
             else:
                 log.warning("the perceptual term is OFF for this run (VGG19 weights not found); see the warning above")
+        terms = self.describe()
+        log.info(
+            "generator loss: %s",
+            " + ".join(f"{k}={terms[k]}" for k in ("w_pix", "w_percep", "w_gan", "w_cls_g") if terms[k]),
+        )
 
     @property
     def needs_discriminator(self) -> bool:

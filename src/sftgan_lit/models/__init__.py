@@ -13,6 +13,7 @@ from .srgan import convert_srgan_state_dict, init_conditioning_small, init_from_
 from .vgg import VGGFeatureExtractor
 from .weights import (
     GENERATOR_VARIANTS,
+    LIGHTNING_GENERATOR_PREFIXES,
     SEGMENTER_ARCHS,
     GeneratorVariant,
     build_generator,
@@ -33,6 +34,7 @@ __all__ = [
     "ConcatLayer",
     "ConditionNet",
     "GENERATOR_VARIANTS",
+    "LIGHTNING_GENERATOR_PREFIXES",
     "GeneratorConfig",
     "GeneratorVariant",
     "LRASPPSegmenter",
