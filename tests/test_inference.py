@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -420,3 +421,81 @@ def test_predict_and_eval_run_released_checkpoint_layouts(tmp_path, name):
         )
     )
     assert not result["failures"] and set(result["summary"]) == {"bicubic", "prior", "uniform"}
+
+
+@pytest.mark.parametrize("prior", ["labels", "uniform"])
+def test_eval_and_predict_take_a_generator_without_prior(tmp_path, prior):
+    """Every generator the package exports evaluates, an SRResNet (conditioning=none) included."""
+    srresnet = tmp_path / "srresnet" / "generator.pth"
+    export_generator(tiny_generator(conditioning="none"), srresnet)
+    cfg = _compose(
+        "eval",
+        [f"checkpoints=[{srresnet}]", f"out={tmp_path / 'report'}", f"prior={prior}", "lpips_net=null", *TINY_DATA],
+    )
+    result, _ = evaluate(cfg)
+    assert not result["failures"] and np.isfinite(result["summary"]["prior"]["overall"]["psnr_y"])
+    report, _ = predict(_predict_cfg(tmp_path, srresnet, "images=demo", f"prior={prior}", "save_prior=true"))
+    assert report.ok and len(report.written) == 2
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("batch_size=-1", "batch_size=-1: must be an integer >= 1"),
+        ("batch_size=0", "batch_size=0: must be an integer >= 1"),
+        ("tile=0", "tile=0: must be an integer >= 1 or null"),
+        ("overlap=-3", "overlap=-3: must be an integer >= 0 or null"),
+        ("segment_tile=0", "segment_tile=0"),
+        ("segment_overlap=-1", "segment_overlap=-1"),
+        ("max_pixels=0", "max_pixels=0"),
+        ("precision=fp8", "precision=fp8: must be one of fp32, bf16, fp16"),
+        ("input=raw", "input=raw: must be hr or lr"),
+    ],
+)
+def test_predict_refuses_out_of_range_options_before_any_work(tmp_path, tiny_ckpt, override, key):
+    from sftgan_lit.config import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        predict(_predict_cfg(tmp_path, tiny_ckpt, "images=demo", override))
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_predict_cli_exits_2_with_one_line_for_a_bad_number(tmp_path, tiny_ckpt):
+    run = _cli(tmp_path, "predict.py", "images=demo", f"checkpoint={tiny_ckpt}", "batch_size=-1", "out=sr")
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().splitlines() == ["sftgan-predict: batch_size=-1: must be an integer >= 1"]
+    assert not (tmp_path / "sr").exists() or not list((tmp_path / "sr").glob("*.png"))
+
+
+@pytest.mark.parametrize("override", ["num_crops=-1", "crop_size=0", "tile=-5"])
+def test_eval_refuses_out_of_range_options(tmp_path, tiny_ckpt, override):
+    from sftgan_lit.config import ConfigError
+
+    cfg = _compose("eval", [f"checkpoints=[{tiny_ckpt}]", f"out={tmp_path / 'ev'}", override, *TINY_DATA])
+    with pytest.raises(ConfigError, match=re.escape(override.split("=")[0] + "=")):
+        evaluate(cfg)
+
+
+def test_predict_refuses_outputs_that_collide_or_overwrite_inputs(tmp_path, tiny_ckpt):
+    from sftgan_lit.config import ConfigError
+
+    src = tmp_path / "in"
+    src.mkdir()
+    img = np.random.default_rng(0).integers(0, 255, (12, 16, 3), dtype=np.uint8)
+    Image.fromarray(img).save(src / "x.png")
+    Image.fromarray(img).save(src / "x.jpg")
+    with pytest.raises(ConfigError, match=r"x\.(png|jpg) and x\.(png|jpg) would both write x\.png"):
+        predict(_predict_cfg(tmp_path, tiny_ckpt, f"images={src}", "prior=uniform"))
+    (src / "x.jpg").unlink()
+    Image.fromarray(img).save(src / "x_prior.png")
+    with pytest.raises(ConfigError, match=r"would both write x_prior\.png"):
+        predict(_predict_cfg(tmp_path, tiny_ckpt, f"images={src}", "prior=uniform", "save_prior=true"))
+    for overwrite in ("false", "true"):  # out= the input folder: refused, the originals untouched
+        with pytest.raises(ConfigError, match="outputs would overwrite inputs"):
+            predict(
+                _predict_cfg(
+                    tmp_path, tiny_ckpt, f"images={src}", "prior=uniform", f"out={src}", f"overwrite={overwrite}"
+                )
+            )
+        assert np.array_equal(np.asarray(Image.open(src / "x.png")), img)
+    assert not (tmp_path / "out").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -122,9 +123,63 @@ def test_cli_exit_code_and_messages(tmp_path):
     ok = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert "2 written" in ok.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src", "store"]  # no log file left where it ran
+    # files get the permissions a plain write gives them (0666 less the umask), not mkstemp's 0600
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {oct(p.stat().st_mode & 0o777) for p in (tmp_path / "store").iterdir()} == {oct(0o666 & ~umask)}
     (images / "zz_bad.png").write_bytes(b"junk")
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(labels / "zz_bad.png")
     bad = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert bad.returncode == 1
     assert "FAILED zz_bad.png" in bad.stderr and "unreadable image" in bad.stderr
     assert "2 already done" in bad.stdout
+
+
+def _png16(arr: np.ndarray) -> bytes:
+    """A 48-bit RGB PNG (PIL cannot write one): IHDR bit depth 16, colour type 2, unfiltered rows."""
+    import struct
+    import zlib
+
+    h, w, _ = arr.shape
+    raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def test_true_16bit_rgb_is_refused_by_name(tmp_path):
+    path = tmp_path / "deep.png"
+    path.write_bytes(_png16((np.arange(8 * 8 * 3).reshape(8, 8, 3) * 700 + 3).astype(np.uint16)))
+    with pytest.raises(ImageError, match="deep.png: 16-bit RGB"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_exif_orientation_is_applied(tmp_path, suffix):
+    img = np.zeros((16, 24, 3), np.uint8)
+    img[:4, :4] = 255  # a white corner, top left as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display"
+    path = tmp_path / f"phone{suffix}"
+    Image.fromarray(img).save(path, exif=exif, **({"quality": 100} if suffix == ".jpg" else {}))
+    out = read_image(path)
+    assert out.shape == (24, 16, 3)  # shown upright: portrait
+    expected = np.rot90(img, -1)
+    assert np.abs(out.astype(int) - expected.astype(int)).mean() < 3
+
+
+def test_a_finished_store_names_a_source_edited_since(tmp_path):
+    images, labels = write_folder(tmp_path / "src", 3, 64, 64)
+    items = folder_items(images, labels)
+    assert prepare(items, tmp_path / "store", LabelPrior(), min_size=32, progress=False).ok
+    again = prepare(items, tmp_path / "store", LabelPrior(), min_size=32, progress=False)
+    assert again.ok and again.skipped_done == 3
+    edited = np.asarray(Image.open(images / "001.png")).copy()
+    edited[0, 0] ^= 255
+    Image.fromarray(edited).save(images / "001.png")
+    stale = prepare(items, tmp_path / "store", LabelPrior(), min_size=32, progress=False)
+    assert list(stale.failures) == ["001.png"] and "changed since it was prepared" in stale.failures["001.png"]

@@ -100,3 +100,17 @@ def test_torn_write_is_dropped_on_resume(tmp_path):
     np.testing.assert_array_equal(s.image(2), image)
     np.testing.assert_array_equal(s.image(1), data[1][1])
     assert json.loads((tmp_path / "s" / "complete.json").read_text())["entries"] == 3
+
+
+@pytest.mark.parametrize("name", ["header.json", "complete.json"])
+def test_corrupted_metadata_names_the_file(tmp_path, name):
+    from sftgan_lit.data.store import read_json
+
+    root = tmp_path / "store"
+    writer = StoreWriter(root, {"num_classes": 8})
+    writer.add("a.png", np.zeros((8, 8, 3), np.uint8), None, None, 0)
+    writer.finish()
+    writer.close()
+    (root / name).write_text('{"num_classes": 8, "ver')
+    with pytest.raises(StoreError, match=f"{name}: corrupted store metadata"):
+        Store(root) if name == "header.json" else read_json(root / name)

@@ -321,3 +321,20 @@ def test_param_groups_take_the_layers_the_generator_reports(conditioning):
             ema_decay=None,
             lpips_net=None,
         )
+
+
+def test_resume_refuses_a_checkpoint_that_carries_code(tmp_path):
+    """Resuming goes through the same weights_only load as every other checkpoint read: the payload never runs."""
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (marker.touch, ())
+
+    bad = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": Payload()}, bad)
+    with pytest.raises(pickle.UnpicklingError):
+        train(_cfg(tmp_path / "run", [f"+ckpt_path={bad}"]))
+    assert not marker.exists()

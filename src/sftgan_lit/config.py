@@ -54,6 +54,29 @@ class SFTSchema:
     final_cond: bool = True  # the conditioning layer before the trunk's last conv
 
 
+class ConfigError(ValueError):
+    """A configuration value outside what the key allows; the message is one line: the key, its value, the range."""
+
+
+def _require(ok: bool, key: str, value, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value}: must be {allowed}")
+
+
+def _integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive(key: str, value, optional: bool = False) -> None:
+    ok = (optional and value is None) or (_integer(value) and value >= 1)
+    _require(ok, key, value, "an integer >= 1" + (" or null" if optional else ""))
+
+
+def _non_negative(key: str, value, optional: bool = False) -> None:
+    ok = (optional and value is None) or (_integer(value) and value >= 0)
+    _require(ok, key, value, "an integer >= 0" + (" or null" if optional else ""))
+
+
 @dataclass
 class InferenceSchema:
     """Keys shared by ``predict.yaml`` and ``eval.yaml`` (see those files for what each does)."""
@@ -73,6 +96,16 @@ class InferenceSchema:
     device: str = "auto"
     max_pixels: int = 64_000_000
 
+    def check(self) -> None:
+        """Every numeric and choice key in range, or a ``ConfigError`` naming the key and what it allows."""
+        _positive("tile", self.tile, optional=True)
+        _positive("segment_max_pixels", self.segment_max_pixels, optional=True)
+        _positive("segment_tile", self.segment_tile)
+        _non_negative("segment_overlap", self.segment_overlap)
+        _positive("max_pixels", self.max_pixels)
+        _require(self.precision in ("fp32", "bf16", "fp16"), "precision", self.precision, "one of fp32, bf16, fp16")
+        _require(self.demo_split in ("train", "val", "test"), "demo_split", self.demo_split, "one of train, val, test")
+
 
 @dataclass
 class PredictSchema(InferenceSchema):
@@ -89,6 +122,12 @@ class PredictSchema(InferenceSchema):
     overwrite: bool = False
     progress: bool = True
 
+    def check(self) -> None:
+        super().check()
+        _require(self.input in ("hr", "lr"), "input", self.input, "hr or lr")
+        _non_negative("overlap", self.overlap, optional=True)
+        _positive("batch_size", self.batch_size)
+
 
 @dataclass
 class EvalSchema(InferenceSchema):
@@ -101,6 +140,11 @@ class EvalSchema(InferenceSchema):
     num_crops: int = 3
     crop_size: int = 192
 
+    def check(self) -> None:
+        super().check()
+        _non_negative("num_crops", self.num_crops)
+        _positive("crop_size", self.crop_size)
+
 
 GROUP_KEYS = ("prior", "data", "paths")  # config groups inside an inference config: instantiated, not copied
 
@@ -111,9 +155,10 @@ def options(cfg, schema: type[InferenceSchema]) -> InferenceSchema:
     from omegaconf import OmegaConf
 
     values = {f.name: cfg[f.name] for f in fields(schema) if f.name not in GROUP_KEYS}
-    return schema(
-        **{k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for k, v in values.items()}
-    )
+    plain = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for k, v in values.items()}
+    opts = schema(**plain)
+    opts.check()
+    return opts
 
 
 def register_configs() -> None:

@@ -155,7 +155,8 @@ def train_stage(cfg: DictConfig) -> tuple[dict[str, float], dict[str, object]]:
     container = OmegaConf.to_container(cfg, resolve=False)
     for logger in trainer.loggers:
         logger.log_hyperparams(container)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    # resuming reads the checkpoint as every other load does: tensors and plain containers only
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1})
     objects = {**models, "prior": prior, "datamodule": datamodule, "module": module, "trainer": trainer}
     if cfg.export and not cfg.trainer.get("fast_dev_run"):

@@ -24,7 +24,6 @@ and the training split may add ``background: {images: DIR}`` mixed in at ``bg_ra
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -40,7 +39,7 @@ from .gpu_augment import GpuAugment
 from .prepare import prepare
 from .readers import FileReader, StoreReader
 from .sources import SourceItem, items_from_spec
-from .store import Store, StoreError
+from .store import Store, StoreError, read_json
 from .transforms import make_lr
 
 log = logging.getLogger(__name__)
@@ -182,7 +181,7 @@ class SFTGANDataModule(L.LightningDataModule):
             store = Store(
                 self._store_dir(split, background), num_classes=self.prior.num_classes, verify=self.verify_store
             )
-            failures = json.loads((store.root / "complete.json").read_text()).get("failures", {})
+            failures = read_json(store.root / "complete.json").get("failures", {})
             if failures:
                 log.warning(
                     "%s: %d source files failed in sftgan-prepare and are missing: %s",

@@ -63,12 +63,21 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, mi
     """Read an image as RGB uint8 ``(H, W, 3)``, converting only where no information is lost.
 
     Raises ``ImageError`` for unreadable, truncated, too large (``max_pixels``), too small
-    (``min_size`` on the shorter side), transparent, CMYK or truly 16-bit images.
+    (``min_size`` on the shorter side), transparent, CMYK or truly 16-bit images (16-bit grey whose
+    values are multiples of 257 is 8-bit in disguise and is read). The EXIF orientation is applied, as
+    image viewers do, so a phone photo comes out the way it was shot.
     """
     path = Path(path)
     img = open_image(path, max_pixels)
     try:
+        if _is_rgb16(img):
+            # PIL would hand out the high byte of each 16-bit sample without a word
+            raise ImageError(
+                f"{path}: 16-bit RGB ({img.format}); sftgan_lit reads 8-bit images: convert it to 8-bit RGB "
+                "yourself (the tone mapping is your choice)"
+            )
         _decode(img, path)
+        img = _upright(img)
         w, h = img.size
         if min(w, h) < min_size:
             raise ImageError(f"{path}: {w}x{h} is too small (shorter side must be at least {min_size} px)")
@@ -105,6 +114,23 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, mi
         img.close()
 
 
+def _is_rgb16(img: Image.Image) -> bool:
+    """True for images whose samples are 16-bit colour that PIL decodes as 8-bit RGB (e.g. 48-bit PNGs)."""
+    raw = [t.args for t in img.tile if isinstance(t.args, str)] if img.tile else []
+    return img.mode in ("RGB", "RGBA") and any(";16" in r for r in raw)
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation says (a new image when it is turned)."""
+    from PIL import ImageOps
+
+    if img.getexif().get(0x0112, 1) == 1:
+        return img
+    turned = ImageOps.exif_transpose(img)
+    img.close()
+    return turned
+
+
 def read_label_map(path: str | os.PathLike, num_classes: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read a label map (8-bit grayscale or palette PNG of class indices) as uint8 ``(H, W)``.
 
@@ -114,6 +140,7 @@ def read_label_map(path: str | os.PathLike, num_classes: int, max_pixels: int = 
     img = open_image(path, max_pixels)
     try:
         _decode(img, path)
+        img = _upright(img)
         if img.mode not in ("L", "P"):
             raise ImageError(
                 f"{path}: label maps must be single-channel 8-bit PNGs of class indices (mode L or P), got {img.mode!r}"

@@ -99,6 +99,15 @@ def prepare(
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate image names in the input of {out}; every image needs a unique name")
     todo = [i for i in items if i.name not in done]
+    # An entry already in the store must still be its source: an edited image is named, not trained on stale.
+    recorded = {e.file: e.source_hash for e in writer.entries}
+    for item in items:
+        if item.name in done and recorded.get(item.name) and recorded[item.name] != _file_hash(item.image):
+            report.failures[item.name] = (
+                f"{item.image}: changed since it was prepared into {out} (its hash differs from the store's); "
+                f"delete {out} to prepare the store again"
+            )
+            log.error("%s", report.failures[item.name])
     remaining = len(todo)
     report.skipped_done = len(items) - remaining
     if report.skipped_done:

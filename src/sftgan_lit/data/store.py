@@ -85,6 +85,16 @@ class _Files:
     NAMES = {"image": "images.bin", "labels": "labels.bin", "probs": "probs.bin"}
 
 
+def read_json(path: Path) -> dict:
+    """A store's JSON metadata file, or a ``StoreError`` naming the file when it is not valid JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise StoreError(
+            f"{path}: corrupted store metadata ({err}); delete {path.parent} and prepare it again"
+        ) from err
+
+
 def _read_manifest(path: Path) -> tuple[list[StoreEntry], int]:
     """Committed entries, and the byte length of the manifest that holds them (a torn last line is not counted)."""
     entries: list[StoreEntry] = []
@@ -115,7 +125,7 @@ class StoreWriter:
         header = {"version": STORE_VERSION, **header}
         header_path = self.root / "header.json"
         if header_path.exists():
-            old = json.loads(header_path.read_text())
+            old = read_json(header_path)
             if old != json.loads(json.dumps(header)):
                 diff = sorted(k for k in set(old) | set(header) if old.get(k) != json.loads(json.dumps(header)).get(k))
                 raise StoreError(
@@ -225,7 +235,7 @@ class Store:
         self.root = Path(root)
         if not (self.root / "header.json").exists():
             raise StoreError(f"{self.root}: no prepared store here; run sftgan-prepare to make one")
-        self.header = json.loads((self.root / "header.json").read_text())
+        self.header = read_json(self.root / "header.json")
         if self.header.get("version") != STORE_VERSION:
             raise StoreError(
                 f"{self.root}: store format {self.header.get('version')}, this version reads {STORE_VERSION}; prepare it again"

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from ..categories import colorize
-from ..config import PredictSchema
+from ..config import ConfigError, PredictSchema
 from ..config import options as typed_options
 from ..data.io import write_png
 from ..models import SFTGenerator
@@ -43,6 +43,29 @@ class PredictReport:
         return not self.failures
 
 
+def output_paths(files: list[Path], out: Path, save_prior: bool) -> dict[Path, Path]:
+    """Each input's output ``<out>/<stem>.png``, checked before any work: no two inputs may map to one file
+    (``x.png`` and ``x.jpg``; ``x_prior.png`` and ``x``'s saved prior map) and no output may be an input."""
+    dst = {src: out / f"{src.stem}.png" for src in files}
+    claims: dict[Path, Path] = {}
+    for src, path in dst.items():
+        for target in (path, path.with_name(path.stem + "_prior.png")) if save_prior else (path,):
+            key = target.resolve()
+            if key in claims:
+                raise ConfigError(
+                    f"out={out}: {claims[key].name} and {src.name} would both write {target.name}; "
+                    "rename one of them or predict them into different folders"
+                )
+            claims[key] = src
+    inputs = {f.resolve() for f in files}
+    over = sorted(str(claims[k]) for k in claims if k in inputs)
+    if over:
+        raise ConfigError(
+            f"out={out}: outputs would overwrite inputs ({', '.join(over[:3])}); choose another out folder"
+        )
+    return dst
+
+
 def predict_files(
     generator: SFTGenerator,
     files: list[Path],
@@ -57,6 +80,7 @@ def predict_files(
     a size are run ``options.batch_size`` at a time."""
     report = PredictReport()
     start = time.perf_counter()
+    destinations = output_paths(files, out, options.save_prior)
     out.mkdir(parents=True, exist_ok=True)
     scale, tile = generator.scale, options.tile
     radius = receptive_field(generator)
@@ -94,7 +118,7 @@ def predict_files(
         pending.clear()
 
     for src in tqdm(files, desc="sftgan-predict", unit="img", disable=not options.progress):
-        dst = out / f"{src.stem}.png"
+        dst = destinations[src]
         if dst.exists() and not options.overwrite:
             report.exists.append(dst)
             log.warning("%s exists; skipped (overwrite=true replaces it)", dst)

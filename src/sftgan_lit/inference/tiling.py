@@ -162,6 +162,8 @@ def super_resolve_many(
     overlap = receptive_field(generator) if overlap is None else overlap
     halo = receptive_field(generator, within=generator.HR_branch) if hr_rows else None
     device = next(generator.parameters()).device
+    # the prior's argmax is only written where an image asked for it (a generator without prior needs none)
+    wants_labels = labels_out is not None and any(lab is not None for lab in labels_out)
     lrs, outs, groups = [], [], {}
     for n, (lr, prior) in enumerate(images):
         lr = lr[None] if lr.dim() == 3 else lr
@@ -188,7 +190,7 @@ def super_resolve_many(
             chunk = items[i : i + batch_size]
             x = torch.cat([lrs[n][:, :, a:b, c:d] for n, _, (a, b, c, d) in chunk]).to(device, torch.float32)
             priors = None
-            if needs_prior or labels_out is not None:
+            if needs_prior or wants_labels:
                 # One memory layout whatever the prior map's crop returns, so equal priors give bitwise-equal outputs.
                 priors = (
                     torch.cat([images[n][1].crop(*win) for n, _, win in chunk]).to(device, torch.float32).contiguous()
