@@ -236,3 +236,17 @@ def test_layout_fixture_matches_the_notes():
         note = json.loads((folder / f"{name}.json").read_text())
         assert entry["keys"] == note["keys"], f"{name}: rerun tests/fixtures/make_layout_fixture.py"
         assert entry["parameters"] == note.get("parameters"), name
+
+
+@pytest.mark.parametrize(
+    "content", [b"hello world, no checkpoint", b"\x80\x04K\x01.", b"PK\x03\x04 truncated zip", b"\x00" * 64]
+)
+def test_a_file_that_is_no_checkpoint_is_called_so(tmp_path, content):
+    """Not a 'holds Python objects' refusal, nor a bare KeyError: the file is named as no checkpoint."""
+    from sftgan_lit.state_dict import load_checkpoint_file
+
+    path = tmp_path / "model.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=r"model\.pth: not a (readable )?PyTorch checkpoint") as info:
+        load_checkpoint_file(path)
+    assert "arbitrary code" not in str(info.value)

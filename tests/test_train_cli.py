@@ -119,3 +119,45 @@ def test_tensorboard_and_csv_get_the_same_scalars_and_images(tmp_path):
     header = next((tmp_path / "run" / "csv").rglob("metrics.csv")).read_text().split("\n")[0].split(",")
     assert {"train/loss_g", "train/loss_d", "val/psnr_y", "val/ssim_y"} <= set(header)
     assert list((tmp_path / "run" / "csv").rglob("images/val_step*.png"))
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("data.batch_size=-1", "data.batch_size=-1: must be an integer >= 1"),
+        ("data.crop_size=7", "data.crop_size=7: must be a multiple of the scale 4"),
+        ("model.generator.num_features=abc", "generator num_features='abc': must be an integer >= 1"),
+        ("experiment=sftgan", "is required (it is ??? in the config): set "),
+        ("prior=ade_outdoor", "prior.weights"),
+    ],
+)
+def test_configuration_errors_exit_2_with_one_line(tmp_path, override, expected):
+    tiny = [] if override.startswith("experiment=") else [*TINY, *TINY_TRAIN]  # the OST layout has no demo keys
+    cmd = [sys.executable, str(ROOT / "train.py"), *tiny, override]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr[-3000:]
+    lines = [line for line in out.stderr.splitlines() if line.startswith("sftgan-train:")]
+    assert len(lines) == 1 and expected in lines[0], out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+
+
+def test_prepare_configuration_error_exits_2_with_one_line(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.zeros((96, 96, 3), np.uint8)).save(tmp_path / "images" / "a.png")
+    code = "from sftgan_lit.cli import prepare_main; prepare_main()"
+    cmd = [
+        sys.executable,
+        "-c",
+        code,
+        "prior=ade_outdoor",
+        f"input.images={tmp_path / 'images'}",
+        f"out={tmp_path / 'store'}",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert (
+        "Traceback" not in out.stderr and "sftgan-prepare: prior=ade_outdoor needs the segmenter weights" in out.stderr
+    )

@@ -325,7 +325,7 @@ def test_param_groups_take_the_layers_the_generator_reports(conditioning):
 
 def test_resume_refuses_a_checkpoint_that_carries_code(tmp_path):
     """Resuming goes through the same weights_only load as every other checkpoint read: the payload never runs."""
-    import pickle
+    from sftgan_lit.state_dict import CheckpointError
 
     marker = tmp_path / "ran"
 
@@ -335,6 +335,18 @@ def test_resume_refuses_a_checkpoint_that_carries_code(tmp_path):
 
     bad = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "payload": Payload()}, bad)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointError, match="evil.ckpt: refused to load"):
         train(_cfg(tmp_path / "run", [f"+ckpt_path={bad}"]))
     assert not marker.exists()
+
+
+def test_resume_with_another_model_config_says_which_network_differs(tmp_path):
+    common = ["trainer.limit_train_batches=1.0", "data.epoch_length=4", "data.num_workers=0"]
+    train(_cfg(tmp_path / "a", [*common, "trainer.max_steps=2"]))
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    cfg = _cfg(
+        tmp_path / "b", [*common, "trainer.max_steps=4", "model.generator.num_features=12", f"+ckpt_path={last}"]
+    )
+    with pytest.raises(ValueError, match=r"other networks: generator: \d+ mis-shaped.*conv0\.weight") as info:
+        train(cfg)
+    assert "discriminator" not in str(info.value) and "\n" not in str(info.value)

@@ -29,17 +29,38 @@ def _hydra_main(prog: str, config_name: str):
     return hydra.main(version_base="1.3", config_path=str(folder), config_name=config_name)
 
 
-def _setup_errors_exit(prog: str, fn, cfg):
-    """Run ``fn(cfg)``; a configuration or input error (all ours are ValueErrors, or a missing file) exits 2
-    with its message instead of a traceback. ``HYDRA_FULL_ERROR=1`` keeps the traceback."""
+def configuration_error(err: BaseException) -> str | None:
+    """The one-line message of a configuration error, or None for any other exception.
+
+    Ours are ``ValueError`` (with ``ConfigError``, ``CheckpointError``, ``PriorError``, ``ImageError``) or a
+    missing file; a key left ``???`` is omegaconf's ``MissingMandatoryValue``; Hydra's ``instantiate``
+    wraps a constructor's error, whose cause is the message to show.
+    """
+    from hydra.errors import InstantiationException
+    from omegaconf.errors import MissingMandatoryValue
+
+    while isinstance(err, InstantiationException) and err.__cause__ is not None:
+        err = err.__cause__
+    if isinstance(err, MissingMandatoryValue):
+        key = getattr(err, "full_key", None) or str(err).split("full_key:")[-1].split()[0]
+        return f"{key} is required (it is ??? in the config): set {key}=..."
+    if isinstance(err, ValueError | FileNotFoundError):
+        return "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    return None
+
+
+def _setup_errors_exit(prog: str, fn, *args):
+    """Run ``fn(*args)``; a configuration error (``configuration_error``) exits 2 with one line instead of a
+    traceback. ``HYDRA_FULL_ERROR=1`` keeps the traceback."""
     import os
 
     try:
-        return fn(cfg)
-    except (ValueError, FileNotFoundError) as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return fn(*args)
+    except Exception as err:
+        message = configuration_error(err)
+        if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"{prog}: {err}", file=sys.stderr)
+        print(f"{prog}: {message}", file=sys.stderr)
         sys.exit(2)
 
 
@@ -51,7 +72,7 @@ def train_main() -> None:
 
     @_hydra_main("sftgan-train", "train")
     def _main(cfg: DictConfig) -> float | None:
-        metrics, objects = train(cfg)
+        metrics, objects = _setup_errors_exit("sftgan-train", train, cfg)
         report_hook(cfg, metrics, objects)
         # the return value is what Hydra sweepers (Optuna) optimise
         key = cfg.get("optimized_metric")
@@ -114,7 +135,7 @@ def prepare_main() -> None:
 
     @_hydra_main("sftgan-prepare", "prepare")
     def _main(cfg) -> None:
-        code = prepare_from_config(cfg)
+        code = _setup_errors_exit("sftgan-prepare", prepare_from_config, cfg)
         if code:
             sys.exit(code)
 

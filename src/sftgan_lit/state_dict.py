@@ -33,13 +33,16 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if "global" not in str(err).lower():  # it names no class or function to run: the bytes are no checkpoint
+            raise CheckpointError(f"{path}: not a PyTorch checkpoint (torch.load cannot read its bytes)") from err
         raise CheckpointError(
             f"{path}: refused to load. It holds Python objects other than tensors and plain containers, which "
             f"weights_only loading does not execute (a checkpoint can run arbitrary code otherwise). Re-save it "
             f"as a plain state dict (torch.save(model.state_dict(), ...)) from a source you trust. Detail: {err}"
         ) from err
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, IndexError, AttributeError) as err:
+        # torch.load on bytes that are no checkpoint raises many kinds of errors; all mean the same here
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a dict of tensors, got {type(obj).__name__}")
     return dict(obj)

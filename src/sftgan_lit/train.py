@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .models import LIGHTNING_GENERATOR_PREFIXES, init_from_srgan
-from .state_dict import load_state_dict_file, load_strict
+from .state_dict import load_checkpoint_file, load_state_dict_file, load_strict, unwrap_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,8 @@ def train_stage(cfg: DictConfig) -> tuple[dict[str, float], dict[str, object]]:
     container = OmegaConf.to_container(cfg, resolve=False)
     for logger in trainer.loggers:
         logger.log_hyperparams(container)
+    if cfg.get("ckpt_path"):
+        check_resume(module, cfg.ckpt_path)
     # resuming reads the checkpoint as every other load does: tensors and plain containers only
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1})
@@ -168,6 +170,29 @@ def train_stage(cfg: DictConfig) -> tuple[dict[str, float], dict[str, object]]:
         trainer.strategy.barrier("export")  # a later stage on any rank starts from this file
         objects["export"] = path
     return metrics, objects
+
+
+def check_resume(module: L.LightningModule, path: str) -> None:
+    """Fail in one line, before Lightning's key dump, when checkpoint ``path`` was written by a run whose
+    networks differ from this run's: which network, how many keys, an example, and where the right config is."""
+    sd = unwrap_state_dict(load_checkpoint_file(path), source=str(path))
+    own = module.state_dict()
+    problems = []
+    for net in sorted({k.split(".", 1)[0] for k in own} | {k.split(".", 1)[0] for k in sd}):
+        mine = {k: tuple(v.shape) for k, v in own.items() if k.split(".", 1)[0] == net}
+        theirs = {k: tuple(v.shape) for k, v in sd.items() if k.split(".", 1)[0] == net}
+        shaped = [f"{k} {theirs[k]} vs {mine[k]}" for k in mine if k in theirs and theirs[k] != mine[k]]
+        missing, extra = sorted(set(mine) - set(theirs)), sorted(set(theirs) - set(mine))
+        if shaped or missing or extra:
+            example = (shaped or [f"{k} missing" for k in missing] or [f"{k} unexpected" for k in extra])[0]
+            problems.append(
+                f"{net}: {len(shaped)} mis-shaped, {len(missing)} missing, {len(extra)} unexpected keys (e.g. {example})"
+            )
+    if problems:
+        raise ValueError(
+            f"ckpt_path={path} was written by a run with other networks: {'; '.join(problems)}; resume with that "
+            "run's config (its .hydra/config.yaml / overrides.yaml)"
+        )
 
 
 def _upload_artifact(trainer: L.Trainer, path: Path) -> None:

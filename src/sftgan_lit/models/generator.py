@@ -59,6 +59,26 @@ class GeneratorConfig:
     weight_init_scale: float | None = None
     extra: dict = field(default_factory=dict)  # room for future options without breaking old exports
 
+    def check(self) -> None:
+        """Sizes are integers >= 1 (``num_classes`` >= 0: an SRResNet has none); a ``ValueError`` names the field."""
+        sizes = (
+            "in_channels",
+            "out_channels",
+            "num_features",
+            "num_blocks",
+            "scale",
+            "cond_channels",
+            "cond_hidden_channels",
+            "sft_hidden_channels",
+        )
+        for name in (*sizes, "num_classes"):
+            value, low = getattr(self, name), 0 if name == "num_classes" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"generator {name}={value!r}: must be an integer >= {low} (model.generator.{name})")
+        for name in ("sft_negative_slope", "cond_negative_slope"):
+            if not isinstance(getattr(self, name), int | float):
+                raise ValueError(f"generator {name}={getattr(self, name)!r}: must be a number (model.generator.{name})")
+
 
 class ResBlockSFT(nn.Module):
     """Residual block ``x + conv1(cond1(act(conv0(cond0(x)))))``; shapes (N, C, h, w) -> (N, C, h, w).
@@ -126,6 +146,7 @@ class SFTGenerator(nn.Module):
     def __init__(self, **kwargs) -> None:
         super().__init__()
         cfg = GeneratorConfig(**kwargs)
+        cfg.check()
         # a plain string (Hydra's structured configs pass the enum member): the config is saved in exports
         cfg.conditioning = choice(Conditioning, cfg.conditioning, "conditioning")
         n_cond = cfg.num_blocks if cfg.num_cond_blocks is None else cfg.num_cond_blocks
