@@ -499,3 +499,19 @@ def test_predict_refuses_outputs_that_collide_or_overwrite_inputs(tmp_path, tiny
             )
         assert np.array_equal(np.asarray(Image.open(src / "x.png")), img)
     assert not (tmp_path / "out").exists()
+
+
+def test_latest_is_the_newest_train_run_export(tmp_path, monkeypatch):
+    """checkpoint=latest: the newest generator.pth of a train.py run (beside .hydra/), not an experiment driver's."""
+    import os
+
+    from sftgan_lit.inference import resolve_checkpoint
+
+    run = tmp_path / "outputs" / "2026-01-01" / "10-00-00"
+    (run / ".hydra").mkdir(parents=True)
+    export_generator(tiny_generator(), run / "generator.pth")
+    driver = tmp_path / "outputs" / "pipeline" / "none"
+    export_generator(tiny_generator(), driver / "generator.pth")
+    os.utime(run / "generator.pth", (1, 1))  # the driver's file is newer
+    monkeypatch.chdir(tmp_path)
+    assert resolve_checkpoint("latest") == Path("outputs/2026-01-01/10-00-00/generator.pth")

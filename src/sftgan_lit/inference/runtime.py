@@ -26,13 +26,21 @@ def pick_device(spec: str) -> torch.device:
 
 
 def resolve_checkpoint(spec: str | None, search_roots=("outputs", "multirun")) -> Path:
-    """``checkpoint``: a path, or ``latest``: the newest ``generator.pth`` exported by ``train.py`` under ``outputs/``."""
+    """``checkpoint``: a path, or ``latest``: the newest ``generator.pth`` exported by a ``train.py`` run (a folder
+    with Hydra's ``.hydra/``) under ``outputs/`` or ``multirun/``."""
     if not spec:
         raise FileNotFoundError(
             "checkpoint is not set: give checkpoint=/path/to/generator.pth (or a Lightning .ckpt, or SFTGAN_noBN_OST_bg.pth)"
         )
     if spec == "latest":
-        found = [p for root in search_roots for name in EXPORT_NAMES for p in Path(root).glob(f"**/{name}")]
+        # train.py's runs only (their folder holds Hydra's .hydra/): not make ablation / make pipeline exports
+        found = [
+            p
+            for root in search_roots
+            for name in EXPORT_NAMES
+            for p in Path(root).glob(f"**/{name}")
+            if (p.parent / ".hydra").is_dir()
+        ]
         if not found:
             raise FileNotFoundError(
                 f"checkpoint=latest: no generator.pth under {', '.join(search_roots)}/ in {Path.cwd()}; run python train.py "
