@@ -126,7 +126,7 @@ def test_tensorboard_and_csv_get_the_same_scalars_and_images(tmp_path):
     [
         ("data.batch_size=-1", "data.batch_size=-1: must be an integer >= 1"),
         ("data.crop_size=7", "data.crop_size=7: must be a multiple of the scale 4"),
-        ("model.generator.num_features=abc", "generator num_features='abc': must be an integer >= 1"),
+        ("model.generator.num_features=abc", "model.generator.num_features=abc: must be an integer >= 1"),
         ("experiment=sftgan", "is required (it is ??? in the config): set "),
         ("prior=ade_outdoor", "prior.weights"),
     ],

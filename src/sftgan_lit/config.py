@@ -58,23 +58,21 @@ class ConfigError(ValueError):
     """A configuration value outside what the key allows; the message is one line: the key, its value, the range."""
 
 
-def _require(ok: bool, key: str, value, allowed: str) -> None:
+def require(ok: bool, key: str, value, allowed: str) -> None:
+    """A ``ConfigError`` ``"<key>=<value>: must be <allowed>"`` unless ``ok``: the one form every range check uses."""
     if not ok:
         raise ConfigError(f"{key}={value}: must be {allowed}")
 
 
-def _integer(value) -> bool:
+def is_int(value) -> bool:
+    """An integer (not a bool, which Python counts as one)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _positive(key: str, value, optional: bool = False) -> None:
-    ok = (optional and value is None) or (_integer(value) and value >= 1)
-    _require(ok, key, value, "an integer >= 1" + (" or null" if optional else ""))
-
-
-def _non_negative(key: str, value, optional: bool = False) -> None:
-    ok = (optional and value is None) or (_integer(value) and value >= 0)
-    _require(ok, key, value, "an integer >= 0" + (" or null" if optional else ""))
+def require_int(key: str, value, low: int, optional: bool = False) -> None:
+    """``value`` an integer >= ``low`` (or None when ``optional``), else a ``ConfigError`` naming ``key``."""
+    ok = (optional and value is None) or (is_int(value) and value >= low)
+    require(ok, key, value, f"an integer >= {low}" + (" or null" if optional else ""))
 
 
 @dataclass
@@ -98,13 +96,13 @@ class InferenceSchema:
 
     def check(self) -> None:
         """Every numeric and choice key in range, or a ``ConfigError`` naming the key and what it allows."""
-        _positive("tile", self.tile, optional=True)
-        _positive("segment_max_pixels", self.segment_max_pixels, optional=True)
-        _positive("segment_tile", self.segment_tile)
-        _non_negative("segment_overlap", self.segment_overlap)
-        _positive("max_pixels", self.max_pixels)
-        _require(self.precision in ("fp32", "bf16", "fp16"), "precision", self.precision, "one of fp32, bf16, fp16")
-        _require(self.demo_split in ("train", "val", "test"), "demo_split", self.demo_split, "one of train, val, test")
+        require_int("tile", self.tile, 1, optional=True)
+        require_int("segment_max_pixels", self.segment_max_pixels, 1, optional=True)
+        require_int("segment_tile", self.segment_tile, 1)
+        require_int("segment_overlap", self.segment_overlap, 0)
+        require_int("max_pixels", self.max_pixels, 1)
+        require(self.precision in ("fp32", "bf16", "fp16"), "precision", self.precision, "one of fp32, bf16, fp16")
+        require(self.demo_split in ("train", "val", "test"), "demo_split", self.demo_split, "one of train, val, test")
 
 
 @dataclass
@@ -124,9 +122,9 @@ class PredictSchema(InferenceSchema):
 
     def check(self) -> None:
         super().check()
-        _require(self.input in ("hr", "lr"), "input", self.input, "hr or lr")
-        _non_negative("overlap", self.overlap, optional=True)
-        _positive("batch_size", self.batch_size)
+        require(self.input in ("hr", "lr"), "input", self.input, "hr or lr")
+        require_int("overlap", self.overlap, 0, optional=True)
+        require_int("batch_size", self.batch_size, 1)
 
 
 @dataclass
@@ -142,8 +140,8 @@ class EvalSchema(InferenceSchema):
 
     def check(self) -> None:
         super().check()
-        _non_negative("num_crops", self.num_crops)
-        _positive("crop_size", self.crop_size)
+        require_int("num_crops", self.num_crops, 0)
+        require_int("crop_size", self.crop_size, 1)
 
 
 GROUP_KEYS = ("prior", "data", "paths")  # config groups inside an inference config: instantiated, not copied

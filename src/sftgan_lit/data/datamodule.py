@@ -32,6 +32,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..config import is_int, require, require_int
 from ..priors import Prior
 from .dataset import ORIGINAL_SCALES, PairedDataset, TripletDataset
 from .demo import DemoConfig, default_cache_dir, generate_demo
@@ -63,39 +64,18 @@ def collate(samples: Sequence[dict]) -> dict:
 def _check_numbers(
     scale, crop_size, val_crop_size, batch_size, val_batch_size, num_workers, epoch_length, bg_ratio, scales
 ):
-    """The numeric ``data.*`` options in range, or a ``ValueError`` naming the key and what it allows."""
-
-    def require(ok: bool, key: str, value, allowed: str) -> None:
-        if not ok:
-            raise ValueError(f"data.{key}={value}: must be {allowed}")
-
-    def integer(v) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    require(integer(scale) and scale >= 1, "scale", scale, "an integer >= 1")
+    """The numeric ``data.*`` options in range, or a ``ConfigError`` naming the key and what it allows."""
+    require_int("data.scale", scale, 1)
     for key, value, optional in (("crop_size", crop_size, False), ("val_crop_size", val_crop_size, True)):
-        require(
-            (optional and value is None) or (integer(value) and value >= scale and value % scale == 0),
-            key,
-            value,
-            f"a multiple of the scale {scale}" + (" or null (whole images)" if optional else ""),
-        )
-    for key, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size)):
-        require(integer(value) and value >= 1, key, value, "an integer >= 1")
-    require(integer(num_workers) and num_workers >= 0, "num_workers", num_workers, "an integer >= 0")
-    require(
-        epoch_length is None or (integer(epoch_length) and epoch_length >= 1),
-        "epoch_length",
-        epoch_length,
-        "an integer >= 1 or null",
-    )
-    require(isinstance(bg_ratio, int | float) and 0 <= bg_ratio < 1, "bg_ratio", bg_ratio, "in [0, 1)")
-    require(
-        len(scales) > 0 and all(isinstance(v, int | float) and 0 < v <= 1 for v in scales),
-        "scales",
-        list(scales),
-        "a non-empty list of numbers in (0, 1]",
-    )
+        ok = (optional and value is None) or (is_int(value) and value >= scale and value % scale == 0)
+        require(ok, f"data.{key}", value, f"a multiple of the scale {scale}" + (" or null (whole images)" * optional))
+    require_int("data.batch_size", batch_size, 1)
+    require_int("data.val_batch_size", val_batch_size, 1)
+    require_int("data.num_workers", num_workers, 0)
+    require_int("data.epoch_length", epoch_length, 1, optional=True)
+    require(isinstance(bg_ratio, int | float) and 0 <= bg_ratio < 1, "data.bg_ratio", bg_ratio, "in [0, 1)")
+    ok = len(scales) > 0 and all(isinstance(v, int | float) and 0 < v <= 1 for v in scales)
+    require(ok, "data.scales", list(scales), "a non-empty list of numbers in (0, 1]")
 
 
 class SFTGANDataModule(L.LightningDataModule):

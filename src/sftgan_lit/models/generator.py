@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..choices import Conditioning, choice
+from ..config import require, require_int
 from .concat import ConcatLayer
 from .condition import ConditionNet
 from .init import scaled_kaiming_
@@ -60,7 +61,7 @@ class GeneratorConfig:
     extra: dict = field(default_factory=dict)  # room for future options without breaking old exports
 
     def check(self) -> None:
-        """Sizes are integers >= 1 (``num_classes`` >= 0: an SRResNet has none); a ``ValueError`` names the field."""
+        """Sizes are integers >= 1 (``num_classes`` >= 0: an SRResNet has none); a ``ConfigError`` names the key."""
         sizes = (
             "in_channels",
             "out_channels",
@@ -72,12 +73,10 @@ class GeneratorConfig:
             "sft_hidden_channels",
         )
         for name in (*sizes, "num_classes"):
-            value, low = getattr(self, name), 0 if name == "num_classes" else 1
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"generator {name}={value!r}: must be an integer >= {low} (model.generator.{name})")
+            require_int(f"model.generator.{name}", getattr(self, name), 0 if name == "num_classes" else 1)
         for name in ("sft_negative_slope", "cond_negative_slope"):
-            if not isinstance(getattr(self, name), int | float):
-                raise ValueError(f"generator {name}={getattr(self, name)!r}: must be a number (model.generator.{name})")
+            value = getattr(self, name)
+            require(isinstance(value, int | float), f"model.generator.{name}", value, "a number")
 
 
 class ResBlockSFT(nn.Module):
