@@ -109,9 +109,12 @@ def write_report(
         hr8, labels = hr8[:h, :w], labels[:h, :w]
         hr = to_float_chw(hr8)[None]
         pm, _ = prior.image_map(lr, scale, labels=labels)
-        feeds = {"stage 1": ("stage 1", pm), "stage 2": ("stage 2", pm),
-                 "stage 2, uniform prior": ("stage 2", UniformPriorMap(len(names), tuple(lr.shape[-2:]), scale)),
-                 "stage 2, swapped prior": ("stage 2", swap_edit.apply(pm))}  # fmt: skip
+        feeds = {
+            "stage 1": ("stage 1", pm),
+            "stage 2": ("stage 2", pm),
+            "stage 2, uniform prior": ("stage 2", UniformPriorMap(len(names), tuple(lr.shape[-2:]), scale)),
+            "stage 2, swapped prior": ("stage 2", swap_edit.apply(pm)),
+        }
         outs = {"bicubic": imresize(lr, scale).clamp(0, 1)}
         for v, (g, p) in feeds.items():
             sr = super_resolve(gens[g], lr, p, tile=None, as_float=True)
@@ -146,9 +149,19 @@ def write_report(
     # textured: the classes whose HR has high-frequency content to recover (not sky or calm water)
     textured = [c for c in present if texture["HR"][c] >= textured_min]
     targets = _targets(rows, texture, textured, swap)
-    report = {"split": split, "images": len(images), "swap": list(swap), "sigma": sigma, "erode_px": erode_px, "textured_min": textured_min,
-              "metrics": rows, "texture": texture, "textured_classes": textured, "targets": targets,
-              "exports": {k: str(v) for k, v in exports.items()}}  # fmt: skip
+    report = {
+        "split": split,
+        "images": len(images),
+        "swap": list(swap),
+        "sigma": sigma,
+        "erode_px": erode_px,
+        "textured_min": textured_min,
+        "metrics": rows,
+        "texture": texture,
+        "textured_classes": textured,
+        "targets": targets,
+        "exports": {k: str(v) for k, v in exports.items()},
+    }
     out = Path(cfg.paths.output_dir)
     md = _markdown(report, present)
     atomic_write_bytes(out / "report.md", md.encode())
@@ -173,13 +186,22 @@ def _targets(rows: dict, texture: dict, textured: list[str], swap: tuple[str, st
     }
     return [
         {"target": "stage 1 beats bicubic by >= 0.5 dB PSNR-Y", "value": f"{gain:+.2f} dB", "met": bool(gain >= 0.5)},
-        {"target": "stage 2's texture statistic is closer to HR's than stage 1's, textured classes",
-         "value": ", ".join(f"{c} {'yes' if ok else 'no'}" for c, ok in closer.items()), "met": bool(all(closer.values()))},
-        {"target": "true prior beats uniform prior by >= 1 dB PSNR-Y on the LR-ambiguous classes",
-         "value": f"{prior_gain:+.2f} dB", "met": bool(prior_gain >= 1.0)},
-        {"target": f"swapping {a} and {b} moves each region's texture statistic toward the other class",
-         "value": ", ".join(f"{c} {'yes' if ok else 'no'}" for c, ok in moves.items()), "met": bool(all(moves.values()))},
-    ]  # fmt: skip
+        {
+            "target": "stage 2's texture statistic is closer to HR's than stage 1's, textured classes",
+            "value": ", ".join(f"{c} {'yes' if ok else 'no'}" for c, ok in closer.items()),
+            "met": bool(all(closer.values())),
+        },
+        {
+            "target": "true prior beats uniform prior by >= 1 dB PSNR-Y on the LR-ambiguous classes",
+            "value": f"{prior_gain:+.2f} dB",
+            "met": bool(prior_gain >= 1.0),
+        },
+        {
+            "target": f"swapping {a} and {b} moves each region's texture statistic toward the other class",
+            "value": ", ".join(f"{c} {'yes' if ok else 'no'}" for c, ok in moves.items()),
+            "met": bool(all(moves.values())),
+        },
+    ]
 
 
 def _markdown(report: dict, present: list[str]) -> str:
