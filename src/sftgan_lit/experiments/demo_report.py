@@ -33,18 +33,14 @@ from ..data.transforms import lr_from_image, to_float_chw
 from ..files import atomic_write_bytes
 from ..imresize import imresize
 from ..inference import super_resolve
-from ..metrics import psnr_y, rgb_to_y, ssim_y
+from ..metrics import psnr_y, ssim_y
 from ..models import load_generator
 from ..priors import PriorEdits, UniformPriorMap
+from .prior_ablation import luma_8bit
 
 log = logging.getLogger(__name__)
 
 VARIANTS = ("bicubic", "stage 1", "stage 2", "stage 2, uniform prior", "stage 2, swapped prior")
-
-
-def _y8(img: torch.Tensor) -> np.ndarray:
-    """RGB (1, 3, H, W) in [0, 1] -> Y of the 8-bit image (H, W) float64, 0-255 scale (the metrics' convention)."""
-    return rgb_to_y((img.clamp(0, 1) * 255).round() / 255)[0, 0].numpy()
 
 
 def high_frequency(y: np.ndarray, sigma: float) -> np.ndarray:
@@ -119,7 +115,7 @@ def write_report(
         for v, (g, p) in feeds.items():
             sr = super_resolve(gens[g], lr, p, tile=None, as_float=True)
             outs[v] = torch.from_numpy(sr).permute(2, 0, 1)[None].clamp(0, 1)
-        y_hr = _y8(hr)
+        y_hr = luma_8bit(hr)[0].numpy()
         masks = {c: erode(labels == c, erode_px) for c in range(len(names))}
         amb = np.zeros_like(labels, dtype=bool)
         for c in ambiguous:
@@ -128,7 +124,7 @@ def write_report(
         for v, img in outs.items():
             sums[v]["psnr_y"].append(float(psnr_y(img, hr, scale)))
             sums[v]["ssim_y"].append(float(ssim_y(img, hr, scale)))
-            y = _y8(img)
+            y = luma_8bit(img)[0].numpy()
             hf[v] = high_frequency(y, sigma)
             sq_err[v][0] += float(((y - y_hr) ** 2)[amb].sum())
             sq_err[v][1] += int(amb.sum())

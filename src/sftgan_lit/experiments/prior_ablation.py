@@ -74,7 +74,8 @@ def compose_cfg(overrides: Sequence[str]):
     return compose_config("train", ["experiment=prior_ablation", *overrides])
 
 
-def _y8(img: torch.Tensor) -> torch.Tensor:
+def luma_8bit(img: torch.Tensor) -> torch.Tensor:
+    """RGB (N, 3, H, W) in [0, 1] -> Y of the 8-bit image (N, H, W), float64, 0-255 scale (the metrics' convention)."""
     return rgb_to_y((img.clamp(0, 1) * 255).round() / 255)[:, 0]  # (N, H, W) float64, 0-255 scale
 
 
@@ -97,7 +98,7 @@ def evaluate(generator: torch.nn.Module, datamodule) -> dict:
     for batch in datamodule.test_dataloader():
         batch = datamodule.on_after_batch_transfer(batch, 0)
         sr = generator(batch["lr"], batch["prior"]).float()
-        err = (_y8(sr) - _y8(batch["hr"])) ** 2
+        err = (luma_8bit(sr) - luma_8bit(batch["hr"])) ** 2
         masks = region_masks(batch["labels"], len(AMBIGUOUS_CLASSES))
         for c in range(len(AMBIGUOUS_CLASSES)):
             sq[c] += err[masks[:, c]].sum()
