@@ -107,6 +107,47 @@ def test_config_typos_fail_at_composition(override, error, match):
         _compose([override])
 
 
+@pytest.mark.parametrize(
+    "prog,config,override,expected",
+    [
+        (
+            "sftgan-predict",
+            "predict",
+            "tile=abc",
+            "tile=abc; Value 'abc' of type 'str' could not be converted to Integer",
+        ),
+        ("sftgan-predict", "predict", "tiel=3", "Key 'tiel' not in 'PredictSchema'"),
+        ("sftgan-predict", "predict", "prior=foo", "Could not find 'prior/foo'; Available options in 'prior': "),
+        ("sftgan-predict", "predict", "batch_size=[1", "no viable alternative at input '[1'"),
+        ("sftgan-eval", "eval", "num_crops=x", "num_crops=x; Value 'x'"),
+        ("sftgan-eval", "eval", "lpips_net=[a", "no viable alternative"),
+        ("sftgan-train", "train", "trainer.max_steps=x", "trainer.max_steps=x; Value 'x'"),
+        ("sftgan-train", "train", "loss.w_gan=abc", "loss.w_gan=abc"),
+        ("sftgan-train", "train", "data=foo", "Could not find 'data/foo'"),
+        ("sftgan-prepare", "prepare", "prior=bar", "Could not find 'prior/bar'"),
+    ],
+)
+def test_overrides_that_do_not_compose_exit_2_with_one_line(capsys, prog, config, override, expected):
+    """Hydra itself prints a block and exits 1; the CLIs check composition first."""
+    from sftgan_lit.cli import composition_check
+
+    with pytest.raises(SystemExit) as exit_info:
+        composition_check(prog, config, [override])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: ") and expected in lines[0], lines
+    assert "Config search path" not in lines[0]
+
+
+def test_composition_check_leaves_valid_and_hydra_option_command_lines_to_hydra(capsys):
+    from sftgan_lit.cli import composition_check
+
+    composition_check("sftgan-predict", "predict", ["tile=128", "prior=uniform"])  # composes: returns
+    composition_check("sftgan-train", "train", ["-m", "loss.w_gan=1e-3,abc"])  # a sweep: Hydra's business
+    composition_check("sftgan-train", "train", ["hydra.searchpath=[file:///nowhere]", "experiment=mine"])
+    assert capsys.readouterr().err == ""
+
+
 def test_tensorboard_and_csv_get_the_same_scalars_and_images(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -129,6 +170,12 @@ def test_tensorboard_and_csv_get_the_same_scalars_and_images(tmp_path):
         ("model.generator.num_features=abc", "model.generator.num_features=abc: must be an integer >= 1"),
         ("experiment=sftgan", "is required (it is ??? in the config): set "),
         ("prior=ade_outdoor", "prior.weights"),
+        ("trainer.max_steps=x", "trainer.max_steps=x; Value 'x' of type 'str' could not be converted to Integer"),
+        ("trainer.max_steps=-5", "trainer.max_steps=-5: must be an integer >= -1"),
+        ("trainer.devices=0", "trainer.devices=0: must be a count >= 1"),
+        ("trainer.limit_val_batches=1.5", "trainer.limit_val_batches=1.5: must be a number of batches"),
+        ("trainer.val_check_interval=0", "trainer.val_check_interval=0: must be null, a number of steps"),
+        ("trainer.devices=[0,1]", "trainer: `devices` selected with `CPUAccelerator` should be an int > 0"),
     ],
 )
 def test_configuration_errors_exit_2_with_one_line(tmp_path, override, expected):

@@ -16,7 +16,8 @@ from pathlib import Path
 
 
 def _hydra_main(prog: str, config_name: str):
-    """``hydra.main`` on the package's configs, with the schemas registered."""
+    """``hydra.main`` on the package's configs, with the schemas registered; a command line that does not
+    compose (a typo in a key, ``tile=abc``, an unknown group option) exits 2 with one line first."""
     import hydra
 
     from .config import conf_dir, register_configs
@@ -26,7 +27,46 @@ def _hydra_main(prog: str, config_name: str):
         folder = conf_dir()
     except FileNotFoundError as err:
         sys.exit(f"{prog}: {err}")
+    composition_check(prog, config_name, sys.argv[1:])
     return hydra.main(version_base="1.3", config_path=str(folder), config_name=config_name)
+
+
+def composition_error(err: BaseException) -> str:
+    """One line from Hydra's composition error and the omegaconf error under it (the key, the value, why)."""
+    parts: list[str] = []
+    while err is not None:
+        text = str(err).split("Config search path:")[0]  # Hydra's search path dump: not the user's mistake
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        lines = [ln for ln in lines if not ln.startswith(("full_key:", "object_type=", "reference_type="))]
+        for line in lines:
+            if parts and parts[-1].endswith(":"):  # "Available options in 'prior':" then one option per line
+                parts[-1] += " " + line
+            elif parts and parts[-1].startswith("Available options") and not line.endswith(":"):
+                parts[-1] += ", " + line
+            elif line not in parts:
+                parts.append(line)
+        err = err.__cause__
+    return "; ".join(parts)
+
+
+def composition_check(prog: str, config_name: str, argv: list[str]) -> None:
+    """Compose ``config_name`` with the command line's overrides before Hydra runs, so that an override which
+    does not fit the typed schema exits 2 with one line (Hydra itself prints a block and exits 1).
+
+    Command lines with Hydra's own options (``-m``, ``--config-dir``, ``hydra.*``) are left to Hydra: they
+    can change the search path or sweep, which a plain compose does not see."""
+    if any(arg.startswith("-") or arg.lstrip("+~").startswith("hydra.") for arg in argv):
+        return
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .config import compose_config
+
+    try:
+        compose_config(config_name, argv)
+    except (HydraException, OmegaConfBaseException) as err:
+        print(f"{prog}: {composition_error(err)}", file=sys.stderr)
+        sys.exit(2)
 
 
 def configuration_error(err: BaseException) -> str | None:
@@ -34,13 +74,19 @@ def configuration_error(err: BaseException) -> str | None:
 
     Ours are ``ValueError`` (with ``ConfigError``, ``CheckpointError``, ``PriorError``, ``ImageError``) or a
     missing file; a key left ``???`` is omegaconf's ``MissingMandatoryValue``; Hydra's ``instantiate``
-    wraps a constructor's error, whose cause is the message to show.
+    wraps a constructor's error, whose cause is the message to show (with the node's key when the
+    constructor refused its arguments: a ``TypeError`` or Lightning's ``MisconfigurationException``).
     """
     from hydra.errors import InstantiationException
     from omegaconf.errors import MissingMandatoryValue
 
+    node = None
     while isinstance(err, InstantiationException) and err.__cause__ is not None:
+        node = node or next((ln.split(":", 1)[1].strip() for ln in str(err).splitlines() if "full_key:" in ln), None)
         err = err.__cause__
+    if node and (isinstance(err, TypeError) or type(err).__name__ == "MisconfigurationException"):
+        # a constructor refusing its arguments (e.g. Lightning's Trainer): the config node is the place to fix
+        return f"{node}: {str(err).strip().splitlines()[0]}"
     if isinstance(err, MissingMandatoryValue):
         key = getattr(err, "full_key", None) or str(err).split("full_key:")[-1].split()[0]
         return f"{key} is required (it is ??? in the config): set {key}=..."

@@ -20,6 +20,27 @@ from typing import Any, Optional
 from .choices import Conditioning, GanType, PixelType
 
 
+class ConfigError(ValueError):
+    """A configuration value outside what the key allows; the message is one line: the key, its value, the range."""
+
+
+def require(ok: bool, key: str, value, allowed: str) -> None:
+    """A ``ConfigError`` ``"<key>=<value>: must be <allowed>"`` unless ``ok``: the one form every range check uses."""
+    if not ok:
+        raise ConfigError(f"{key}={value}: must be {allowed}")
+
+
+def is_int(value) -> bool:
+    """An integer (not a bool, which Python counts as one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def require_int(key: str, value, low: int, optional: bool = False) -> None:
+    """``value`` an integer >= ``low`` (or None when ``optional``), else a ``ConfigError`` naming ``key``."""
+    ok = (optional and value is None) or (is_int(value) and value >= low)
+    require(ok, key, value, f"an integer >= {low}" + (" or null" if optional else ""))
+
+
 @dataclass
 class PerceptualSchema:
     _target_: str = "sftgan_lit.losses.PerceptualLoss"
@@ -54,25 +75,81 @@ class SFTSchema:
     final_cond: bool = True  # the conditioning layer before the trunk's last conv
 
 
-class ConfigError(ValueError):
-    """A configuration value outside what the key allows; the message is one line: the key, its value, the range."""
+@dataclass
+class TrainerSchema:
+    """``lightning.Trainer``'s arguments that the ``trainer`` group sets, typed so that ``trainer.max_steps=x``
+    fails at composition, not after a stage has trained. Keys whose type Lightning overloads (``devices``:
+    count, list or string; ``limit_*_batches`` / ``val_check_interval``: an int counts batches, a float is
+    a fraction) are ``Any`` here and checked by ``check()`` before any stage starts."""
 
+    _target_: str = "lightning.Trainer"
+    accelerator: str = "cpu"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    sync_batchnorm: bool = False
+    max_steps: int = 200
+    max_epochs: Optional[int] = -1
+    max_time: Optional[str] = None  # "DD:HH:MM:SS"
+    val_check_interval: Any = None
+    check_val_every_n_epoch: Optional[int] = 1
+    limit_train_batches: Any = 1.0
+    limit_val_batches: Any = 1.0
+    num_sanity_val_steps: int = 0
+    fast_dev_run: Any = False
+    log_every_n_steps: int = 10
+    deterministic: Any = False  # True, False or "warn"
+    benchmark: Optional[bool] = None
+    default_root_dir: Optional[str] = None
+    enable_progress_bar: bool = True
+    enable_checkpointing: Optional[bool] = None
+    enable_model_summary: Optional[bool] = None
+    detect_anomaly: bool = False
+    profiler: Optional[str] = None
+    use_distributed_sampler: bool = True
 
-def require(ok: bool, key: str, value, allowed: str) -> None:
-    """A ``ConfigError`` ``"<key>=<value>: must be <allowed>"`` unless ``ok``: the one form every range check uses."""
-    if not ok:
-        raise ConfigError(f"{key}={value}: must be {allowed}")
-
-
-def is_int(value) -> bool:
-    """An integer (not a bool, which Python counts as one)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def require_int(key: str, value, low: int, optional: bool = False) -> None:
-    """``value`` an integer >= ``low`` (or None when ``optional``), else a ``ConfigError`` naming ``key``."""
-    ok = (optional and value is None) or (is_int(value) and value >= low)
-    require(ok, key, value, f"an integer >= {low}" + (" or null" if optional else ""))
+    @staticmethod
+    def check(trainer, key: str = "trainer") -> None:
+        """The overloaded keys' values, or a ``ConfigError`` naming ``<key>.<name>`` and what it allows."""
+        require(trainer.max_steps >= -1, f"{key}.max_steps", trainer.max_steps, "an integer >= -1 (-1: no limit)")
+        require_int(f"{key}.num_nodes", trainer.num_nodes, 1)
+        require_int(f"{key}.log_every_n_steps", trainer.log_every_n_steps, 1)
+        require_int(f"{key}.check_val_every_n_epoch", trainer.check_val_every_n_epoch, 1, optional=True)
+        devices = trainer.devices
+        require(
+            (is_int(devices) and devices >= -1 and devices != 0)
+            or (
+                isinstance(devices, str)
+                and (devices == "auto" or all(d.strip().lstrip("-").isdigit() for d in devices.split(",") if d.strip()))
+            )
+            or (not isinstance(devices, str | int | float | bool) and all(is_int(d) and d >= 0 for d in devices)),
+            f"{key}.devices",
+            devices,
+            "a count >= 1, -1 (all), 'auto', or a list of device indices",
+        )
+        for name in ("limit_train_batches", "limit_val_batches"):
+            value = trainer[name]
+            require(
+                (is_int(value) and value >= 0) or (isinstance(value, float) and 0.0 <= value <= 1.0),
+                f"{key}.{name}",
+                value,
+                "a number of batches (an integer >= 0) or a fraction in [0.0, 1.0]",
+            )
+        value = trainer.val_check_interval
+        require(
+            value is None or (is_int(value) and value >= 1) or (isinstance(value, float) and 0.0 < value <= 1.0),
+            f"{key}.val_check_interval",
+            value,
+            "null, a number of steps (an integer >= 1) or a fraction of an epoch in (0.0, 1.0]",
+        )
+        value = trainer.fast_dev_run
+        require(
+            isinstance(value, bool) or (is_int(value) and value >= 0),
+            f"{key}.fast_dev_run",
+            value,
+            "true, false or a number of batches",
+        )
 
 
 @dataclass
@@ -166,6 +243,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(group="loss", name="schema_loss", node=LossSchema)
     cs.store(group="sft", name="schema_sft", node=SFTSchema)
+    cs.store(group="trainer", name="schema_trainer", node=TrainerSchema)
     cs.store(name="schema_predict", node=PredictSchema)
     cs.store(name="schema_eval", node=EvalSchema)
 

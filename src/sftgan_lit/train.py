@@ -20,6 +20,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from .config import TrainerSchema
 from .models import LIGHTNING_GENERATOR_PREFIXES, init_from_srgan
 from .state_dict import load_checkpoint_file, load_state_dict_file, load_strict, unwrap_state_dict
 
@@ -117,7 +118,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, object]]:
     stages: dict[str, dict] = {}
     exports: dict[str, Path] = {}
     objects: dict[str, object] = {}
-    for name, stage_cfg in stage_configs(cfg):
+    TrainerSchema.check(cfg.trainer)
+    stages_cfg = stage_configs(cfg)
+    for name, stage_cfg in stages_cfg:  # every stage's settings checked before the first one trains
+        TrainerSchema.check(stage_cfg.trainer, f"stages.{name}.trainer")
+    for name, stage_cfg in stages_cfg:
         if stage_cfg.get("init_from_stage"):
             if stage_cfg.init_from_stage not in exports:
                 raise RuntimeError(
