@@ -167,3 +167,99 @@ def test_ost_layout_with_background_and_paired_validation(tmp_path):
     (tmp_path / "OST" / "cars").mkdir()
     with pytest.raises(ValueError, match=r"folders \['cars'\] are not classes"):
         ost_items(tmp_path / "OST", LabelPrior().class_names)
+
+
+def _mixed_folder(root):
+    from helpers import write_folder
+
+    images, labels = write_folder(root, 3, 64, 80)
+    for i, (h, w) in enumerate([(72, 96), (48, 64)]):  # other sizes in the same folder
+        one, one_labels = write_folder(root / f"extra{i}", 1, h, w, prefix=f"x{i}")
+        (one / f"x{i}000.png").rename(images / f"x{i}000.png")
+        (one_labels / f"x{i}000.png").rename(labels / f"x{i}000.png")
+    return images, labels
+
+
+def test_holdout_indices_are_spread_and_leave_training_images():
+    from sftgan_lit.data.datamodule import holdout_indices
+
+    assert holdout_indices(10, 0.1) == [5]
+    assert holdout_indices(10, 0.3) == [1, 5, 8]
+    assert holdout_indices(5, 2) == [1, 3]
+    assert holdout_indices(3, 0.01) == [1]  # at least one
+    for bad in ((1, 0.1), (4, 4)):
+        with pytest.raises(ValueError, match="data.val_holdout"):
+            holdout_indices(*bad)
+
+
+def test_readme_folder_layout_trains_with_a_held_out_val_split_of_mixed_sizes(tmp_path, caplog):
+    """The README's ``data=folder prior=labels data.train.images=... data.train.labels=...`` with no val
+    folder, images of three sizes: training runs, validation is the held-out images (said in the log),
+    whole images of different sizes are validated one per batch, and no image is in both splits."""
+    import logging
+
+    from sftgan_lit.train import train
+
+    from helpers import TINY_MODEL
+
+    images, labels = _mixed_folder(tmp_path / "src")
+    cfg = compose(
+        config_name="train",
+        overrides=[
+            "data=folder",
+            "prior=labels",
+            f"data.train.images={images}",
+            f"data.train.labels={labels}",
+            f"data.store_root={tmp_path / 'stores'}",
+            "data.val_holdout=2",
+            "data.crop_size=32",
+            "data.num_workers=0",
+            "data.batch_size=2",
+            "data.val_batch_size=4",
+            *TINY_MODEL,
+            *[o for o in TINY_TRAIN if not o.startswith("trainer.limit_val")],
+            f"paths.output_dir={tmp_path / 'run'}",
+        ],
+    )
+    with caplog.at_level(logging.INFO):
+        metrics, objects = train(cfg)
+    assert "validating on 2 of the 5 images of data.train, held out of training" in caplog.text
+    assert "whole images of different (or unknown) sizes: validated one per batch" in caplog.text
+    dm = objects["datamodule"]
+    train_names = {e.file for e in dm.datasets["train"].reader.store.entries}
+    val_names = {e.file for e in dm.datasets["val"].reader.store.entries}
+    assert len(train_names) == 3 and len(val_names) == 2 and not train_names & val_names
+    assert {(e.height, e.width) for e in dm.datasets["val"].reader.store.entries} == {
+        (64, 80),
+        (72, 96),
+    }  # 001.png, x0000.png
+    assert np.isfinite(metrics["val/psnr_y"])
+
+
+def test_a_missing_label_map_leaves_that_image_out_of_a_file_split(tmp_path, caplog):
+    import logging
+
+    from hydra.utils import instantiate
+
+    images, labels = _mixed_folder(tmp_path / "src")
+    (labels / "001.png").unlink()
+    cfg = compose(
+        config_name="train",
+        overrides=[
+            "data=folder",
+            f"data.train.images={images}",
+            f"data.train.labels={labels}",
+            "data.store_root=unused",
+            "data.use_store=false",
+            "data.val_holdout=0",
+            "data.crop_size=32",
+            "data.num_workers=0",
+            "data.batch_size=2",
+        ],
+    )
+    dm = instantiate(cfg.data, prior=instantiate(cfg.prior))
+    with caplog.at_level(logging.ERROR):
+        dm.setup()
+    assert "001.png: left out of the train split" in caplog.text and "no label map file" in caplog.text
+    assert [i.name for i in dm.datasets["train"].reader.items] == ["000.png", "002.png", "x0000.png", "x1000.png"]
+    assert "val" not in dm.datasets  # val_holdout=0: no validation

@@ -74,11 +74,28 @@ def test_every_bad_file_is_reported_with_its_reason_and_the_rest_is_prepared(tmp
     assert (gray == 90).all()  # lossless grayscale -> RGB
 
 
-def test_missing_label_file_is_an_error_not_a_skip(tmp_path):
-    images, labels = write_folder(tmp_path, 2)
+def test_a_missing_or_bad_companion_file_is_that_images_failure_and_the_rest_is_prepared(tmp_path):
+    """A missing label map, a missing prior file and an unreadable prior file: each is its image's failure,
+    named with its reason; the other images are prepared (before, one missing file aborted the whole run)."""
+    images, labels = write_folder(tmp_path / "a", 3)
     (labels / "001.png").unlink()
-    with pytest.raises(FileNotFoundError, match="001.png: no label map file"):
-        folder_items(images, labels)
+    report = prepare(folder_items(images, labels), tmp_path / "s1", LabelPrior(), min_size=32, progress=False)
+    assert list(report.failures) == ["001.png"] and "no label map file" in report.failures["001.png"]
+    assert report.written == 2 and sorted(e.file for e in Store(tmp_path / "s1").entries) == ["000.png", "002.png"]
+
+    images, _ = write_folder(tmp_path / "b", 4)
+    priors = tmp_path / "b" / "priors"
+    priors.mkdir()
+    probs = np.full((8, 64, 80), 1 / 8, np.float32)
+    np.save(priors / "000.npy", probs)
+    (priors / "001.npy").write_bytes(b"\x93NUMPY garbage")  # unreadable
+    np.save(priors / "002.npy", probs[:, :10])  # wrong size
+    items = folder_items(images, priors=priors)  # 003 has none
+    report = prepare(items, tmp_path / "s2", LabelPrior(), min_size=32, progress=False)
+    assert sorted(report.failures) == ["001.png", "002.png", "003.png"], report.failures
+    assert "001.npy" in report.failures["001.png"] and "003.png: no prior file" in report.failures["003.png"]
+    assert "002.npy" in report.failures["002.png"]
+    assert [e.file for e in Store(tmp_path / "s2").entries] == ["000.png"]
 
 
 def test_decompression_bomb_guard(tmp_path):
@@ -130,10 +147,12 @@ def test_cli_exit_code_and_messages(tmp_path):
     assert {oct(p.stat().st_mode & 0o777) for p in (tmp_path / "store").iterdir()} == {oct(0o666 & ~umask)}
     (images / "zz_bad.png").write_bytes(b"junk")
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(labels / "zz_bad.png")
+    (images / "zz_nolabel.png").write_bytes((images / "000.png").read_bytes())  # no label map
     bad = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert bad.returncode == 1
     assert "FAILED zz_bad.png" in bad.stderr and "unreadable image" in bad.stderr
-    assert "2 already done" in bad.stdout
+    assert "FAILED zz_nolabel.png" in bad.stderr and "no label map file" in bad.stderr
+    assert "2 of 4 files failed" in bad.stderr and "2 already done" in bad.stdout
 
 
 def _png16(arr: np.ndarray) -> bytes:

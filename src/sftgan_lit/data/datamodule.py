@@ -39,7 +39,7 @@ from .demo import DemoConfig, default_cache_dir, generate_demo
 from .gpu_augment import GpuAugment
 from .prepare import prepare
 from .readers import FileReader, StoreReader
-from .sources import SourceItem, items_from_spec
+from .sources import SourceItem, items_from_spec, usable_items
 from .store import Store, StoreError, read_json
 from .transforms import make_lr
 
@@ -61,8 +61,30 @@ def collate(samples: Sequence[dict]) -> dict:
     return out
 
 
+def holdout_indices(n: int, holdout: float | int) -> list[int]:
+    """Which of ``n`` images (in name order) a validation holdout takes: ``holdout`` as a fraction (rounded,
+    at least one) or a count, spread evenly over the list so that every part of it (each OST class
+    folder, in order) is represented; at least one image stays for training."""
+    k = max(1, round(holdout * n)) if isinstance(holdout, float) else int(holdout)
+    if n < 2 or k >= n:
+        raise ValueError(
+            f"data.val_holdout={holdout}: cannot hold out {k} of the {n} training images for validation "
+            "(at least one must stay for training); set data.val to a validation folder or lower data.val_holdout"
+        )
+    return [int((i + 0.5) * n / k) for i in range(k)]
+
+
 def _check_numbers(
-    scale, crop_size, val_crop_size, batch_size, val_batch_size, num_workers, epoch_length, bg_ratio, scales
+    scale,
+    crop_size,
+    val_crop_size,
+    batch_size,
+    val_batch_size,
+    num_workers,
+    epoch_length,
+    bg_ratio,
+    scales,
+    val_holdout,
 ):
     """The numeric ``data.*`` options in range, or a ``ConfigError`` naming the key and what it allows."""
     require_int("data.scale", scale, 1)
@@ -74,6 +96,8 @@ def _check_numbers(
     require_int("data.num_workers", num_workers, 0)
     require_int("data.epoch_length", epoch_length, 1, optional=True)
     require(isinstance(bg_ratio, int | float) and 0 <= bg_ratio < 1, "data.bg_ratio", bg_ratio, "in [0, 1)")
+    ok = (is_int(val_holdout) and val_holdout >= 0) or (isinstance(val_holdout, float) and 0 < val_holdout < 1)
+    require(ok, "data.val_holdout", val_holdout, "a fraction in (0, 1) or a number of images (0: no validation)")
     ok = len(scales) > 0 and all(isinstance(v, int | float) and 0 < v <= 1 for v in scales)
     require(ok, "data.scales", list(scales), "a non-empty list of numbers in (0, 1]")
 
@@ -100,6 +124,7 @@ class SFTGANDataModule(L.LightningDataModule):
         rotate: bool = True,
         bg_ratio: float = 0.1,
         val_crop_size: int | None = None,
+        val_holdout: float | int = 0.1,
         epoch_length: int | None = None,
         batch_size: int = 16,
         val_batch_size: int = 4,
@@ -110,7 +135,16 @@ class SFTGANDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         _check_numbers(
-            scale, crop_size, val_crop_size, batch_size, val_batch_size, num_workers, epoch_length, bg_ratio, scales
+            scale,
+            crop_size,
+            val_crop_size,
+            batch_size,
+            val_batch_size,
+            num_workers,
+            epoch_length,
+            bg_ratio,
+            scales,
+            val_holdout,
         )
         self.prior = prior
         self.specs = {"train": train, "val": val, "test": test}
@@ -123,6 +157,7 @@ class SFTGANDataModule(L.LightningDataModule):
         self.scale, self.crop_size, self.scales = scale, crop_size, tuple(scales)
         self.hflip, self.rotate, self.bg_ratio = hflip, rotate, bg_ratio
         self.val_crop_size, self.epoch_length = val_crop_size, epoch_length
+        self.val_holdout = val_holdout
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
@@ -138,12 +173,37 @@ class SFTGANDataModule(L.LightningDataModule):
         return generate_demo(self.cache_dir / "demo", self.demo)
 
     def _items(self, spec: Mapping, background: bool = False) -> list[SourceItem]:
-        # "demo" was turned into a folder spec by _resolve
-        return items_from_spec(spec, self.prior.class_names, background=background)
+        # "demo" was turned into a folder spec by _resolve; "holdout" by _holdout
+        items = items_from_spec(spec, self.prior.class_names, background=background)
+        if background or "holdout" not in spec:
+            return items
+        held = set(holdout_indices(len(items), self.val_holdout))
+        return [item for i, item in enumerate(items) if (i in held) == (spec["holdout"] == "val")]
+
+    def _holdout(self) -> bool:
+        """Validation held out of the training images: ``data.val`` not given, a folder/OST training split and
+        ``data.val_holdout`` > 0."""
+        train, val = self.specs["train"], self.specs["val"]
+        return (
+            val is None
+            and train is not None
+            and train.get("layout", "folder") in ("folder", "ost")
+            and bool(self.val_holdout)
+        )
+
+    def _usable(self, spec: Mapping, split: str, background: bool = False) -> list[SourceItem]:
+        """What a split reads from files: images missing a partner file are named in the log and left out
+        (``prepare`` records them as failures of the store instead)."""
+        return usable_items(self._items(spec, background), f"the {'background' if background else split} split")
 
     def _resolve(self, split: str) -> dict | None:
         """The split's spec with ``layout: demo`` turned into the generated folders."""
         spec = self.specs[split]
+        if self._holdout() and split in ("train", "val"):
+            # the same source listing for both; _items keeps one side of the (deterministic) holdout
+            spec = {**self.specs["train"], "holdout": split}
+            if split == "val":
+                spec.pop("background", None)
         if spec is None:
             return None
         spec = dict(spec)
@@ -165,7 +225,10 @@ class SFTGANDataModule(L.LightningDataModule):
             )
         # Label maps serve the labels/uniform/none priors alike; cached probabilities belong to one prior.
         key = self.prior.store_key if self.prior.cached_probs else "labels"
-        return root / f"{'background' if background else split}-{key}"
+        name = "background" if background else split
+        if not background and self._holdout():  # another partition of the images, another store
+            name += f"-holdout{self.val_holdout}"
+        return root / f"{name}-{key}"
 
     def _prepare_split(self, split: str, spec: Mapping, background: bool = False) -> None:
         out = self._store_dir(split, background)
@@ -189,6 +252,7 @@ class SFTGANDataModule(L.LightningDataModule):
             log.warning("%s: %d files failed and are not in the store: %s", out, len(report.failures), report.failures)
 
     def prepare_data(self) -> None:
+        self._log_holdout()
         for split in SPLITS:
             spec = self._resolve(split)
             if spec is None or not self.use_store or spec.get("layout") == "paired":
@@ -211,11 +275,24 @@ class SFTGANDataModule(L.LightningDataModule):
                     list(failures)[:5],
                 )
             return StoreReader(store)
-        items = self._items(spec, background)
-        return FileReader(items, self.prior.num_classes, background=background)
+        return FileReader(self._usable(spec, split, background), self.prior.num_classes, background=background)
+
+    def _log_holdout(self) -> None:
+        if self._holdout() and not getattr(self, "_holdout_logged", False):
+            self._holdout_logged = True
+            n = len(items_from_spec(self.specs["train"], self.prior.class_names))
+            log.info(
+                "data.val is not set: validating on %d of the %d images of data.train, held out of training "
+                "(data.val_holdout=%s; every %s-th image in name order)",
+                len(holdout_indices(n, self.val_holdout)),
+                n,
+                self.val_holdout,
+                f"{n / max(1, len(holdout_indices(n, self.val_holdout))):.1f}",
+            )
 
     def setup(self, stage: str | None = None) -> None:
         self.prior.check_ready()
+        self._log_holdout()
         for split in SPLITS:
             spec = self._resolve(split)
             if spec is None or split in self.datasets:
@@ -225,7 +302,7 @@ class SFTGANDataModule(L.LightningDataModule):
                     raise ValueError(
                         "the paired layout (given LR) is for val/test; train needs HR images (folder or ost)"
                     )
-                self.datasets[split] = PairedDataset(self._items(spec), self.prior, self.scale)
+                self.datasets[split] = PairedDataset(self._usable(spec, split), self.prior, self.scale)
                 continue
             reader = self._reader(split, spec)
             if split == "train":
@@ -254,9 +331,16 @@ class SFTGANDataModule(L.LightningDataModule):
         if split not in self.datasets:
             raise RuntimeError(f"no {split} data: configure data.{split} (and call setup first)")
         train = split == "train"
+        batch_size = self.batch_size if train else self.val_batch_size
+        if not train and batch_size > 1 and self.val_crop_size is None:
+            sizes = self.datasets[split].output_sizes()
+            if sizes is None or len(set(sizes)) > 1:
+                # whole images of different sizes cannot share a batch
+                log.info("%s: whole images of different (or unknown) sizes: validated one per batch", split)
+                batch_size = 1
         return DataLoader(
             self.datasets[split],
-            batch_size=self.batch_size if train else self.val_batch_size,
+            batch_size=batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),

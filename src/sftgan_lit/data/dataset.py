@@ -94,6 +94,13 @@ class TripletDataset(Dataset):
     def __len__(self) -> int:
         return self.epoch_length or len(self.reader)
 
+    def output_sizes(self) -> list[tuple[int, int]] | None:
+        """Each sample's HR size ``(H, W)`` in order, when known without decoding (a store); else None."""
+        sizes = self.reader.sizes()
+        if sizes is None:
+            return None
+        return [self._geometry(h, w, None, "")[3:] for h, w in sizes] if self.crop_size is None else None
+
     def _rng(self) -> np.random.Generator:
         # torch's RNG is seeded per worker by the DataLoader (and by seed_everything), so samples are
         # reproducible for a given seed and worker count.
@@ -126,12 +133,14 @@ class TripletDataset(Dataset):
         image, labels, probs, category, name = reader.load(i)
         h, w = image.shape[:2]
         s, top, left, oh, ow = self._geometry(h, w, rng, name)
-        if s == 1.0:
+        if s == 1.0:  # a plain window, square (a crop) or not (a whole validation image)
             hr = to_float_chw(image[top : top + oh, left : left + ow])
-        else:
+            lab = np.array(labels[top : top + oh, left : left + ow]) if labels is not None else None
+            pr = np.array(probs[top : top + oh, left : left + ow]) if probs is not None else None
+        else:  # rescaled crops are square
             hr = rescale_crop_image(image, s, top, left, oh)
-        lab = rescale_crop_nearest(labels, s, top, left, oh)[:oh, :ow] if labels is not None else None
-        pr = rescale_crop_nearest(probs, s, top, left, oh)[:oh, :ow] if probs is not None else None
+            lab = rescale_crop_nearest(labels, s, top, left, oh) if labels is not None else None
+            pr = rescale_crop_nearest(probs, s, top, left, oh) if probs is not None else None
         reader.check(i, lab, pr)
         lab_t = torch.from_numpy(lab) if lab is not None else None  # uint8: 8x less to ship from workers
         pr_t = _probs_tensor(pr) if pr is not None else None
@@ -170,6 +179,10 @@ class PairedDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def output_sizes(self) -> None:
+        """Unknown without decoding every LR image (benchmark sets differ in size)."""
+        return None
 
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]

@@ -56,6 +56,8 @@ def read_source(
     Returns ``(image uint8 (H, W, 3), labels uint8 (H, W) or None, probs float32 (H, W, C) or None)``;
     a background-only image gets all-background labels and no prior file.
     """
+    if item.missing:
+        raise FileNotFoundError(item.missing)
     image = read_image(item.image, max_pixels=max_pixels)
     h, w = image.shape[:2]
     labels = probs = None
@@ -99,6 +101,10 @@ class FileReader:
     def has_labels(self) -> bool:
         return self.background or all(i.labels is not None for i in self.items)
 
+    def sizes(self) -> None:
+        """Image sizes are only known by decoding (EXIF orientation may swap them)."""
+        return None
+
     def load(self, i: int) -> Sample:
         item = self.items[i]
         image, labels, probs = read_source(item, self.num_classes, self.background, self.modcrop_to, self.max_pixels)
@@ -122,6 +128,10 @@ class StoreReader:
     @property
     def has_labels(self) -> bool:
         return self.store.has_labels
+
+    def sizes(self) -> list[tuple[int, int]]:
+        """``(H, W)`` of each entry, from the store's index."""
+        return [(e.height, e.width) for e in self.store.entries]
 
     def load(self, i: int) -> Sample:
         s = self.store

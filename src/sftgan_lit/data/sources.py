@@ -7,7 +7,8 @@
     stem) or priors (``.npy``/``.pt`` float ``(C, H, W)``, same stem).
 (c) ``paired_items``: HR and LR folders of a benchmark set (Set5/Set14-style) where the LR is given.
 
-A partner file that is missing is an error naming both files, never a silently dropped image.
+A partner file that is missing is that image's failure: the item records the reason (``missing``),
+reading it raises an error naming both files, and the other images go on; never a silently dropped image.
 """
 
 from __future__ import annotations
@@ -30,14 +31,31 @@ class SourceItem:
     prior: Path | None = None
     category: int = -1  # image-level category when the layout defines one (OST folders, background)
     lr: Path | None = None  # given LR (paired layout)
+    missing: str | None = None  # why it cannot be read (a partner file not found): reported when it is read
 
 
-def _partner(folder: Path, stem: str, suffixes: Sequence[str], what: str, image: Path) -> Path:
+def usable_items(items: Sequence[SourceItem], where: str) -> list[SourceItem]:
+    """``items`` without those missing a partner file, each of which is logged by name with its reason."""
+    import logging
+
+    bad = [i for i in items if i.missing]
+    for item in bad:
+        logging.getLogger(__name__).error("%s: left out of %s: %s", item.name, where, item.missing)
+    good = [i for i in items if not i.missing]
+    if not good:
+        raise FileNotFoundError(f"{where}: no usable images ({len(bad)} miss a partner file, e.g. {bad[0].missing})")
+    return good
+
+
+def _partner(
+    folder: Path, stem: str, suffixes: Sequence[str], what: str, image: Path
+) -> tuple[Path | None, str | None]:
+    """The partner file, or None and the reason naming both files."""
     for suffix in suffixes:
         candidate = folder / f"{stem}{suffix}"
         if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"{image}: no {what} file {folder / stem}{{{','.join(suffixes)}}}; every image needs one")
+            return candidate, None
+    return None, f"{image}: no {what} file {folder / stem}{{{','.join(suffixes)}}}; every image needs one"
 
 
 def folder_items(
@@ -46,17 +64,25 @@ def folder_items(
     priors: str | os.PathLike | None = None,
     category: int = -1,
 ) -> list[SourceItem]:
-    """Layout (b): every image in ``images`` with its label map / prior file from the parallel folders."""
+    """Layout (b): every image in ``images`` with its label map / prior file from the parallel folders
+    (an image whose partner is missing carries the reason in ``missing``)."""
     images = Path(images)
     items = []
     for path in list_images(images):
+        label_path, no_labels = (
+            _partner(Path(labels), path.stem, (".png",), "label map", path) if labels else (None, None)
+        )
+        prior_path, no_prior = (
+            _partner(Path(priors), path.stem, PRIOR_SUFFIXES, "prior", path) if priors else (None, None)
+        )
         items.append(
             SourceItem(
                 image=path,
                 name=path.name,
-                labels=_partner(Path(labels), path.stem, (".png",), "label map", path) if labels else None,
-                prior=_partner(Path(priors), path.stem, PRIOR_SUFFIXES, "prior", path) if priors else None,
+                labels=label_path,
+                prior=prior_path,
                 category=category,
+                missing=no_labels or no_prior,
             )
         )
     if not items:
@@ -82,7 +108,9 @@ def ost_items(
         cat = list(class_names).index(folder.name)
         label_dir = Path(labels) / folder.name if labels else None
         for item in folder_items(folder, labels=label_dir, category=cat):
-            items.append(SourceItem(item.image, f"{folder.name}/{item.name}", item.labels, None, cat))
+            items.append(
+                SourceItem(item.image, f"{folder.name}/{item.name}", item.labels, None, cat, missing=item.missing)
+            )
     if not items:
         raise FileNotFoundError(f"no images in the class folders of {root}")
     return items
@@ -117,6 +145,8 @@ def paired_items(
     """Layout (c): ``hr/NAME.png`` with ``lr/NAME{lr_suffix}.png`` (e.g. ``lr_suffix=x4`` for ``babyx4.png``)."""
     items = []
     for item in folder_items(hr, labels=labels):
-        lr_path = _partner(Path(lr), item.image.stem + lr_suffix, (item.image.suffix, ".png"), "LR", item.image)
-        items.append(SourceItem(item.image, item.name, item.labels, None, item.category, lr_path))
+        lr_path, no_lr = _partner(Path(lr), item.image.stem + lr_suffix, (item.image.suffix, ".png"), "LR", item.image)
+        items.append(
+            SourceItem(item.image, item.name, item.labels, None, item.category, lr_path, item.missing or no_lr)
+        )
     return items

@@ -57,7 +57,11 @@ class ValidationImages(L.Callback):
         runs, self._runs = self._runs, self._runs + 1
         if runs % self.every_n_val or not self._rows or trainer.global_rank != 0:
             return
-        grid = make_grid(torch.cat(self._rows).cpu(), nrow=5, padding=2, pad_value=1.0)
+        # whole validation images may differ in size: each row is padded (white) to the largest
+        h = max(r.shape[-2] for r in self._rows)
+        w = max(r.shape[-1] for r in self._rows)
+        rows = [torch.nn.functional.pad(r, (0, w - r.shape[-1], 0, h - r.shape[-2]), value=1.0) for r in self._rows]
+        grid = make_grid(torch.cat(rows).cpu(), nrow=5, padding=2, pad_value=1.0)
         key = "val/images"
         step = trainer.global_step
         for logger in trainer.loggers:
