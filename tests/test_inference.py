@@ -315,6 +315,89 @@ def test_cli_exit_codes(tmp_path, tiny_ckpt):
     assert "Traceback" not in run.stderr
 
 
+FULL_DISK = """
+import errno, os, sys
+real, calls = os.fsync, []
+def fsync(fd):  # the disk fills up after the first output
+    calls.append(fd)
+    if len(calls) > 1:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    real(fd)
+os.fsync = fsync
+from sftgan_lit.cli import {main}
+sys.exit({main}())
+"""
+
+
+def test_a_full_disk_stops_predict_with_a_summary_naming_the_file(tmp_path, tiny_ckpt):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a", "b", "c", "d"):
+        Image.fromarray(np.full((12, 16, 3), 40, np.uint8)).save(src / f"{name}.png")
+    run = subprocess.run(
+        [sys.executable, "-c", FULL_DISK.format(main="predict_main"), f"images={src}", f"checkpoint={tiny_ckpt}"]
+        + ["prior=uniform", "out=sr", "progress=false", "batch_size=1", "hydra.run.dir=.", *TINY_DATA],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1, run.stderr
+    assert "1 written to sr, 0 already there, 1 failed, 2 not processed" in run.stdout
+    assert "FAILED " + str(src / "b.png") + ": could not write sr/b.png: No space left on device" in run.stderr
+    assert "No space left on device" in run.stderr and "STOPPED" in run.stderr and "c.png, d.png" in run.stderr
+    assert sorted(p.name for p in (tmp_path / "sr").iterdir()) == ["a.png"]  # what the summary counts; no temp file
+    assert "Traceback" not in run.stderr
+
+
+def test_a_full_disk_ends_eval_with_one_line_naming_the_file(tmp_path, tiny_ckpt):
+    run = subprocess.run(
+        [sys.executable, "-c", FULL_DISK.format(main="eval_main"), f"checkpoints=[{tiny_ckpt}]", "out=ev"]
+        + ["lpips_net=null", "hydra.run.dir=.", *TINY_DATA],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1, run.stderr
+    lines = run.stderr.strip().splitlines()
+    # the first write after the first: a demo file on a fresh cache, else a report file; named either way
+    assert len(lines) == 1 and lines[0].startswith("sftgan-eval: could not write "), lines
+    assert "No space left on device" in lines[0]
+
+
+def test_a_full_disk_stops_prepare_resumably(tmp_path, monkeypatch):
+    import errno
+
+    from sftgan_lit.data import Store, folder_items, prepare
+    from sftgan_lit.data import store as store_module
+
+    from helpers import write_folder
+
+    images, labels = write_folder(tmp_path / "src", 4)
+    real_fsync, real_add, adds = os.fsync, store_module.StoreWriter.add, []
+
+    def add(self, *args):
+        adds.append(args[0])
+        return real_add(self, *args)
+
+    def full(fd):
+        if len(adds) >= 3:  # the third entry: its data cannot be made durable
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(store_module.StoreWriter, "add", add)
+    monkeypatch.setattr(store_module.os, "fsync", full)
+    report = prepare(folder_items(images, labels), tmp_path / "store", LabelPrior(), min_size=32, progress=False)
+    assert not report.ok and report.written == 2 and not report.failures
+    assert "could not write 002.png into" in report.stopped and "No space left on device" in report.stopped
+    assert not (tmp_path / "store" / "complete.json").exists()  # unfinished: readers refuse it
+    monkeypatch.setattr(store_module.os, "fsync", real_fsync)
+    again = prepare(folder_items(images, labels), tmp_path / "store", LabelPrior(), min_size=32, progress=False)
+    assert again.ok and again.total == 4
+    assert [e.file for e in Store(tmp_path / "store").entries] == ["000.png", "001.png", "002.png", "003.png"]
+
+
 # --------------------------------------------------------------------------- eval.py
 
 

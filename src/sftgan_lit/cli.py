@@ -97,14 +97,21 @@ def configuration_error(err: BaseException) -> str | None:
 
 def _setup_errors_exit(prog: str, fn, *args):
     """Run ``fn(*args)``; a configuration error (``configuration_error``) exits 2 with one line instead of a
-    traceback. ``HYDRA_FULL_ERROR=1`` keeps the traceback."""
+    traceback, an operating-system error (a full disk, a folder it may not write) exits 1 with one line.
+    ``HYDRA_FULL_ERROR=1`` keeps the traceback."""
     import os
 
     try:
         return fn(*args)
     except Exception as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
         message = configuration_error(err)
-        if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if message is None and isinstance(err, OSError):  # e.g. a full disk while writing a report: exit 1
+            where = f"{err.filename}: " if err.filename else ""
+            print(f"{prog}: {where}{err.strerror or err}", file=sys.stderr)
+            sys.exit(1)
+        if message is None:
             raise
         print(f"{prog}: {message}", file=sys.stderr)
         sys.exit(2)
@@ -171,6 +178,8 @@ def prepare_from_config(cfg) -> int:
     )
     for name, reason in report.failures.items():
         print(f"sftgan-prepare: FAILED {name}: {reason}", file=sys.stderr)
+    if report.stopped:
+        print(f"sftgan-prepare: STOPPED: {report.stopped}", file=sys.stderr)
     if report.failures:
         print(f"sftgan-prepare: {len(report.failures)} of {len(items)} files failed", file=sys.stderr)
     return 0 if report.ok else 1
@@ -198,10 +207,16 @@ def predict_main() -> None:
         report, _ = _setup_errors_exit("sftgan-predict", predict, cfg)
         print(
             f"sftgan-predict: {len(report.written)} written to {cfg.out}, {len(report.exists)} already there, "
-            f"{len(report.failures)} failed, {report.seconds:.1f} s"
+            f"{len(report.failures)} failed, {len(report.not_done)} not processed, {report.seconds:.1f} s"
         )
         for name, reason in report.failures.items():
             print(f"sftgan-predict: FAILED {name}: {reason}", file=sys.stderr)
+        if report.stopped:
+            print(
+                f"sftgan-predict: STOPPED: {report.stopped}; not processed: "
+                f"{', '.join(p.name for p in report.not_done[:5])}{' ...' if len(report.not_done) > 5 else ''}",
+                file=sys.stderr,
+            )
         if not report.ok:
             sys.exit(1)
 

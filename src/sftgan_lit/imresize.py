@@ -21,6 +21,8 @@ from functools import lru_cache
 
 import torch
 
+from .tensors import checking
+
 __all__ = ["imresize", "cubic", "contributions"]
 
 _KERNEL_WIDTH = 4.0  # support of the cubic kernel, in input samples
@@ -164,6 +166,14 @@ def imresize(
         raise TypeError(f"imresize expects a floating-point tensor, got {img.dtype}; convert with img.float() / 255")
     if img.dim() not in (3, 4):
         raise ValueError(f"imresize expects (C, H, W) or (N, C, H, W), got shape {tuple(img.shape)}")
+    if img.shape[-1] in (1, 3, 4) and img.shape[-3] > 4 and img.shape[-2] > 4:
+        # an (H, W, 3) image read with PIL/numpy: resizing it as H channels of W x 3 is garbage
+        raise ValueError(
+            f"imresize expects channels first, (C, H, W) or (N, C, H, W); shape {tuple(img.shape)} looks like "
+            "(H, W, C): pass img.permute(2, 0, 1) (or .permute(0, 3, 1, 2) for a batch)"
+        )
+    if checking() and not bool(torch.isfinite(img).all()):
+        raise ValueError(f"imresize: the input {tuple(img.shape)} holds NaN or inf values")
     in_h, in_w = img.shape[-2:]
     if (scale is None) == (size is None):
         raise ValueError("imresize needs exactly one of scale= or size=")

@@ -38,10 +38,11 @@ class PrepareReport:
     skipped_done: int = 0  # already in the store (resumed)
     total: int = 0  # entries in the store now
     failures: dict[str, str] = field(default_factory=dict)  # source name -> reason
+    stopped: str | None = None  # why the run stopped early (the store could not be written: disk full...)
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.stopped
 
 
 def _file_hash(path: Path) -> str:
@@ -133,12 +134,22 @@ def prepare(
                         lr = imresize(hr[None].to(device), 1.0 / scale).clamp(0, 1)
                         p = prior.from_lr(lr)[0].cpu()
                     probs = quantize_probs(p)
-                writer.add(item.name, np.ascontiguousarray(image), labels, probs, item.category, _file_hash(item.image))
-                report.written += 1
+                entry = (item.name, np.ascontiguousarray(image), labels, probs, item.category, _file_hash(item.image))
             except (ImageError, PriorError, FileNotFoundError) as err:
                 report.failures[item.name] = str(err)
                 log.error("%s", err)
-        if len(todo) == remaining:  # not cut short by ``limit``
+                continue
+            try:
+                writer.add(*entry)
+            except OSError as err:  # a full disk: the torn entry is dropped when the store is resumed
+                report.stopped = (
+                    f"could not write {item.name} into {out}: {err.strerror or err}; {report.written} entries were "
+                    "added by this run; free space and rerun to continue where it stopped"
+                )
+                log.error("%s", report.stopped)
+                break
+            report.written += 1
+        if len(todo) == remaining and not report.stopped:  # not cut short by ``limit`` or a write error
             writer.finish(report.failures)
     finally:
         writer.close()

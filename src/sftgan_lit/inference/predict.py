@@ -36,11 +36,13 @@ class PredictReport:
     written: list[Path] = field(default_factory=list)
     exists: list[Path] = field(default_factory=list)  # outputs already there (overwrite=false)
     failures: dict[str, str] = field(default_factory=dict)  # input -> reason
+    not_done: list[Path] = field(default_factory=list)  # inputs not processed because the run stopped
+    stopped: str | None = None  # why the run stopped early (an output could not be written: disk full...)
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.stopped
 
 
 def output_paths(files: list[Path], out: Path, save_prior: bool) -> dict[Path, Path]:
@@ -89,6 +91,9 @@ def predict_files(
     pending: list[tuple[Path, Path, torch.Tensor, PriorMap, str]] = []
 
     def flush() -> None:
+        if report.stopped:  # an output could not be written: nothing more is computed or written
+            report.not_done.extend(src for src, *_ in pending)
+            pending.clear()
         if not pending:
             return
         labels_out = [
@@ -105,12 +110,23 @@ def predict_files(
             labels_out,
         )
         for (src, dst, lr, _, how), sr, lab in zip(pending, srs, labels_out):
-            write_png(dst, sr)
-            if lab is not None:
-                colours = colorize(torch.from_numpy(lab), prior.colors)
-                write_png(
-                    dst.with_name(dst.stem + "_prior.png"), (colours * 255).round().byte().permute(1, 2, 0).numpy()
+            if report.stopped:  # an earlier write of this batch failed: the rest of it is not written
+                report.not_done.append(src)
+                continue
+            try:
+                write_png(dst, sr)
+                if lab is not None:
+                    colours = colorize(torch.from_numpy(lab), prior.colors)
+                    write_png(
+                        dst.with_name(dst.stem + "_prior.png"), (colours * 255).round().byte().permute(1, 2, 0).numpy()
+                    )
+            except OSError as err:  # no file is left half-written (atomic writes); the run stops here
+                report.failures[str(src)] = err.strerror or str(err)
+                report.stopped = (
+                    f"{err.strerror or err} (nothing more is written; free space or another out=, then rerun)"
                 )
+                log.error("stopped at %s: %s", src, err)
+                continue
             report.written.append(dst)
             log.info(
                 "%s -> %s (%dx%d -> %dx%d; %s)", src, dst, lr.shape[-1], lr.shape[-2], sr.shape[1], sr.shape[0], how
@@ -118,6 +134,9 @@ def predict_files(
         pending.clear()
 
     for src in tqdm(files, desc="sftgan-predict", unit="img", disable=not options.progress):
+        if report.stopped:
+            report.not_done.append(src)
+            continue
         dst = destinations[src]
         if dst.exists() and not options.overwrite:
             report.exists.append(dst)
@@ -139,6 +158,8 @@ def predict_files(
         if not fits_one_tile:
             flush()
     flush()
+    order = {src: i for i, src in enumerate(files)}
+    report.not_done.sort(key=order.__getitem__)
     report.seconds = time.perf_counter() - start
     return report
 

@@ -22,6 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibratio
 from ..categories import VOID_LABEL
 from ..models import Segmenter, export_segmenter
 from ..priors import Prior
+from ..tensors import trusted
 
 
 class SegmenterModule(L.LightningModule):
@@ -92,6 +93,7 @@ class SegmenterModule(L.LightningModule):
             label_smoothing=self.hparams.label_smoothing,
         )
 
+    @trusted
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(self.segmenter.logits(batch["lr"]), batch["labels"])
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["lr"].shape[0])
@@ -105,9 +107,11 @@ class SegmenterModule(L.LightningModule):
         valid = labels[labels != VOID_LABEL]
         self.seen[0 if stage == "val" else 1] += torch.bincount(valid.flatten(), minlength=self.seen.shape[1]).float()
 
+    @trusted
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "val")
 
+    @trusted
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "test")
 

@@ -32,6 +32,7 @@ from ..losses import SFTGANObjective
 from ..metrics import PSNRY, SSIMY, lpips_metric
 from ..models import SFTGenerator, export_generator
 from ..priors import Prior
+from ..tensors import trusted
 from .ema import EMA
 
 log = logging.getLogger(__name__)
@@ -231,6 +232,7 @@ class SFTGANModule(L.LightningModule):
             )
         return False
 
+    @trusted
     def training_step(self, batch: dict, batch_idx: int) -> None:
         hp = self.hparams
         opts = self.optimizers()
@@ -284,6 +286,7 @@ class SFTGANModule(L.LightningModule):
         """The generator that validation, export and inference use: the EMA copy when there is one."""
         return self.ema.module if self.ema is not None else self.generator
 
+    @trusted
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         sr = self.eval_generator(batch["lr"], batch["prior"]).float().clamp(0, 1)
         self.val_psnr.update(sr, batch["hr"].float(), batch["category"])

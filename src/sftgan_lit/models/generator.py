@@ -24,6 +24,7 @@ from torch import nn
 
 from ..choices import Conditioning, choice
 from ..config import require, require_int
+from ..tensors import check_image, check_probs
 from .concat import ConcatLayer
 from .condition import ConditionNet
 from .init import scaled_kaiming_
@@ -214,10 +215,12 @@ class SFTGenerator(nn.Module):
         return asdict(self.config)
 
     def check_inputs(self, lr: torch.Tensor, prior: torch.Tensor | None) -> None:
-        """Raise ``ValueError`` naming both shapes when ``prior`` does not fit ``lr``."""
+        """Raise ``ValueError`` naming both shapes when ``prior`` does not fit ``lr``, or naming the tensor
+        whose values are wrong (``tensors.check_image`` / ``check_probs``: skipped in trusted loops)."""
         cfg = self.config
         if lr.dim() != 4 or lr.shape[1] != cfg.in_channels:
             raise ValueError(f"lr must be (N, {cfg.in_channels}, h, w), got {tuple(lr.shape)}")
+        check_image(lr, "lr (the generator's input)")
         if not self.uses_prior:
             return
         if prior is None:
@@ -229,6 +232,7 @@ class SFTGenerator(nn.Module):
                 f"prior shape {tuple(prior.shape)} does not fit lr shape {tuple(lr.shape)}: expected {expected} "
                 f"({cfg.num_classes} class probabilities at {cfg.scale}x the LR size)"
             )
+        check_probs(prior, "prior (the generator's categorical prior)")
 
     def condition(self, prior: torch.Tensor) -> torch.Tensor:
         """Shared conditions (N, cond_channels, h, w), or (N, cond_channels, 1, 1) for ``film``."""

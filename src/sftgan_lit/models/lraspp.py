@@ -19,6 +19,7 @@ from torch import nn
 from ..categories import IMAGENET_MEAN, IMAGENET_STD
 from ..imresize import imresize
 from ..state_dict import CheckpointError, load_state_dict_file
+from ..tensors import check_image
 
 
 class LRASPPSegmenter(nn.Module):
@@ -101,6 +102,7 @@ class LRASPPSegmenter(nn.Module):
 
     def logits(self, lr: torch.Tensor) -> torch.Tensor:
         """LR (N, 3, h, w) -> logits (N, C, scale*h, scale*w), the training target's grid."""
+        check_image(lr, "lr (the segmenter's input)")
         h, w = lr.shape[-2] * self.scale, lr.shape[-1] * self.scale
         return self.upsample(self.coarse_logits(lr))[..., :h, :w]
 

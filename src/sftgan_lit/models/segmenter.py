@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..imresize import imresize
+from ..tensors import check_image
 
 # Caffe-style VGG/ResNet preprocessing of the released weights: BGR, 0-255, minus these means.
 BGR_MEANS = (103.939, 116.779, 123.68)
@@ -143,6 +144,7 @@ class OutdoorSceneSeg(nn.Module):
 
     def logits(self, lr: torch.Tensor) -> torch.Tensor:
         """LR RGB [0, 1] (N, 3, h, w) -> logits before the softmax (N, num_classes, scale*h, scale*w) (training)."""
+        check_image(lr, "lr (the segmenter's input)")
         h, w = lr.shape[-2] * self.scale, lr.shape[-1] * self.scale
         return self.deconv(self.coarse_logits(lr))[..., :h, :w]
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..categories import OUTDOOR_CLASSES, OUTDOOR_COLORS, VOID_LABEL
+from ..tensors import check_image
 from .edits import PriorEdits
 from .maps import DenseProbs, PriorMap, UniformPriorMap
 from .validation import PriorError, validate_probs
@@ -144,6 +145,7 @@ class Prior:
         probability map ``(C, s*h, s*w)`` (a prior file), which replaces the prior's own source;
         ``edits``: the paper's prior editing, applied on top.
         """
+        check_image(lr, "lr")
         if probs is not None:
             validate_probs(probs, self.num_classes, (lr.shape[-2] * scale, lr.shape[-1] * scale), "prior file")
             pm, how = DenseProbs(probs, scale), "prior file"

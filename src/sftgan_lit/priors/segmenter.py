@@ -22,6 +22,7 @@ import torch
 from ..models.protocols import Segmenter
 from ..models.weights import read_segmenter
 from ..precision import autocast
+from ..tensors import check_image
 from .base import Prior, SegmentOptions
 from .maps import CoarseLogitsPrior, PriorMap
 from .validation import PriorError
@@ -190,6 +191,7 @@ def segment_image(
     """
     max_pixels, tile, overlap, precision = options.max_pixels, options.tile, options.overlap, options.precision
     lr = lr[None] if lr.dim() == 3 else lr
+    check_image(lr, "lr (the image to segment)")  # once here: the tiles below call coarse_logits directly
     _, _, h, w = lr.shape
     scale = segmenter.scale
     k = segmenter.coarse_stride

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..tensors import probs_problem
+
 
 class PriorError(ValueError):
     """A prior (stored, computed or configured) that cannot be used; the message says which and why."""
@@ -24,13 +26,6 @@ def validate_probs(
         raise PriorError(f"{source}: {c} classes, but the configured prior has {num_classes}")
     if size is not None and tuple(probs.shape[-2:]) != tuple(size):
         raise PriorError(f"{source}: prior size {tuple(probs.shape[-2:])} does not match the image size {tuple(size)}")
-    p = probs.float()
-    if not torch.isfinite(p).all():
-        raise PriorError(f"{source}: {int((~torch.isfinite(p)).sum())} non-finite values")
-    if p.min() < -atol or p.max() > 1 + atol:
-        raise PriorError(f"{source}: values outside [0, 1] (min {p.min():.4g}, max {p.max():.4g})")
-    err = (p.sum(dim=-3) - 1).abs().max()
-    if err > atol:
-        raise PriorError(
-            f"{source}: class probabilities do not sum to 1 (worst pixel off by {err:.4g}, tolerance {atol})"
-        )
+    problem = probs_problem(probs, dim=-3, atol=atol)
+    if problem:
+        raise PriorError(f"{source}: {problem}")
