@@ -6,7 +6,7 @@ Public API::
 
     seg = load_segmenter("segmentation_OST_bic.pth")      # OutdoorSceneSeg, eval mode
     g = load_generator("SFTGAN_noBN_OST_bg.pth")          # variant detected from the keys
-    lr = imresize(hr, 1 / 4)                              # MATLAB bicubic, (N, 3, H, W) RGB in [0, 1]
+    lr = imresize(hr, 1 / 4).clamp(0, 1)                  # MATLAB bicubic, (N, 3, H, W) RGB in [0, 1]
     prior = seg(lr)                                       # (N, 8, H, W) class probabilities
     sr = g(lr, prior)                                     # (N, 3, H, W), raw network output
 """
