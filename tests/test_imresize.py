@@ -119,3 +119,16 @@ def test_rejects_integer_images_and_bad_args():
         imresize(torch.zeros(3, 8, 8), 0.5, size=(4, 4))
     with pytest.raises(ValueError, match=r"\(C, H, W\)"):
         imresize(torch.zeros(8, 8), 0.5)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 7, 5), (2, 3, 2, 3), (1, 8, 33, 19)])
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_bicubic_upsample_is_imresize_for_integer_upscales(shape, scale):
+    """The convolution form (what the segmenters and ONNX exports use) equals the reference resize:
+    exactly in float64 (the same weights, borders included), to rounding in float32."""
+    from sftgan_lit.imresize import bicubic_upsample
+
+    torch.manual_seed(0)
+    x = torch.rand(*shape, dtype=torch.float64)
+    torch.testing.assert_close(bicubic_upsample(x, scale), imresize(x, scale), atol=1e-12, rtol=0)
+    torch.testing.assert_close(bicubic_upsample(x.float(), scale), imresize(x.float(), scale), atol=1e-6, rtol=0)

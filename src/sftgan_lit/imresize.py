@@ -23,7 +23,7 @@ import torch
 
 from .tensors import checking
 
-__all__ = ["imresize", "cubic", "contributions"]
+__all__ = ["imresize", "upsample", "bicubic_upsample", "cubic", "contributions"]
 
 _KERNEL_WIDTH = 4.0  # support of the cubic kernel, in input samples
 
@@ -208,3 +208,49 @@ def imresize(
         plan_w = _axis_plan(in_w, out_w, scale_w, antialiasing, batch * out_h, work_dtype, device)
         x = _resize_rows(x.transpose(-1, -2).contiguous(), plan_w).transpose(-1, -2)
     return x.reshape(*lead, out_h, out_w).to(dtype).contiguous()
+
+
+@lru_cache(maxsize=8)
+def _upsample_taps(scale: int) -> torch.Tensor:
+    """Per output phase ``p`` of an integer up-scale, MATLAB's 5 weights on input offsets -2..2 ``(scale, 5)``,
+    read off ``contributions`` for a sample away from the borders (float64)."""
+    n, i = 16, 8
+    weights, indices = contributions(n, n * scale, float(scale), antialiasing=False)
+    taps = torch.zeros(scale, 5, dtype=torch.float64)
+    for p in range(scale):
+        row = i * scale + p
+        for wgt, idx in zip(weights[row].tolist(), indices[row].tolist()):
+            taps[p, idx - i + 2] += wgt
+    return taps
+
+
+def upsample(img: torch.Tensor, scale: int) -> torch.Tensor:
+    """MATLAB bicubic x``scale`` of ``(N, C, H, W)``: ``bicubic_upsample`` where it applies, else ``imresize``."""
+    if min(img.shape[-2:]) >= 2 and isinstance(scale, int):
+        return bicubic_upsample(img, scale)
+    return imresize(img, scale)
+
+
+def bicubic_upsample(img: torch.Tensor, scale: int) -> torch.Tensor:
+    """``imresize(img, scale)`` for an integer up-scale as a convolution: symmetric padding by 2, one 5x5
+    kernel per output phase (the outer product of ``contributions``' row and column weights), pixel shuffle.
+
+    Equal to ``imresize`` up to float rounding (~1e-7; tested), several times faster on CPUs, and made of
+    ops whose shapes follow the input's, so traced or exported graphs (ONNX) keep dynamic sizes. Inputs
+    ``(N, C, H, W)`` with ``H, W >= 2`` (a 1-pixel side mirrors onto itself: use ``imresize``).
+    """
+    if img.dim() != 4 or min(img.shape[-2:]) < 2:
+        raise ValueError(f"bicubic_upsample expects (N, C, H, W) with H, W >= 2, got {tuple(img.shape)}")
+    if not (isinstance(scale, int) and scale >= 1):
+        raise ValueError(f"bicubic_upsample needs an integer scale >= 1, got {scale}")
+    c = img.shape[1]
+    taps = _upsample_taps(scale)
+    kernel = (taps[:, None, :, None] * taps[None, :, None, :]).reshape(scale * scale, 1, 5, 5)
+    dtype = torch.float32 if img.dtype in (torch.float16, torch.bfloat16) else img.dtype
+    kernel = kernel.to(device=img.device, dtype=dtype).repeat(c, 1, 1, 1)
+    x = img.to(dtype)
+    # symmetric padding (the edge sample repeated), as MATLAB's contributions mirror indices
+    x = torch.cat([x[..., :2, :].flip(-2), x, x[..., -2:, :].flip(-2)], dim=-2)
+    x = torch.cat([x[..., :2].flip(-1), x, x[..., -2:].flip(-1)], dim=-1)
+    out = torch.nn.functional.conv2d(x, kernel, groups=c)
+    return torch.nn.functional.pixel_shuffle(out, scale).to(img.dtype)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..categories import IMAGENET_MEAN, IMAGENET_STD
-from ..imresize import imresize
+from ..imresize import upsample
 from ..state_dict import CheckpointError, load_state_dict_file
 from ..tensors import check_image
 
@@ -84,7 +84,7 @@ class LRASPPSegmenter(nn.Module):
         """LR RGB [0, 1] (N, 3, h, w) -> normalised bicubic x``scale``, padded (replicate) to a multiple of 16."""
         if lr.dim() != 4 or lr.shape[1] != 3:
             raise ValueError(f"LRASPPSegmenter expects LR RGB (N, 3, h, w) in [0, 1], got {tuple(lr.shape)}")
-        x = (imresize(lr.float(), self.scale) - self.mean) / self.std
+        x = (upsample(lr.float(), self.scale) - self.mean) / self.std
         h, w = x.shape[-2:]
         pad_h, pad_w = (-h) % self.pad_to, (-w) % self.pad_to
         return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..imresize import imresize
+from ..imresize import upsample
 from ..tensors import check_image
 
 # Caffe-style VGG/ResNet preprocessing of the released weights: BGR, 0-255, minus these means.
@@ -109,7 +109,7 @@ class OutdoorSceneSeg(nn.Module):
     @staticmethod
     def preprocess(lr: torch.Tensor, scale: int = 4) -> torch.Tensor:
         """LR RGB [0, 1] (N, 3, h, w) -> upsampled, mean-subtracted BGR 0-255 (N, 3, scale*h, scale*w)."""
-        up = imresize(lr.float(), scale) * 255.0
+        up = upsample(lr.float(), scale) * 255.0
         means = torch.tensor(BGR_MEANS, dtype=up.dtype, device=up.device).view(1, 3, 1, 1)
         return up.flip(1) - means
 
