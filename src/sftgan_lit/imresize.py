@@ -224,28 +224,35 @@ def _upsample_taps(scale: int) -> torch.Tensor:
     return taps
 
 
-def upsample(img: torch.Tensor, scale: int) -> torch.Tensor:
+def bicubic_kernel(scale: int) -> torch.Tensor:
+    """The ``(scale * scale, 1, 5, 5)`` float64 kernels of ``bicubic_upsample`` (modules keep them as a buffer,
+    so that tracing and export see a constant rather than the table computation)."""
+    taps = _upsample_taps(scale)
+    return (taps[:, None, :, None] * taps[None, :, None, :]).reshape(scale * scale, 1, 5, 5)
+
+
+def upsample(img: torch.Tensor, scale: int, kernel: torch.Tensor | None = None) -> torch.Tensor:
     """MATLAB bicubic x``scale`` of ``(N, C, H, W)``: ``bicubic_upsample`` where it applies, else ``imresize``."""
     if min(img.shape[-2:]) >= 2 and isinstance(scale, int):
-        return bicubic_upsample(img, scale)
+        return bicubic_upsample(img, scale, kernel)
     return imresize(img, scale)
 
 
-def bicubic_upsample(img: torch.Tensor, scale: int) -> torch.Tensor:
+def bicubic_upsample(img: torch.Tensor, scale: int, kernel: torch.Tensor | None = None) -> torch.Tensor:
     """``imresize(img, scale)`` for an integer up-scale as a convolution: symmetric padding by 2, one 5x5
     kernel per output phase (the outer product of ``contributions``' row and column weights), pixel shuffle.
 
     Equal to ``imresize`` up to float rounding (~1e-7; tested), several times faster on CPUs, and made of
     ops whose shapes follow the input's, so traced or exported graphs (ONNX) keep dynamic sizes. Inputs
     ``(N, C, H, W)`` with ``H, W >= 2`` (a 1-pixel side mirrors onto itself: use ``imresize``).
+    ``kernel``: ``bicubic_kernel(scale)`` when the caller keeps it (any dtype; computed here otherwise).
     """
     if img.dim() != 4 or min(img.shape[-2:]) < 2:
         raise ValueError(f"bicubic_upsample expects (N, C, H, W) with H, W >= 2, got {tuple(img.shape)}")
     if not (isinstance(scale, int) and scale >= 1):
         raise ValueError(f"bicubic_upsample needs an integer scale >= 1, got {scale}")
     c = img.shape[1]
-    taps = _upsample_taps(scale)
-    kernel = (taps[:, None, :, None] * taps[None, :, None, :]).reshape(scale * scale, 1, 5, 5)
+    kernel = bicubic_kernel(scale) if kernel is None else kernel
     dtype = torch.float32 if img.dtype in (torch.float16, torch.bfloat16) else img.dtype
     kernel = kernel.to(device=img.device, dtype=dtype).repeat(c, 1, 1, 1)
     x = img.to(dtype)

@@ -1,8 +1,10 @@
 """State-dict file I/O, the bottom of the package: safe loading, unwrapping, strict loading, atomic saving.
 
-Checkpoints are untrusted input. Everything goes through ``torch.load(..., weights_only=True)``, which
-only rebuilds tensors and plain containers and refuses any pickled code. Nothing here knows a network:
-the model layer builds networks on top of these functions.
+Checkpoints are untrusted input. ``.pth``/``.ckpt`` files go through ``torch.load(..., weights_only=True)``,
+which only rebuilds tensors and plain containers and refuses any pickled code; ``.safetensors`` files
+hold no code at all, and their JSON header is size-checked and parsed before any tensor is read. Both
+come back as the same dict (tensors under ``params``, this package's records under their keys), so
+every loader reads either. Nothing here knows a network: the model layer builds networks on top.
 """
 
 from __future__ import annotations
@@ -25,11 +27,80 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used as asked; the message names the file and what is wrong."""
 
 
+# Header key under which this package's safetensors files keep their records (a JSON object).
+SAFETENSORS_RECORD = "sftgan_lit"
+MAX_SAFETENSORS_HEADER = 16 * 1024 * 1024  # bytes: a real header of a few hundred tensors is a few KiB
+
+
+def read_safetensors(path: str | os.PathLike) -> tuple[StateDict, dict]:
+    """The tensors of a ``.safetensors`` file and its header metadata (``__metadata__``, with this package's
+    record decoded from JSON under ``SAFETENSORS_RECORD``); a malformed or oversized header names the file."""
+    import json
+    import struct
+
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path}: not a safetensors file ({size} bytes, no header)")
+        (length,) = struct.unpack("<Q", head)
+        if length > MAX_SAFETENSORS_HEADER or length > size - 8:
+            raise CheckpointError(
+                f"{path}: safetensors header of {length} bytes is oversized (file {size} bytes, limit "
+                f"{MAX_SAFETENSORS_HEADER}); the file is corrupted or not a safetensors file"
+            )
+        try:
+            header = json.loads(f.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{path}: malformed safetensors header ({err})") from err
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: malformed safetensors header (not a JSON object)")
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise CheckpointError(f"{path}: malformed safetensors metadata (must map strings to strings)")
+    meta = dict(meta)
+    if SAFETENSORS_RECORD in meta:
+        try:
+            record = json.loads(meta[SAFETENSORS_RECORD])
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"{path}: malformed '{SAFETENSORS_RECORD}' record in the header ({err})") from err
+        if not isinstance(record, dict):
+            raise CheckpointError(f"{path}: the '{SAFETENSORS_RECORD}' header record must be a JSON object")
+        meta[SAFETENSORS_RECORD] = record
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: unreadable safetensors file ({err})") from err
+    return tensors, meta
+
+
+def save_safetensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike, record: Mapping) -> None:
+    """Write ``tensors`` (contiguous CPU copies) as ``.safetensors`` with ``record`` as JSON in the header
+    (plus its plain string fields, which any safetensors reader shows), atomically."""
+    import json
+
+    from safetensors.torch import save
+
+    meta = {k: str(v) for k, v in record.items() if isinstance(v, str | int | float) and not isinstance(v, bool)}
+    meta[SAFETENSORS_RECORD] = json.dumps(record, sort_keys=True)
+    data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=meta)
+    atomic_write_bytes(path, data)
+
+
 def load_checkpoint_file(path: str | os.PathLike) -> dict:
-    """``torch.load`` with ``weights_only=True`` on CPU; errors name the file and the fix."""
+    """A checkpoint as a dict, on CPU: ``torch.load`` with ``weights_only=True``, or for ``.safetensors``
+    ``{"params": tensors, **record}`` (the record this package writes in the header); errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix.lower() == ".safetensors":
+        tensors, meta = read_safetensors(path)
+        record = meta.get(SAFETENSORS_RECORD, {})
+        return {**{k: v for k, v in record.items() if k != "params"}, "params": tensors}
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

@@ -102,3 +102,107 @@ def check_export(generator: SFTGenerator, path: str | Path, h: int = 19, w: int 
     if out.shape != ref.shape:
         raise RuntimeError(f"{path}: output shape {tuple(out.shape)} differs from the eager model's {tuple(ref.shape)}")
     return float((out - ref).abs().max())
+
+
+# --------------------------------------------------------------------------- one-input pipeline (ecosystem)
+# chaiNNer and current onnxruntime both load opset 18 (chaiNNer's own PyTorch->ONNX export uses 14; its
+# loader reads any opset the installed onnxruntime runs).
+PIPELINE_OPSET = 18
+
+
+def export_pipeline_onnx(pipeline, path: str | Path, fp16: bool = False, opset: int = PIPELINE_OPSET) -> Path:
+    """The pipeline as ONNX with one input ``input`` (N, 3, h, w) and one output ``output`` (N, 3, s*h, s*w),
+    dynamic batch, height and width (h, w >= 2); ``fp16``: weights, input and output in float16."""
+    import copy
+
+    from ..pipeline import SFTGANPipeline
+
+    p: SFTGANPipeline = copy.deepcopy(pipeline).cpu().eval()
+    p.generator = _plain(p.generator)
+    p = p.half() if fp16 else p.float()
+    x = torch.rand(1, 3, 16, 12, dtype=torch.float16 if fp16 else torch.float32)
+    n, h, w = torch.export.Dim("batch"), torch.export.Dim("height", min=2), torch.export.Dim("width", min=2)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        program = torch.onnx.export(
+            p,
+            (x,),
+            None,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_shapes=({0: n, 2: h, 3: w},),
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
+        )
+    from ..files import atomic_write_bytes
+
+    atomic_write_bytes(path, program.model_proto.SerializeToString())
+    return path
+
+
+def check_image_to_image_onnx(path: str | Path, sizes: tuple[tuple[int, int], ...] = ((16, 16), (24, 20))) -> dict:
+    """Apply chaiNNer's rules for an ONNX super-resolution model and return what chaiNNer would read.
+
+    One graph input and one output, both float tensors (fp32 or fp16) of rank 4 in BCHW layout with a
+    fixed channel count of at most 4, dynamic (or fixed) batch, height and width; the scale is read from
+    trial runs (onnxruntime) at ``sizes``, and must be one integer for both axes at every size. Raises
+    ``ValueError`` naming the rule broken. Returns ``{input_channels, output_channels, scale, dtype, opset}``.
+    """
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(path))
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1 or len(model.graph.output) != 1:
+        raise ValueError(
+            f"{path}: chaiNNer needs one input and one output, got {len(inputs)} and {len(model.graph.output)}"
+        )
+    info = {}
+    for role, value in (("input", inputs[0]), ("output", model.graph.output[0])):
+        if not value.type.HasField("tensor_type"):
+            raise ValueError(f"{path}: the {role} is not a tensor")
+        tensor = value.type.tensor_type
+        if tensor.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
+            raise ValueError(f"{path}: the {role} is {onnx.TensorProto.DataType.Name(tensor.elem_type)}, not fp32/fp16")
+        dims = [d.dim_param if d.HasField("dim_param") else d.dim_value for d in tensor.shape.dim]
+        if len(dims) != 4:
+            raise ValueError(f"{path}: the {role} has rank {len(dims)}; chaiNNer needs (N, C, H, W)")
+        if not (isinstance(dims[1], int) and 1 <= dims[1] <= 4):
+            raise ValueError(f"{path}: the {role}'s channel dim {dims[1]!r} must be a fixed 1-4 (BCHW)")
+        info[f"{role}_channels"] = dims[1]
+        info[f"{role}_dtype"] = "fp16" if tensor.elem_type == onnx.TensorProto.FLOAT16 else "fp32"
+    info["opset"] = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), -1)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    dtype = np.float16 if info["input_dtype"] == "fp16" else np.float32
+    scales = set()
+    for h, w in sizes:
+        out = session.run(
+            None, {inputs[0].name: np.random.default_rng(0).random((1, info["input_channels"], h, w)).astype(dtype)}
+        )[0]
+        if out.ndim != 4 or out.shape[1] != info["output_channels"] or out.shape[2] % h or out.shape[3] % w:
+            raise ValueError(f"{path}: a {w}x{h} input gave output {out.shape}, not an integer up-scale")
+        scales |= {out.shape[2] // h, out.shape[3] // w}
+    if len(scales) != 1:
+        raise ValueError(f"{path}: the trial runs give different scales {sorted(scales)}")
+    info["scale"] = scales.pop()
+    return info
+
+
+def check_pipeline_onnx(pipeline, path: str | Path, h: int = 19, w: int = 33, batch: int = 2) -> float:
+    """Largest |ONNX - eager fp32 pipeline| on a random input of a size the export was not traced at."""
+    import numpy as np
+    import onnxruntime as ort
+
+    x = torch.rand(batch, 3, h, w, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = pipeline.float().eval()(x)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    dtype = np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32
+    out = session.run(None, {"input": x.numpy().astype(dtype)})[0].astype(np.float32)
+    if out.shape != tuple(ref.shape):
+        raise RuntimeError(f"{path}: output shape {out.shape} differs from the eager pipeline's {tuple(ref.shape)}")
+    return float(np.abs(out - ref.numpy()).max())

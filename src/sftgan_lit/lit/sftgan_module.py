@@ -315,7 +315,13 @@ class SFTGANModule(L.LightningModule):
     def export(self, path: str | Path) -> Path:
         """Write the validated generator (EMA when there is one) to ``path`` in the original key layout with
         its constructor arguments (``models.load_generator`` reads it)."""
-        export_generator(self.eval_generator, path)
+        training = {
+            "optimizer_steps": int(self.global_step),  # G and D steps each count
+            "ema": self.ema is not None,
+            "loss": {k: v for k, v in self.objective.describe().items() if isinstance(v, int | float | str)},
+            "prior": self.prior.name,
+        }
+        export_generator(self.eval_generator, path, self.prior.class_names, self.prior.colors, training)
         log.info("generator (EMA: %s) exported to %s", self.ema is not None, path)
         return Path(path)
 

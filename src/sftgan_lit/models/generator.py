@@ -153,6 +153,8 @@ class SFTGenerator(nn.Module):
         if not 0 <= n_cond <= cfg.num_blocks:
             raise ValueError(f"num_cond_blocks must be in [0, {cfg.num_blocks}] or None, got {cfg.num_cond_blocks}")
         self.config = cfg
+        # what the file it was loaded from records about it (classes, training facts; models.weights)
+        self.record: dict = {}
         nf = cfg.num_features
         uses_prior = cfg.conditioning != "none" and (n_cond > 0 or cfg.final_cond)
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..categories import IMAGENET_MEAN, IMAGENET_STD
-from ..imresize import upsample
+from ..imresize import bicubic_kernel, upsample
 from ..state_dict import CheckpointError, load_state_dict_file
 from ..tensors import check_image
 
@@ -52,6 +52,7 @@ class LRASPPSegmenter(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.momentum = 0.1
+        self.register_buffer("upsample_kernel", bicubic_kernel(scale).float(), persistent=False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         if backbone_weights:
@@ -84,7 +85,7 @@ class LRASPPSegmenter(nn.Module):
         """LR RGB [0, 1] (N, 3, h, w) -> normalised bicubic x``scale``, padded (replicate) to a multiple of 16."""
         if lr.dim() != 4 or lr.shape[1] != 3:
             raise ValueError(f"LRASPPSegmenter expects LR RGB (N, 3, h, w) in [0, 1], got {tuple(lr.shape)}")
-        x = (upsample(lr.float(), self.scale) - self.mean) / self.std
+        x = (upsample(lr.to(self.mean.dtype), self.scale, self.upsample_kernel) - self.mean) / self.std
         h, w = x.shape[-2:]
         pad_h, pad_w = (-h) % self.pad_to, (-w) % self.pad_to
         return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x

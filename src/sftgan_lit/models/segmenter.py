@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..imresize import upsample
+from ..imresize import bicubic_kernel, upsample
 from ..tensors import check_image
 
 # Caffe-style VGG/ResNet preprocessing of the released weights: BGR, 0-255, minus these means.
@@ -77,6 +77,7 @@ class OutdoorSceneSeg(nn.Module):
         }
         self.num_classes = num_classes
         self.scale = scale
+        self.register_buffer("upsample_kernel", bicubic_kernel(scale).float(), persistent=False)
         w = base_width
         blocks: list[nn.Module] = [
             *_conv_bn(3, w, 3, stride=2),
@@ -106,10 +107,10 @@ class OutdoorSceneSeg(nn.Module):
         """Constructor arguments (what ``export_segmenter`` records)."""
         return dict(self._config)
 
-    @staticmethod
-    def preprocess(lr: torch.Tensor, scale: int = 4) -> torch.Tensor:
+    def preprocess(self, lr: torch.Tensor) -> torch.Tensor:
         """LR RGB [0, 1] (N, 3, h, w) -> upsampled, mean-subtracted BGR 0-255 (N, 3, scale*h, scale*w)."""
-        up = upsample(lr.float(), scale) * 255.0
+        # in the network's own float type (float32, or float16 after .half() for an fp16 export)
+        up = upsample(lr.to(self.upsample_kernel.dtype), self.scale, self.upsample_kernel) * 255.0
         means = torch.tensor(BGR_MEANS, dtype=up.dtype, device=up.device).view(1, 3, 1, 1)
         return up.flip(1) - means
 
@@ -122,7 +123,7 @@ class OutdoorSceneSeg(nn.Module):
         """LR RGB [0, 1] (N, 3, h, w) -> logits at 1/8 of HR resolution (N, C, ceil(scale*h/8), ceil(scale*w/8))."""
         if lr.dim() != 4 or lr.shape[1] != 3:
             raise ValueError(f"OutdoorSceneSeg expects LR RGB (N, 3, h, w) in [0, 1], got {tuple(lr.shape)}")
-        return self._coarse(self.preprocess(lr, self.scale))
+        return self._coarse(self.preprocess(lr))
 
     def _coarse(self, x: torch.Tensor) -> torch.Tensor:
         """Preprocessed (N, 3, H, W), padded by edge replication to a multiple of the stride -> stride-8 logits."""

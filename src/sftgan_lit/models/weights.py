@@ -29,14 +29,19 @@ from ..state_dict import (
     load_checkpoint_file,
     load_strict,
     save_atomic,
+    save_safetensors,
     unwrap_state_dict,
 )
-from .generator import SFTGenerator
+from .generator import GeneratorConfig, SFTGenerator
 from .lraspp import LRASPPSegmenter
 from .segmenter import OutdoorSceneSeg
 
 # Key under which this package's exports store the generator's constructor arguments.
 CONFIG_KEY = "sftgan_lit_config"
+# Key of the facts an export records beside its tensors (the safetensors header holds the same): what it is,
+# its classes and colours, the package version, the training run's key facts.
+RECORD_KEY = "sftgan_lit_record"
+ARCHITECTURE = "SFTGAN"
 # Attribute names of the generator inside SFTGANModule's Lightning checkpoints, EMA first.
 LIGHTNING_GENERATOR_PREFIXES = ("ema.module.", "generator_ema.", "generator.")
 
@@ -162,11 +167,87 @@ def infer_generator_config(sd: Mapping[str, torch.Tensor], source: str = "checkp
 def generator_from_state_dict(
     sd: Mapping[str, torch.Tensor], config: Mapping | None = None, source: str = "checkpoint"
 ) -> SFTGenerator:
-    """An ``SFTGenerator`` built from ``config`` (or inferred from ``sd``) with ``sd`` loaded strictly."""
-    cfg = dict(config) if config is not None else infer_generator_config(sd, source)
-    generator = SFTGenerator(**cfg)
-    load_strict(generator, sd, source)
+    """An ``SFTGenerator`` built from ``config`` (or inferred from ``sd``) with ``sd`` loaded strictly; a
+    recorded ``config`` that does not fit the tensors is named as such."""
+    if config is None:
+        generator = SFTGenerator(**infer_generator_config(sd, source))
+        load_strict(generator, sd, source)
+        return generator
+    try:
+        generator = SFTGenerator(**dict(config))
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{source}: the recorded generator config is not valid ({err})") from err
+    try:
+        load_strict(generator, sd, source)
+    except CheckpointError as err:
+        inferred = "; the tensors are a different generator" if "conv0.weight" in sd else ""
+        raise CheckpointError(
+            f"{source}: the recorded architecture (num_features={generator.config.num_features}, "
+            f"num_blocks={generator.config.num_blocks}, num_classes={generator.config.num_classes}, "
+            f"conditioning={generator.config.conditioning}) does not fit its tensors{inferred}: {err}"
+        ) from err
     return generator
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sftgan_lit")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def variant_of(config: Mapping) -> str:
+    """The ``GENERATOR_VARIANTS`` name whose settings ``config`` has (the first that fits), else ``custom``."""
+    defaults = GeneratorConfig().__dict__
+    keys = {k for v in GENERATOR_VARIANTS.values() for k in v.overrides}
+    for variant in GENERATOR_VARIANTS.values():
+        wanted = {k: variant.overrides.get(k, defaults[k]) for k in keys}
+        if all(config.get(k) == v for k, v in wanted.items()):
+            return variant.name
+    return "custom"
+
+
+def check_class_names(names, count: int, source: str) -> None:
+    """Recorded class names must be one per class of the network (``count``)."""
+    if names is not None and (not isinstance(names, list | tuple) or len(names) != count):
+        raise CheckpointError(
+            f"{source}: the recorded class names {names} do not fit the network, which has {count} classes"
+        )
+
+
+def generator_record(
+    generator: SFTGenerator, class_names: Iterable[str] | None = None, colors: Iterable | None = None, training=None
+) -> dict:
+    """What a generator export records about itself (``RECORD_KEY``; the safetensors header)."""
+    cfg = generator.config
+    record = {
+        "kind": "generator",
+        "architecture": ARCHITECTURE,
+        "variant": variant_of(generator.config_dict()),
+        "scale": cfg.scale,
+        "input_channels": cfg.in_channels,
+        "output_channels": cfg.out_channels,
+        "num_classes": cfg.num_classes,
+        "conditioning": str(cfg.conditioning),
+        "class_names": [str(c) for c in class_names] if class_names is not None else None,
+        "colors": [[int(v) for v in c] for c in colors] if colors is not None else None,
+        "package_version": package_version(),
+        "training": dict(training or {}),
+    }
+    if cfg.num_classes:
+        check_class_names(record["class_names"], cfg.num_classes, "export_generator")
+    return record
+
+
+def write_export(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike, entries: Mapping) -> None:
+    """An export file: ``.safetensors`` (``entries`` as JSON in its header) or a ``torch.save`` dict
+    (``{"params": tensors, **entries}``), atomically; both read back the same through ``load_checkpoint_file``."""
+    if str(path).lower().endswith(".safetensors"):
+        save_safetensors(tensors, path, entries)
+    else:
+        save_atomic({"params": dict(tensors), **entries}, path)
 
 
 def load_generator(path: str | os.PathLike, prefer_ema: bool = True, channels_last: bool = True) -> SFTGenerator:
@@ -186,14 +267,38 @@ def load_generator(path: str | os.PathLike, prefer_ema: bool = True, channels_la
     if config is not None and not isinstance(config, Mapping):
         raise CheckpointError(f"{path}: '{CONFIG_KEY}' must be a dict of constructor arguments")
     generator = generator_from_state_dict(sd, config, source=str(path))
+    generator.record = read_record(obj, str(path), generator.config.num_classes)
     if channels_last:
         generator = generator.to(memory_format=torch.channels_last)
     return generator.eval()
 
 
-def export_generator(generator: SFTGenerator, path: str | os.PathLike) -> None:
-    """Save the generator alone, in the original key layout, with its constructor arguments (atomically)."""
-    save_atomic({"params": cpu_state(generator), CONFIG_KEY: generator.config_dict()}, path)
+def read_record(obj: Mapping, source: str, num_classes: int) -> dict:
+    """The ``RECORD_KEY`` facts of a loaded file (``{}`` for files without), checked against the network."""
+    record = obj.get(RECORD_KEY) or {}
+    if not isinstance(record, Mapping):
+        raise CheckpointError(f"{source}: '{RECORD_KEY}' must be a dict")
+    if record.get("architecture", ARCHITECTURE) != ARCHITECTURE:
+        raise CheckpointError(f"{source}: records architecture {record['architecture']!r}, not {ARCHITECTURE}")
+    if num_classes:
+        check_class_names(record.get("class_names"), num_classes, source)
+    return dict(record)
+
+
+def export_generator(
+    generator: SFTGenerator,
+    path: str | os.PathLike,
+    class_names: Iterable[str] | None = None,
+    colors: Iterable | None = None,
+    training: Mapping | None = None,
+) -> None:
+    """Save the generator alone, in the original key layout, with its constructor arguments and record
+    (``generator_record``), atomically: ``.safetensors`` (no pickle) or a ``torch.save`` file."""
+    entries = {
+        CONFIG_KEY: generator.config_dict(),
+        RECORD_KEY: generator_record(generator, class_names, colors, training),
+    }
+    write_export(cpu_state(generator), path, entries)
 
 
 SEGMENTER_KEY = "sftgan_lit_segmenter"
@@ -214,13 +319,19 @@ def export_segmenter(
 ) -> None:
     """Save a trained prior segmenter with its architecture, constructor arguments, class names and
     colours, so a prior config needs only the path (``prior=learned prior.weights=PATH``)."""
+    write_export(cpu_state(segmenter), path, {SEGMENTER_KEY: segmenter_record(segmenter, class_names, colors)})
+
+
+def segmenter_record(segmenter: nn.Module, class_names: Iterable[str], colors: Iterable) -> dict:
+    """A segmenter's architecture (by allow-listed dotted name), constructor arguments, classes and colours."""
     spec = {
         "target": _dotted(type(segmenter)),
         "kwargs": dict(segmenter.config_dict()),
         "class_names": [str(c) for c in class_names],
         "colors": [[int(v) for v in c] for c in colors],
     }
-    save_atomic({"params": cpu_state(segmenter), SEGMENTER_KEY: spec}, path)
+    check_class_names(spec["class_names"], segmenter.num_classes, "export_segmenter")
+    return spec
 
 
 def segmenter_spec(path: str | os.PathLike, obj: Mapping) -> dict | None:
@@ -255,8 +366,17 @@ def read_segmenter(path: str | os.PathLike, **arch) -> tuple[nn.Module, dict | N
         if arch:
             raise CheckpointError(f"{path} records its architecture ({spec['target']}); remove prior.arch={arch}")
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["kwargs"].items()}
-        segmenter = SEGMENTER_ARCHS[spec["target"]](**kwargs)
-        load_strict(segmenter, unwrap_state_dict(obj, source=str(path)), source=str(path))
+        try:
+            segmenter = SEGMENTER_ARCHS[spec["target"]](**kwargs)
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"{path}: the recorded {spec['target']} arguments are not valid ({err})") from err
+        check_class_names(spec.get("class_names"), segmenter.num_classes, str(path))
+        try:
+            load_strict(segmenter, unwrap_state_dict(obj, ("segmenter.",), source=str(path)), source=str(path))
+        except CheckpointError as err:
+            raise CheckpointError(
+                f"{path}: the recorded architecture ({spec['target']}, {spec['kwargs']}) does not fit its tensors: {err}"
+            ) from err
         return segmenter.eval(), spec
     sd = unwrap_state_dict(obj, prefixes=("segmenter.", "model."), source=str(path))
     if "deconv.weight" not in sd:
@@ -269,3 +389,26 @@ def read_segmenter(path: str | os.PathLike, **arch) -> tuple[nn.Module, dict | N
     segmenter = OutdoorSceneSeg(num_classes=num_classes, **arch)
     load_strict(segmenter, sd, source=str(path))
     return segmenter.eval(), None
+
+
+_RES_BLOCK = re.compile(r"^feature\.(\d+)\.res\.6\.weight$")
+
+
+def infer_segmenter(sd: Mapping[str, torch.Tensor], scale: int = 4, source: str = "checkpoint") -> nn.Module:
+    """A prior segmenter rebuilt from its tensors alone (no record: e.g. a state dict handed over by another
+    tool): ``OutdoorSceneSeg`` (its width and blocks per stage read from the shapes) or ``LRASPPSegmenter``;
+    loaded strictly, eval mode."""
+    if "deconv.weight" in sd and "feature.0.weight" in sd:
+        base_width = sd["feature.0.weight"].shape[0]
+        blocks = sorted(int(m.group(1)) for m in map(_RES_BLOCK.match, sd) if m)
+        outs = [sd[f"feature.{i}.res.6.weight"].shape[0] for i in blocks]
+        layers = tuple(sum(1 for c in outs if c == k * base_width) for k in (4, 8, 16, 32))
+        model: nn.Module = OutdoorSceneSeg(sd["deconv.weight"].shape[0], layers, base_width, scale)
+    elif any(k.startswith("backbone.") for k in sd) and "head.high_classifier.weight" in sd:
+        model = LRASPPSegmenter(sd["head.high_classifier.weight"].shape[0], scale)
+    else:
+        raise CheckpointError(
+            f"{source}: the segmenter tensors are neither OutdoorSceneSeg nor LR-ASPP ({listing(list(sd), 6)})"
+        )
+    load_strict(model, sd, source)
+    return model.eval()

@@ -1,0 +1,121 @@
+"""SFTGAN as a spandrel architecture: ``install()`` registers it, then spandrel's own loader reads SFTGAN files::
+
+    import spandrel
+    from sftgan_lit.inference.spandrel_support import install
+
+    install()                                   # or install(segmenter="segmentation_OST_bic.pth")
+    model = spandrel.ModelLoader().load_from_file("SFTGAN_noBN_OST_bg.pth")
+    sr = model(lr)                              # (1, 3, h, w) in [0, 1] -> (1, 3, 4h, 4w) in [0, 1]
+
+Recognised: the released generator layouts (``SFTGAN_noBN_OST_bg.pth``, ``SFTGAN_torch.pth``), this
+package's generator exports, and its pipeline exports (``generator.*`` + ``segmenter.*`` tensors, in
+``.pth`` or ``.safetensors``). spandrel hands an architecture only the tensors, so everything is read
+from them: the generator's configuration, and the segmenter's (OutdoorSceneSeg's width and depth, or
+LR-ASPP).
+
+**Which prior the descriptor runs** (the call takes one image, the generator needs a prior):
+- a pipeline file: its own segmenter;
+- a generator-only file: the segmenter given to ``install(segmenter=PATH)`` when there is one, else the
+  uniform prior (every class equally likely: the generator then behaves as if it had no semantic
+  information; its textures are not class-specific). The descriptor's ``tags`` say which.
+
+Descriptor: purpose ``SR``, scale from the generator (4), 3 channels in and out, any size of at least
+2x2 (``SizeRequirements(minimum=2)``), fp16 and bf16 supported. Tiling is ``DISCOURAGED`` when a
+segmenter makes the prior (a tile sees less context, so its prior can differ) and ``SUPPORTED`` for the
+uniform prior.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..models import generator_from_state_dict
+from ..models.weights import infer_segmenter
+from ..pipeline import SFTGANPipeline
+
+ARCH_ID = "SFTGAN"
+_settings: dict = {"segmenter": None}
+
+
+def _split(state_dict) -> tuple[dict, dict]:
+    """The generator's and the segmenter's tensors of a generator-only or a pipeline state dict."""
+    if any(k.startswith("generator.") for k in state_dict):
+        gen = {k[len("generator.") :]: v for k, v in state_dict.items() if k.startswith("generator.")}
+        seg = {k[len("segmenter.") :]: v for k, v in state_dict.items() if k.startswith("segmenter.")}
+        return gen, seg
+    return dict(state_dict), {}
+
+
+def detect(state_dict) -> bool:
+    """An SFT-Net: ``conv0``, a condition network, SFT residual blocks and the HR branch."""
+    gen, _ = _split(state_dict)
+    return (
+        "conv0.weight" in gen
+        and "CondNet.0.weight" in gen
+        and any(k.startswith("sft_branch.") and ".sft0." in k for k in gen)
+        and any(k.startswith("HR_branch.") for k in gen)
+    )
+
+
+def _architecture():
+    import spandrel
+
+    class SFTGANArch(spandrel.Architecture[SFTGANPipeline]):
+        def __init__(self) -> None:
+            super().__init__(id=ARCH_ID, name="SFTGAN", detect=detect)
+
+        def load(self, state_dict) -> spandrel.ImageModelDescriptor[SFTGANPipeline]:
+            gen_sd, seg_sd = _split(state_dict)
+            generator = generator_from_state_dict(gen_sd, source="SFTGAN state dict").eval()
+            scale = generator.config.scale
+            if seg_sd:
+                segmenter, prior = infer_segmenter(seg_sd, scale, "SFTGAN pipeline segmenter"), "pipeline segmenter"
+            elif _settings["segmenter"] is not None:
+                from ..models import load_segmenter
+
+                segmenter, prior = load_segmenter(_settings["segmenter"]), "segmenter given to install()"
+            else:
+                segmenter, prior = None, "uniform prior"
+            names = _class_names(generator.config.num_classes)
+            pipeline = SFTGANPipeline(generator, segmenter, names[0], names[1]).eval()
+            return spandrel.ImageModelDescriptor(
+                pipeline,
+                pipeline.state_dict(),  # the descriptor reloads it into the module: the pipeline's own keys
+                architecture=self,
+                purpose="SR",
+                tags=[f"{generator.config.num_features}nf", f"{generator.config.num_blocks}nb", prior],
+                supports_half=True,
+                supports_bfloat16=True,
+                scale=scale,
+                input_channels=generator.config.in_channels,
+                output_channels=generator.config.out_channels,
+                size_requirements=spandrel.SizeRequirements(minimum=2),
+                tiling=spandrel.ModelTiling.DISCOURAGED if segmenter is not None else spandrel.ModelTiling.SUPPORTED,
+            )
+
+    return SFTGANArch()
+
+
+def _class_names(num_classes: int) -> tuple[list[str], list[list[int]]]:
+    """The released 8 outdoor classes for 8-class models; otherwise numbered classes (names only label logs)."""
+    from ..categories import NUM_OUTDOOR_CLASSES, OUTDOOR_CLASSES, OUTDOOR_COLORS
+
+    if num_classes == NUM_OUTDOOR_CLASSES:
+        return list(OUTDOOR_CLASSES), [list(c) for c in OUTDOOR_COLORS]
+    return [f"class{i}" for i in range(num_classes)], [
+        [(37 * i) % 256, (91 * i) % 256, (53 * i) % 256] for i in range(num_classes)
+    ]
+
+
+def install(segmenter: str | os.PathLike | None = None, registry=None) -> None:
+    """Register the SFTGAN architecture with spandrel (``spandrel.MAIN_REGISTRY`` unless ``registry``), once;
+    ``segmenter``: the prior for generator-only files (a segmenter file ``load_segmenter`` reads), None:
+    the uniform prior. Calling it again changes the segmenter."""
+    import spandrel
+
+    if segmenter is not None and not os.path.isfile(segmenter):
+        raise FileNotFoundError(f"install(segmenter={segmenter}): file not found")
+    _settings["segmenter"] = segmenter
+    registry = registry or spandrel.MAIN_REGISTRY
+    if registry.get(ARCH_ID) is None:
+        registry.add(spandrel.ArchSupport.from_architecture(_architecture()))

@@ -1,0 +1,214 @@
+"""``SFTGANPipeline``: the prior and the generator as one module with one input, for tools that take a
+single image (chaiNNer, spandrel, ONNX runtimes).
+
+``forward(lr)``: LR RGB ``(N, 3, h, w)`` in [0, 1] -> SR ``(N, 3, s*h, s*w)`` (raw, unclamped, like the
+generator). The prior is a segmenter run on the LR (the released OutdoorSceneSeg or a trained LR-ASPP,
+whole image) or a fixed uniform prior; optional fixed edits (``override`` one class everywhere,
+``remap`` classes) act on its probabilities as a constant class-to-class matrix, so the module stays
+one traceable graph. Exported as one file (``export_pipeline``: ``.safetensors`` or ``.pth``) that
+records everything needed to rebuild it (``load_pipeline``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .models import SFTGenerator, load_generator, read_segmenter
+from .models.weights import (
+    CONFIG_KEY,
+    RECORD_KEY,
+    SEGMENTER_KEY,
+    generator_record,
+    segmenter_record,
+    write_export,
+)
+from .priors.edits import parse_remap
+from .state_dict import CheckpointError, cpu_state, load_checkpoint_file
+from .tensors import check_image
+
+PIPELINE_KEY = "sftgan_lit_pipeline"
+
+
+class UniformPrior(nn.Module):
+    """Every class equally likely everywhere: ``(N, 3, h, w)`` -> ``(N, C, s*h, s*w)`` of ``1 / C``.
+
+    Built from the input (times zero) so the output size follows the input's in traced and exported
+    graphs, with ops whose output shapes are statically inferable."""
+
+    def __init__(self, num_classes: int, scale: int) -> None:
+        super().__init__()
+        self.num_classes, self.scale = num_classes, scale
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        one = lr[:, :1] * 0 + 1.0 / self.num_classes
+        return nn.functional.interpolate(torch.cat([one] * self.num_classes, 1), scale_factor=self.scale)
+
+
+def edit_matrix(
+    class_names: Sequence[str], override: str | None = None, remap: Mapping | str | None = None
+) -> torch.Tensor | None:
+    """The fixed edits as a ``(C, C)`` matrix ``M`` with ``edited[d] = sum_c M[d, c] * probs[c]``: ``remap``
+    moves each source class's probability to its target, then ``override`` gives all of it to one class.
+    None when there is no edit. Unknown classes fail naming the prior's classes."""
+    c = len(class_names)
+    mapping = parse_remap(remap, class_names)
+    if override is None and not mapping:
+        return None
+    m = torch.zeros(c, c)
+    for src in range(c):
+        m[mapping.get(src, src), src] = 1.0
+    if override is not None:
+        if override not in class_names:
+            raise ValueError(f"override={override}: not a class ({', '.join(class_names)})")
+        m = torch.zeros(c, c)
+        m[list(class_names).index(override)] = 1.0
+    return m
+
+
+class SFTGANPipeline(nn.Module):
+    """Prior + generator with one input; see the module docstring.
+
+    Args:
+        generator: an ``SFTGenerator``.
+        segmenter: a prior segmenter (``forward(lr) -> probs`` at the generator's scale); None: uniform prior.
+        class_names, colors: the prior's classes (one per generator class) and their RGB colours.
+        override, remap: fixed edits by class name (recorded in the exported metadata).
+    """
+
+    def __init__(
+        self,
+        generator: SFTGenerator,
+        segmenter: nn.Module | None = None,
+        class_names: Sequence[str] | None = None,
+        colors: Sequence[Sequence[int]] | None = None,
+        override: str | None = None,
+        remap: Mapping | str | None = None,
+    ) -> None:
+        super().__init__()
+        cfg = generator.config
+        self.generator = generator
+        self.scale, self.num_classes = cfg.scale, cfg.num_classes
+        self.class_names = list(class_names or generator.record.get("class_names") or [])
+        self.colors = [list(c) for c in (colors or generator.record.get("colors") or [])]
+        if generator.uses_prior and len(self.class_names) != cfg.num_classes:
+            raise ValueError(
+                f"the generator takes {cfg.num_classes} classes; give class_names for them "
+                f"(got {self.class_names or 'none'})"
+            )
+        if segmenter is not None:
+            if getattr(segmenter, "num_classes", None) != cfg.num_classes or segmenter.scale != cfg.scale:
+                raise ValueError(
+                    f"the segmenter ({segmenter.num_classes} classes, x{segmenter.scale}) does not fit the generator "
+                    f"({cfg.num_classes} classes, x{cfg.scale})"
+                )
+        self.segmenter = segmenter  # its tensors are the file's segmenter.* keys
+        self.uniform = UniformPrior(max(cfg.num_classes, 1), cfg.scale)
+        if not generator.uses_prior and (override is not None or remap):
+            raise ValueError("this generator takes no prior (conditioning=none): override / remap have no effect")
+        self.override = override
+        self.remap = parse_remap_names(remap, self.class_names) if remap else {}
+        matrix = edit_matrix(self.class_names, override, remap) if generator.uses_prior else None
+        self.register_buffer("edits", matrix if matrix is not None else torch.zeros(0), persistent=False)
+
+    @property
+    def prior_type(self) -> str:
+        return "uniform" if self.segmenter is None else f"segmenter ({type(self.segmenter).__name__})"
+
+    def prior_probs(self, lr: torch.Tensor) -> torch.Tensor:
+        """The prior the generator gets: ``(N, C, s*h, s*w)`` class probabilities, edits applied."""
+        probs = self.segmenter(lr) if self.segmenter is not None else self.uniform(lr)
+        if self.edits.numel():
+            probs = torch.einsum("dc,nchw->ndhw", self.edits.to(probs.dtype), probs)
+        return probs
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        check_image(lr, "lr (the pipeline's input)")
+        if not self.generator.uses_prior:
+            return self.generator(lr, None)
+        return self.generator(lr, self.prior_probs(lr))
+
+    def metadata(self) -> dict:
+        """What the pipeline is, as recorded in its exports."""
+        return {
+            "prior": "uniform" if self.segmenter is None else "segmenter",
+            "prior_type": self.prior_type,
+            "override": self.override,
+            "remap": self.remap,
+            "class_names": self.class_names,
+            "colors": self.colors,
+        }
+
+
+def parse_remap_names(remap, class_names: Sequence[str]) -> dict[str, str]:
+    """``remap`` (mapping or ``a:b,c:d``) as ``{source name: target name}``, checked against ``class_names``."""
+    return {class_names[s]: class_names[d] for s, d in parse_remap(remap, class_names).items()}
+
+
+def export_pipeline(pipeline: SFTGANPipeline, path: str | os.PathLike, training: Mapping | None = None) -> None:
+    """One file with the generator (``generator.*``), the segmenter when there is one (``segmenter.*``) and
+    what rebuilds them: ``.safetensors`` (no pickle; the record in its header) or ``.pth``."""
+    g = pipeline.generator
+    record = generator_record(
+        g, pipeline.class_names or None, pipeline.colors or None, training or g.record.get("training")
+    )
+    record.update(kind="pipeline", **pipeline.metadata())
+    tensors = {f"generator.{k}": v for k, v in cpu_state(g).items()}
+    entries = {CONFIG_KEY: g.config_dict(), RECORD_KEY: record, PIPELINE_KEY: pipeline.metadata()}
+    if pipeline.segmenter is not None:
+        tensors.update({f"segmenter.{k}": v for k, v in cpu_state(pipeline.segmenter).items()})
+        entries[SEGMENTER_KEY] = segmenter_record(pipeline.segmenter, pipeline.class_names, pipeline.colors)
+    write_export(tensors, path, entries)
+
+
+def load_pipeline(
+    path: str | os.PathLike,
+    segmenter: str | os.PathLike | nn.Module | None = None,
+    override: str | None = None,
+    remap: Mapping | str | None = None,
+) -> SFTGANPipeline:
+    """A pipeline from a file, eval mode.
+
+    A pipeline export is rebuilt as recorded (segmenter or uniform prior, fixed edits). A file holding only
+    a generator (the released ``SFTGAN_noBN_OST_bg.pth`` / ``SFTGAN_torch.pth``, an export of this package)
+    gets ``segmenter`` (a segmenter file or module) as its prior, or the uniform prior when None; the
+    class names come from the generator's record, the segmenter's, or the 8 outdoor classes for the
+    released 8-class layouts. ``override`` / ``remap`` add fixed edits to a generator-only file.
+    """
+    from .categories import NUM_OUTDOOR_CLASSES, OUTDOOR_CLASSES, OUTDOOR_COLORS
+
+    obj = load_checkpoint_file(path)
+    generator = load_generator(path, channels_last=False)
+    meta = obj.get(PIPELINE_KEY)
+    seg_module, seg_spec = None, None
+    if meta is not None:
+        if not isinstance(meta, Mapping) or meta.get("prior") not in ("uniform", "segmenter"):
+            raise CheckpointError(f"{path}: malformed '{PIPELINE_KEY}' record (prior must be uniform or segmenter)")
+        if segmenter is not None or override is not None or remap:
+            raise ValueError(f"{path} is a pipeline: its prior and edits are recorded; use load_pipeline(path) alone")
+        if meta["prior"] == "segmenter":
+            if SEGMENTER_KEY not in obj:
+                raise CheckpointError(f"{path}: records a segmenter prior but holds no segmenter record")
+            seg_module, seg_spec = read_segmenter(path)
+        elif any(k.startswith("segmenter.") for k in obj["params"]):
+            raise CheckpointError(f"{path}: records a uniform prior but holds segmenter tensors")
+        override, remap = meta.get("override"), meta.get("remap")
+        names, colors = meta.get("class_names"), meta.get("colors")
+    else:
+        if isinstance(segmenter, nn.Module):
+            seg_module = segmenter.eval()
+        elif segmenter is not None:
+            seg_module, seg_spec = read_segmenter(segmenter)
+        names, colors = generator.record.get("class_names"), generator.record.get("colors")
+        if not names and seg_spec:
+            names, colors = seg_spec.get("class_names"), seg_spec.get("colors")
+        if not names and generator.config.num_classes == NUM_OUTDOOR_CLASSES:
+            names, colors = list(OUTDOOR_CLASSES), [list(c) for c in OUTDOOR_COLORS]
+    try:
+        pipeline = SFTGANPipeline(generator, seg_module, names, colors, override, remap)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}") from err
+    return pipeline.eval()
