@@ -241,38 +241,109 @@ def eval_main() -> None:
     _main()
 
 
+EXPORT_FORMATS = {
+    "safetensors": ".safetensors",  # the pipeline (prior + generator), no pickle
+    "pth": ".pth",  # the same as a torch.save file
+    "onnx": ".onnx",  # the pipeline, one input, fp32
+    "onnx-fp16": "_fp16.onnx",  # the same in float16
+    "torchscript": "_generator.ts",  # the two-input generator (lr, prior)
+    "generator-onnx": "_generator.onnx",  # the two-input generator as ONNX
+}
+
+
 def export_main(argv: list[str] | None = None) -> int:
-    """``sftgan-export CKPT --out DIR``: TorchScript and ONNX files of a generator, each checked against the eager model."""
-    from .inference.export import check_export, export_onnx, export_torchscript
-    from .models import load_generator
-    from .state_dict import CheckpointError
+    """``sftgan-export CHECKPOINT --out DIR``: one-file models for other tools (the prior and the generator as
+    one pipeline: safetensors, ONNX fp32/fp16; the two-input generator: TorchScript, ONNX), each checked
+    against the eager model at a size it was not traced at, and a model card (JSON + README.md)."""
+    from .inference.export import (
+        check_export,
+        check_image_to_image_onnx,
+        check_pipeline_onnx,
+        export_onnx,
+        export_pipeline_onnx,
+        export_torchscript,
+    )
+    from .inference.model_card import model_card, write_model_card
+    from .pipeline import export_pipeline, load_pipeline
 
     parser = argparse.ArgumentParser(prog="sftgan-export", description=export_main.__doc__)
-    parser.add_argument("checkpoint", help="generator.pth, a Lightning .ckpt, or a released SFTGAN generator")
+    parser.add_argument(
+        "checkpoint",
+        help="a pipeline or generator file (.safetensors/.pth), a Lightning .ckpt, or a released SFTGAN generator",
+    )
     parser.add_argument("--out", default="exported", help="output folder (default: exported/)")
-    parser.add_argument("--format", nargs="+", choices=["torchscript", "onnx"], default=["torchscript", "onnx"])
+    parser.add_argument("--name", help="file stem and model name (default: the checkpoint's stem)")
+    parser.add_argument(
+        "--prior", default="uniform", help="for a generator-only file: 'uniform' or a segmenter file (default uniform)"
+    )
+    parser.add_argument("--override", help="fixed edit: every pixel this class")
+    parser.add_argument("--remap", help="fixed edit: source:target[,source:target]")
+    parser.add_argument(
+        "--format", nargs="+", choices=list(EXPORT_FORMATS), default=["safetensors", "onnx", "onnx-fp16"]
+    )
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
-    parser.add_argument("--tolerance", type=float, default=1e-4, help="max |export - eager| accepted (default 1e-4)")
+    parser.add_argument(
+        "--tolerance", type=float, default=1e-4, help="max |export - eager| accepted, fp32 (default 1e-4)"
+    )
+    parser.add_argument("--fp16-tolerance", type=float, default=5e-2, help="the same for fp16 ONNX (default 5e-2)")
+    parser.add_argument("--author", default="unknown")
+    parser.add_argument("--license", default="unknown")
+    parser.add_argument("--dataset", default="unknown")
     args = parser.parse_args(argv)
+    from .state_dict import CheckpointError
+
+    for key in ("tolerance", "fp16_tolerance"):
+        if not getattr(args, key) > 0:
+            print(f"sftgan-export: --{key.replace('_', '-')}={getattr(args, key)}: must be > 0", file=sys.stderr)
+            return 2
+    segmenter = None if args.prior == "uniform" else args.prior
     try:
-        generator = load_generator(args.checkpoint, channels_last=False)
-    except (CheckpointError, FileNotFoundError) as err:
+        pipeline = load_pipeline(args.checkpoint, segmenter, args.override, args.remap)
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"sftgan-export: {err}", file=sys.stderr)
         return 2
-    out, stem, worst = Path(args.out), Path(args.checkpoint).stem, 0.0
-    for fmt in args.format:
-        path = (
-            export_torchscript(generator, out / f"{stem}.ts")
-            if fmt == "torchscript"
-            else export_onnx(generator, out / f"{stem}.onnx", args.opset)
+    out, stem = Path(args.out), args.name or Path(args.checkpoint).stem
+    paths = {fmt: out / f"{stem}{EXPORT_FORMATS[fmt]}" for fmt in args.format}
+    source = Path(args.checkpoint).resolve()
+    if any(p.resolve() == source for p in paths.values()):
+        print(
+            f"sftgan-export: an output would overwrite {args.checkpoint}; choose another --out or --name",
+            file=sys.stderr,
         )
-        diff = check_export(generator, path)
-        worst = max(worst, diff)
-        print(f"sftgan-export: {path} (max |export - eager| = {diff:.2e} at a size it was not traced at)")
-    if worst > args.tolerance:
-        print(f"sftgan-export: difference {worst:.2e} exceeds --tolerance {args.tolerance}", file=sys.stderr)
-        return 1
-    return 0
+        return 2
+    failed, written = False, []
+    for fmt, path in paths.items():
+        limit = args.fp16_tolerance if fmt == "onnx-fp16" else args.tolerance
+        if fmt in ("safetensors", "pth"):
+            export_pipeline(pipeline, path)
+            diff, note = _reload_difference(pipeline, load_pipeline(path)), "reloaded"
+        elif fmt in ("onnx", "onnx-fp16"):
+            export_pipeline_onnx(pipeline, path, fp16=fmt == "onnx-fp16", opset=args.opset)
+            rules = check_image_to_image_onnx(path)
+            diff = check_pipeline_onnx(pipeline, path)
+            note = f"chaiNNer rules pass: {rules['input_dtype']}, x{rules['scale']}, opset {rules['opset']}"
+        else:
+            g = pipeline.generator
+            path = export_torchscript(g, path) if fmt == "torchscript" else export_onnx(g, path, args.opset)
+            diff, note = check_export(g, path), "two inputs (lr, prior)"
+        written.append(path)
+        print(f"sftgan-export: {path} ({note}; max |export - eager| = {diff:.2e} at a size it was not traced at)")
+        if diff > limit:
+            print(f"sftgan-export: {path}: difference {diff:.2e} exceeds the tolerance {limit}", file=sys.stderr)
+            failed = True
+    card = model_card(pipeline, written, stem, args.author, args.license, args.dataset)
+    for path in write_model_card(card, out, stem):
+        print(f"sftgan-export: {path}")
+    return 1 if failed else 0
+
+
+def _reload_difference(pipeline, reloaded) -> float:
+    """Largest |reloaded - original| on a random (2, 3, 19, 33) LR."""
+    import torch
+
+    x = torch.rand(2, 3, 19, 33, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        return float((reloaded(x) - pipeline(x)).abs().max())
 
 
 def inspect_main(argv: list[str] | None = None) -> int:

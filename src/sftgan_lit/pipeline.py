@@ -122,7 +122,8 @@ class SFTGANPipeline(nn.Module):
         """The prior the generator gets: ``(N, C, s*h, s*w)`` class probabilities, edits applied."""
         probs = self.segmenter(lr) if self.segmenter is not None else self.uniform(lr)
         if self.edits.numel():
-            probs = torch.einsum("dc,nchw->ndhw", self.edits.to(probs.dtype), probs)
+            # a 1x1 convolution with the class-to-class matrix (batch-size agnostic in exported graphs)
+            probs = nn.functional.conv2d(probs, self.edits.to(probs.dtype)[:, :, None, None])
         return probs
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
