@@ -281,6 +281,21 @@ def test_single_input_onnx_passes_chainner_rules_and_matches_eager_at_new_sizes(
     assert diff <= (5e-3 if fp16 else 1e-4), diff
 
 
+def test_lraspp_pipeline_onnx_follows_sizes_it_was_not_traced_at(tmp_path):
+    """LR-ASPP pads to a multiple of 16 and joins two strides: its ONNX graph must not freeze either size
+    (it failed at run time, or gave a wrong prior, before the head used its exact factor 2)."""
+    torch.manual_seed(2)
+    seg = LRASPPSegmenter().eval()
+    for m in seg.modules():  # trained-like BN statistics: an untrained head gives nearly flat priors
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.uniform_(0.5, 1.5)
+    pipeline = SFTGANPipeline(tiny_generator(), seg, NAMES, COLORS).eval()
+    path = export_pipeline_onnx(pipeline, tmp_path / "p.onnx")
+    assert check_image_to_image_onnx(path, sizes=((16, 16), (18, 22), (9, 31)))["scale"] == 4
+    for h, w in ((19, 33), (16, 16), (7, 10)):
+        assert check_pipeline_onnx(pipeline, path, h=h, w=w, batch=2) <= 1e-4
+
+
 def test_the_chainner_checker_refuses_a_two_input_model(tmp_path):
     path = export_onnx(tiny_generator(), tmp_path / "g.onnx")
     with pytest.raises(ValueError, match="chaiNNer needs one input and one output, got 2 and 1"):

@@ -120,7 +120,8 @@ def export_pipeline_onnx(pipeline, path: str | Path, fp16: bool = False, opset: 
     p: SFTGANPipeline = copy.deepcopy(pipeline).cpu().eval()
     p.generator = _plain(p.generator)
     p = p.half() if fp16 else p.float()
-    x = torch.rand(1, 3, 16, 12, dtype=torch.float16 if fp16 else torch.float32)
+    # traced at a size that is no multiple of 2, 4 or 16: a size-dependent pad then stays general in the graph
+    x = torch.rand(1, 3, 17, 13, dtype=torch.float16 if fp16 else torch.float32)
     n, h, w = torch.export.Dim("batch"), torch.export.Dim("height", min=2), torch.export.Dim("width", min=2)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +139,12 @@ def export_pipeline_onnx(pipeline, path: str | Path, fp16: bool = False, opset: 
         )
     from ..files import atomic_write_bytes
 
-    atomic_write_bytes(path, program.model_proto.SerializeToString())
+    model = program.model_proto
+    # The exporter annotates intermediate tensors with symbolic sizes; through a stride-2 network after a
+    # pad to a multiple of 16 (LR-ASPP) two different sizes end up with one name, and onnxruntime then
+    # reuses a buffer of the wrong size. Without the annotations the runtime infers the sizes itself.
+    del model.graph.value_info[:]
+    atomic_write_bytes(path, model.SerializeToString())
     return path
 
 

@@ -88,11 +88,20 @@ class LRASPPSegmenter(nn.Module):
         x = (upsample(lr.to(self.mean.dtype), self.scale, self.upsample_kernel) - self.mean) / self.std
         h, w = x.shape[-2:]
         pad_h, pad_w = (-h) % self.pad_to, (-w) % self.pad_to
-        return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
+        # padded unconditionally (a zero pad is a no-op): a branch on the size would be frozen into exported graphs
+        return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
 
     def coarse_logits(self, lr: torch.Tensor) -> torch.Tensor:
         """LR (N, 3, h, w) -> logits at stride 8 of the (padded) HR grid."""
-        return self.head(self.backbone(self.preprocess(lr)))
+        features = self.backbone(self.preprocess(lr))
+        low, high = features["low"], features["high"]
+        # torchvision's LRASPPHead, with the high branch upsampled by its exact factor 2 (the padded input is a
+        # multiple of 16, so stride 16 is half of stride 8) instead of to low's size read at run time: the
+        # same numbers, and exported graphs keep sizes the runtime can follow.
+        head = self.head
+        x = head.cbr(high) * head.scale(high)
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        return head.low_classifier(low) + head.high_classifier(x)
 
     def decode_coarse(self, logits: torch.Tensor) -> torch.Tensor:
         """Stride-8 logits (N, C, a, b) -> probabilities (N, C, 8a, 8b)."""

@@ -129,9 +129,8 @@ class OutdoorSceneSeg(nn.Module):
         """Preprocessed (N, 3, H, W), padded by edge replication to a multiple of the stride -> stride-8 logits."""
         h, w = x.shape[-2:]
         pad_h, pad_w = (-h) % self.stride, (-w) % self.stride
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        return self.feature(x)
+        # padded unconditionally (a zero pad is a no-op): a branch on the size would be frozen into exported graphs
+        return self.feature(F.pad(x, (0, pad_w, 0, pad_h), mode="replicate"))
 
     def decode_coarse(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits (N, C, a, b) at stride 8 -> probabilities (N, C, 8a, 8b); a crop of the logits on the
