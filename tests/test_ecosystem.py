@@ -417,3 +417,29 @@ def test_sftgan_export_refuses_bad_arguments_with_exit_2(tmp_path, monkeypatch, 
     assert export_main(args) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_predict_takes_a_pipeline_file_as_its_checkpoint(tmp_path):
+    """predict.py's tiled path runs the pipeline file's generator (with the prior= it is given)."""
+    import numpy as np
+
+    from sftgan_lit.data.io import read_image
+    from sftgan_lit.inference import predict
+
+    from helpers import TINY_DATA, compose
+
+    pipeline = SFTGANPipeline(tiny_generator(), tiny_ost(), NAMES, COLORS).eval()
+    export_pipeline(pipeline, tmp_path / "p.safetensors")
+    overrides = [f"checkpoint={tmp_path / 'p.safetensors'}", f"out={tmp_path / 'out'}", "images=demo", "input=hr"]
+    report, objects = predict(
+        compose([*overrides, "prior=uniform", "tile=12", "progress=false", *TINY_DATA], "predict")
+    )
+    assert report.ok and len(report.written) == 2
+    lr = objects["files"][0]
+    from sftgan_lit.inference.inputs import InputReader
+
+    item = InputReader(4, 8, "hr").read(lr, with_labels=False)
+    with torch.no_grad():
+        expected = pipeline.generator(item.lr, torch.full((1, 8, *[4 * s for s in item.lr.shape[-2:]]), 1 / 8))
+    expected = (expected[0].clamp(0, 1).permute(1, 2, 0) * 255).round().byte().numpy()
+    assert np.abs(read_image(report.written[0]).astype(int) - expected.astype(int)).max() <= 1

@@ -12,7 +12,7 @@ from ..priors import Prior, PriorError, SegmentOptions
 from ..state_dict import CheckpointError
 
 # What train.py's modules export, newest first wins for checkpoint=latest.
-EXPORT_NAMES = ("generator.pth",)
+EXPORT_NAMES = ("generator.pth", "generator.safetensors")
 
 
 def pick_device(spec: str) -> torch.device:
@@ -26,7 +26,7 @@ def pick_device(spec: str) -> torch.device:
 
 
 def resolve_checkpoint(spec: str | None, search_roots=("outputs", "multirun")) -> Path:
-    """``checkpoint``: a path, or ``latest``: the newest ``generator.pth`` exported by a ``train.py`` run (a folder
+    """``checkpoint``: a path, or ``latest``: the newest ``generator.pth`` (or ``.safetensors``) exported by a ``train.py`` run (a folder
     with Hydra's ``.hydra/``) under ``outputs/`` or ``multirun/``."""
     if not spec:
         raise FileNotFoundError(
