@@ -52,6 +52,8 @@ TINY_TRAIN = [
     "trainer.enable_progress_bar=false",
 ]
 TINY = TINY_DATA + TINY_MODEL
+# predict/eval on torch fp32 whatever the CPU (engine=auto / precision=auto depend on it): exact comparisons
+EXACT_INFERENCE = ["engine=torch", "precision=fp32"]
 
 
 FIXTURE_LAYOUTS = TESTS / "fixtures" / "released_layouts.json"

@@ -426,13 +426,13 @@ def test_predict_takes_a_pipeline_file_as_its_checkpoint(tmp_path):
     from sftgan_lit.data.io import read_image
     from sftgan_lit.inference import predict
 
-    from helpers import TINY_DATA, compose
+    from helpers import EXACT_INFERENCE, TINY_DATA, compose
 
     pipeline = SFTGANPipeline(tiny_generator(), tiny_ost(), NAMES, COLORS).eval()
     export_pipeline(pipeline, tmp_path / "p.safetensors")
     overrides = [f"checkpoint={tmp_path / 'p.safetensors'}", f"out={tmp_path / 'out'}", "images=demo", "input=hr"]
     report, objects = predict(
-        compose([*overrides, "prior=uniform", "tile=12", "progress=false", *TINY_DATA], "predict")
+        compose([*overrides, *EXACT_INFERENCE, "prior=uniform", "tile=12", "progress=false", *TINY_DATA], "predict")
     )
     assert report.ok and len(report.written) == 2
     lr = objects["files"][0]

@@ -25,7 +25,7 @@ from sftgan_lit.models.segmenter import OutdoorSceneSeg
 from sftgan_lit.priors import DenseProbs, EditedPrior, LabelPriorMap, SegmentOptions, parse_remap, segment_image
 from sftgan_lit.priors.labels import LabelPrior
 
-from helpers import ROOT, TINY_DATA, compose, random_state_dict
+from helpers import EXACT_INFERENCE, ROOT, TINY_DATA, compose, random_state_dict
 
 CLASSES = ["background", "sky", "water", "grass", "mountain", "building", "plant", "animal"]
 COLORS = [[0, 0, 0]] * 8
@@ -63,7 +63,7 @@ def _psnr_y_np(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> float:
 
 
 def _compose(name: str, overrides: list[str]):
-    return compose(config_name=name, overrides=overrides)
+    return compose(config_name=name, overrides=[*EXACT_INFERENCE, *overrides])
 
 
 # --------------------------------------------------------------------------- tiling
@@ -531,7 +531,8 @@ def test_eval_and_predict_take_a_generator_without_prior(tmp_path, prior):
         ("segment_tile=0", "segment_tile=0"),
         ("segment_overlap=-1", "segment_overlap=-1"),
         ("max_pixels=0", "max_pixels=0"),
-        ("precision=fp8", "precision=fp8: must be one of fp32, bf16, fp16"),
+        ("precision=fp8", "precision=fp8: must be one of auto, fp32, bf16, fp16"),
+        ("engine=tensorrt", "engine=tensorrt: must be one of auto, torch, onnxruntime, openvino"),
         ("input=raw", "input=raw: must be hr or lr"),
     ],
 )

@@ -167,7 +167,8 @@ class InferenceSchema:
     segment_max_pixels: Optional[int] = 4_000_000
     segment_tile: int = 256
     segment_overlap: int = 64
-    precision: str = "fp32"
+    precision: str = "auto"
+    engine: str = "auto"
     device: str = "auto"
     max_pixels: int = 64_000_000
 
@@ -178,7 +179,14 @@ class InferenceSchema:
         require_int("segment_tile", self.segment_tile, 1)
         require_int("segment_overlap", self.segment_overlap, 0)
         require_int("max_pixels", self.max_pixels, 1)
-        require(self.precision in ("fp32", "bf16", "fp16"), "precision", self.precision, "one of fp32, bf16, fp16")
+        require(
+            self.precision in ("auto", "fp32", "bf16", "fp16"),
+            "precision",
+            self.precision,
+            "one of auto, fp32, bf16, fp16",
+        )
+        engines = ("auto", "torch", "onnxruntime", "openvino")
+        require(self.engine in engines, "engine", self.engine, "one of " + ", ".join(engines))
         require(self.demo_split in ("train", "val", "test"), "demo_split", self.demo_split, "one of train, val, test")
 
 

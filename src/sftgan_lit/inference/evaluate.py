@@ -34,7 +34,14 @@ from ..metrics import lpips_metric, psnr_y, ssim_y
 from ..priors import Prior, PriorEdits, PriorError, PriorMap, SegmentOptions, UniformPriorMap
 from .inputs import INPUT_ERRORS, InputReader, input_files
 from .report import center_crop, summary_table, write_figure
-from .runtime import load_for_prior, pick_device, resolve_checkpoint, segment_options
+from .runtime import (
+    choose_engine,
+    generator_runner,
+    load_for_prior,
+    pick_device,
+    resolve_checkpoint,
+    segment_options,
+)
 from .tiling import super_resolve
 
 log = logging.getLogger(__name__)
@@ -131,6 +138,7 @@ def evaluate_files(
     out: Path,
     options: EvalSchema,
     segment: SegmentOptions = SegmentOptions(),
+    runners: dict | None = None,
 ) -> tuple[dict, list[dict]]:
     """Score every variant (its generator in ``generators``, by checkpoint) on every file (HR); returns
     (summary, rows) and writes the report into ``out``."""
@@ -155,7 +163,8 @@ def evaluate_files(
         for v in variants:
             g = generators[v.checkpoint]
             pm = variant_prior(base, v, prior) if g.uses_prior else None
-            sr = super_resolve(g, lr, pm, options.tile, precision=options.precision, as_float=True)
+            runner = (runners or {}).get(v.checkpoint)
+            sr = super_resolve(g, lr, pm, options.tile, precision=options.precision, as_float=True, runner=runner)
             sr_t = torch.from_numpy(sr).permute(2, 0, 1)[None].clamp(0, 1)
             images[v.name] = sr_t
             rows.append(_scores(f.name, category, v, sr_t, hr_t, scale, lpips))
@@ -201,6 +210,7 @@ def evaluate(cfg) -> tuple[dict, dict]:
     start = time.perf_counter()
     options: EvalSchema = typed_options(cfg, EvalSchema)
     device = pick_device(options.device)
+    choice = choose_engine(options, device)
     prior: Prior = instantiate(cfg.prior)
     prior.check_ready()  # missing segmenter weights: one configuration error, not a failure per file
     variants = parse_variants(list(options.checkpoints), list(options.compare_priors), prior)
@@ -216,8 +226,17 @@ def evaluate(cfg) -> tuple[dict, dict]:
         Path(options.lr_images) if options.lr_images else None,
         options.max_pixels,
     )
+    runners = {ckpt: generator_runner(choice, g) for ckpt, g in generators.items()}
     result, rows = evaluate_files(
-        files, variants, generators, prior, reader, Path(options.out), options, segment_options(cfg, device)
+        files,
+        variants,
+        generators,
+        prior,
+        reader,
+        Path(options.out),
+        options,
+        segment_options(cfg, device, choice),
+        runners,
     )
     result["seconds"] = time.perf_counter() - start
     return result, {"rows": rows, "variants": variants, "prior": prior, "files": files}

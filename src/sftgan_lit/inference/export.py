@@ -120,32 +120,54 @@ def export_pipeline_onnx(pipeline, path: str | Path, fp16: bool = False, opset: 
     p: SFTGANPipeline = copy.deepcopy(pipeline).cpu().eval()
     p.generator = _plain(p.generator)
     p = p.half() if fp16 else p.float()
+    return export_one_input(p, path, "input", "output", torch.float16 if fp16 else torch.float32, opset)
+
+
+def export_coarse_logits(segmenter: torch.nn.Module, path: str | Path, opset: int = PIPELINE_OPSET) -> Path:
+    """A segmenter up to its stride-8 logits (``coarse_logits``) as ONNX: input ``lr``, output ``logits``."""
+    import copy
+
+    class CoarseLogits(torch.nn.Module):
+        def __init__(self, segmenter: torch.nn.Module) -> None:
+            super().__init__()
+            self.segmenter = segmenter
+
+        def forward(self, lr: torch.Tensor) -> torch.Tensor:
+            return self.segmenter.coarse_logits(lr)
+
+    module = CoarseLogits(copy.deepcopy(segmenter).cpu().float().eval()).eval()
+    return export_one_input(module, path, "lr", "logits", torch.float32, opset)
+
+
+def export_one_input(
+    module: torch.nn.Module, path: str | Path, input_name: str, output_name: str, dtype: torch.dtype, opset: int
+) -> Path:
+    """``module`` (one image input ``(N, 3, h, w)``) as a self-contained ONNX file with dynamic batch, height and
+    width (>= 2), written atomically."""
+    from ..files import atomic_write_bytes
+
     # traced at a size that is no multiple of 2, 4 or 16: a size-dependent pad then stays general in the graph
-    x = torch.rand(1, 3, 17, 13, dtype=torch.float16 if fp16 else torch.float32)
+    x = torch.rand(1, 3, 17, 13, dtype=dtype)
     n, h, w = torch.export.Dim("batch"), torch.export.Dim("height", min=2), torch.export.Dim("width", min=2)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         program = torch.onnx.export(
-            p,
+            module,
             (x,),
             None,
-            input_names=["input"],
-            output_names=["output"],
+            input_names=[input_name],
+            output_names=[output_name],
             dynamic_shapes=({0: n, 2: h, 3: w},),
             opset_version=opset,
             dynamo=True,
             verbose=False,
         )
-    from ..files import atomic_write_bytes
-
     model = program.model_proto
     # The exporter annotates intermediate tensors with symbolic sizes; through a stride-2 network after a
     # pad to a multiple of 16 (LR-ASPP) two different sizes end up with one name, and onnxruntime then
     # reuses a buffer of the wrong size. Without the annotations the runtime infers the sizes itself.
     del model.graph.value_info[:]
     atomic_write_bytes(path, model.SerializeToString())
-    return path
+    return Path(path)
 
 
 def check_image_to_image_onnx(path: str | Path, sizes: tuple[tuple[int, int], ...] = ((16, 16), (24, 20))) -> dict:

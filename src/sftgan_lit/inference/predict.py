@@ -25,7 +25,14 @@ from ..data.io import write_png
 from ..models import SFTGenerator
 from ..priors import Prior, PriorEdits, PriorMap, SegmentOptions
 from .inputs import INPUT_ERRORS, InputReader, input_files, read_mask_image
-from .runtime import load_for_prior, pick_device, resolve_checkpoint, segment_options
+from .runtime import (
+    choose_engine,
+    generator_runner,
+    load_for_prior,
+    pick_device,
+    resolve_checkpoint,
+    segment_options,
+)
 from .tiling import receptive_field, super_resolve_many
 
 log = logging.getLogger(__name__)
@@ -77,6 +84,7 @@ def predict_files(
     options: PredictSchema,
     edits: PriorEdits | None = None,
     segment: SegmentOptions = SegmentOptions(),
+    runner=None,
 ) -> PredictReport:
     """Super-resolve ``files`` into ``out`` (see the module docstring). Images that fit one tile and share
     a size are run ``options.batch_size`` at a time."""
@@ -108,6 +116,7 @@ def predict_files(
             options.batch_size,
             options.precision,
             labels_out,
+            runner=runner,
         )
         for (src, dst, lr, _, how), sr, lab in zip(pending, srs, labels_out):
             if report.stopped:  # an earlier write of this batch failed: the rest of it is not written
@@ -170,6 +179,7 @@ def predict(cfg) -> tuple[PredictReport, dict]:
 
     options: PredictSchema = typed_options(cfg, PredictSchema)
     device = pick_device(options.device)
+    choice = choose_engine(options, device)
     prior: Prior = instantiate(cfg.prior)
     prior.check_ready()  # missing segmenter weights: one configuration error, not a failure per file
     edits = PriorEdits.by_name(
@@ -200,7 +210,7 @@ def predict(cfg) -> tuple[PredictReport, dict]:
         prior.describe(),
         len(files),
     )
-    report = predict_files(
-        generator, files, Path(options.out), prior, reader, options, edits, segment_options(cfg, device)
-    )
+    segment = segment_options(cfg, device, choice)
+    runner = generator_runner(choice, generator)
+    report = predict_files(generator, files, Path(options.out), prior, reader, options, edits, segment, runner)
     return report, {"generator": generator, "prior": prior, "checkpoint": ckpt, "files": files}

@@ -3,6 +3,7 @@ generator loaded for a given prior."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -13,6 +14,8 @@ from ..state_dict import CheckpointError
 
 # What train.py's modules export, newest first wins for checkpoint=latest.
 EXPORT_NAMES = ("generator.pth", "generator.safetensors")
+
+log = logging.getLogger(__name__)
 
 
 def pick_device(spec: str) -> torch.device:
@@ -69,6 +72,36 @@ def load_for_prior(
     return generator
 
 
-def segment_options(cfg, device: torch.device) -> SegmentOptions:
-    """The ``segment_*`` keys of a predict/eval config."""
-    return SegmentOptions(cfg.segment_max_pixels, cfg.segment_tile, cfg.segment_overlap, cfg.precision, str(device))
+def choose_engine(options, device: torch.device):
+    """Resolve ``options.engine`` / ``options.precision`` (``engines.choose``), write the resolved precision back
+    into ``options`` and log the choice and why."""
+    from .engines import choose
+
+    choice = choose(options.engine, options.precision, device)
+    options.precision = choice.precision
+    log.info("engine=%s precision=%s (%s)", choice.engine, choice.precision, choice.why)
+    return choice
+
+
+def segment_options(cfg, device: torch.device, choice=None) -> SegmentOptions:
+    """The ``segment_*`` keys of a predict/eval config, with the chosen engine and precision."""
+    from .engines import SegmenterRunner
+
+    precision = choice.precision if choice is not None else cfg.precision
+    engine = None
+    if choice is not None and choice.engine != "torch":
+        runners: dict[int, SegmenterRunner] = {}
+
+        def engine(segmenter, kind=choice.engine):  # one exported graph per segmenter
+            if id(segmenter) not in runners:
+                runners[id(segmenter)] = SegmenterRunner(segmenter, kind)
+            return runners[id(segmenter)]
+
+    return SegmentOptions(cfg.segment_max_pixels, cfg.segment_tile, cfg.segment_overlap, precision, str(device), engine)
+
+
+def generator_runner(choice, generator: SFTGenerator):
+    """``engines.GeneratorRunner`` for an ONNX engine, None for torch (``tiling`` runs the module itself)."""
+    from .engines import GeneratorRunner
+
+    return None if choice is None or choice.engine == "torch" else GeneratorRunner(generator, choice.engine)

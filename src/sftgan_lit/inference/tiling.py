@@ -136,6 +136,7 @@ def super_resolve_many(
     labels_out: list[np.ndarray | None] | None = None,
     as_float: bool = False,
     hr_rows: int | None = 64,
+    runner=None,
 ) -> list[np.ndarray]:
     """Super-resolve LR images tile by tile; windows of equal shape (across images too) share a batch.
 
@@ -150,6 +151,8 @@ def super_resolve_many(
         labels_out: per image, an optional uint8 ``(H, W)`` array filled with the prior's argmax.
         as_float: return the raw float32 output instead of the rounded uint8 image (tests, metrics).
         hr_rows: run the upsampling layers on strips of this many LR rows (``run_generator``); None = at once.
+        runner: ``runner(lr, prior) -> sr`` in place of the torch generator for each batch of tiles (an
+            ``engines.GeneratorRunner``: the same network on another engine); None = torch.
 
     Returns:
         Per image, SR uint8 ``(scale*h, scale*w, 3)`` (float32 with ``as_float``).
@@ -195,8 +198,11 @@ def super_resolve_many(
                 priors = (
                     torch.cat([images[n][1].crop(*win) for n, _, win in chunk]).to(device, torch.float32).contiguous()
                 )
-            with autocast(device, precision):
-                sr = run_generator(generator, x, priors if needs_prior else None, hr_rows, halo)
+            if runner is not None:
+                sr = runner(x, priors if needs_prior else None)
+            else:
+                with autocast(device, precision):
+                    sr = run_generator(generator, x, priors if needs_prior else None, hr_rows, halo)
             for j, (n, (y0, y1, x0, x1), (a, _, c, _)) in enumerate(chunk):
                 rows, cols = slice(s * (y0 - a), s * (y1 - a)), slice(s * (x0 - c), s * (x1 - c))
                 core = sr[j, :, rows, cols]
@@ -222,9 +228,10 @@ def super_resolve(
     labels_out: np.ndarray | None = None,
     as_float: bool = False,
     hr_rows: int | None = 64,
+    runner=None,
 ) -> np.ndarray:
     """One image: see ``super_resolve_many``. Returns SR uint8 ``(scale*h, scale*w, 3)`` (float32 with ``as_float``)."""
     outs = super_resolve_many(
-        generator, [(lr, prior)], tile, overlap, batch_size, precision, [labels_out], as_float, hr_rows
+        generator, [(lr, prior)], tile, overlap, batch_size, precision, [labels_out], as_float, hr_rows, runner
     )
     return outs[0]

@@ -19,7 +19,7 @@ values of each pixel) sum to 1.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +47,8 @@ class SegmentOptions:
     overlap: int = 64
     precision: str = "fp32"
     device: str = "cpu"
+    # runs a torch segmenter on another engine (``inference.engines.SegmenterRunner``); None: torch
+    engine: Callable | None = None
 
 
 class Prior:

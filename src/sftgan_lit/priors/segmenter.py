@@ -158,7 +158,7 @@ class SegmenterPrior(Prior):
             raise PriorError(
                 f"{self.weights_key}={self.weights}: the segmenter works at x{model.scale}, the generator at x{scale}"
             )
-        return segment_image(model, lr, segment)
+        return segment_image(segment.engine(model) if segment.engine else model, lr, segment)
 
     def __getstate__(self) -> dict:
         # Workers get the config, not a copy of a 200 MB network they never use (online runs on the device).

@@ -1,0 +1,189 @@
+"""Inference engines: which runtime and precision run the segmenter and the generator, chosen for the machine.
+
+``engine=torch|onnxruntime|openvino|auto`` and ``precision=fp32|bf16|fp16|auto`` (predict, eval, the
+pipeline benchmark). ``choose`` resolves ``auto`` from what the machine executes natively and what is
+installed, and says why:
+
+- ``precision=auto``: bf16 where the device runs it natively (CPUs with AMX-BF16 or AVX512-BF16, CUDA
+  devices with bf16 support), else fp32. On CPUs without native bf16, bf16 is emulated and many times
+  slower, so it is never chosen there.
+- ``engine=auto``: torch when the precision is reduced or the device is a GPU (autocast + channels_last
+  is the fast path there); for fp32 on a CPU, OpenVINO when installed, else onnxruntime when installed,
+  else torch (measured in ``benchmarks/bench_engines.py`` and the README).
+
+The ONNX engines run graphs exported from the same networks (``export.py``): the two-input generator,
+and the segmenter up to its stride-8 logits, cached under ``<cache>/engines/<sha256 of the weights>``
+so a checkpoint is exported once. Their outputs match torch fp32 within the tolerances the tests check
+at odd sizes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import ConfigError
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("torch", "onnxruntime", "openvino")
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (``/proc/cpuinfo``; empty where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` executes bf16 arithmetic natively."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(cpu_flags() & set(NATIVE_BF16_FLAGS))
+
+
+def installed(engine: str) -> bool:
+    return engine == "torch" or importlib.util.find_spec(engine) is not None
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    engine: str
+    precision: str
+    why: str
+
+
+def choose(engine: str, precision: str, device: torch.device) -> EngineChoice:
+    """Resolve ``auto`` (module docstring) and check the combination; a ``ConfigError`` names what cannot run."""
+    reasons = []
+    if precision == "auto" and engine not in ("auto", "torch"):
+        precision = "fp32"
+        reasons.append(f"precision=fp32: engine={engine} runs fp32 graphs")
+    if precision == "auto":
+        precision = "bf16" if native_bf16(device) else "fp32"
+        reasons.append(
+            f"precision={precision}: "
+            + (
+                f"{device.type} runs bf16 natively"
+                + (f" ({', '.join(sorted(cpu_flags() & set(NATIVE_BF16_FLAGS)))})" if device.type == "cpu" else "")
+                if precision == "bf16"
+                else f"no native bf16 on this {device.type}"
+            )
+        )
+    if engine == "auto":
+        if device.type != "cpu" or precision != "fp32":
+            engine = "torch"
+            reasons.append("engine=torch: autocast + channels_last is the fast path for reduced precision / GPUs")
+        else:
+            engine = next(e for e in ("openvino", "onnxruntime", "torch") if installed(e))
+            reasons.append(f"engine={engine}: the fastest installed fp32 CPU engine")
+    if engine not in ENGINES:
+        raise ConfigError(f"engine={engine}: must be one of {', '.join(ENGINES)}, auto")
+    if not installed(engine):
+        raise ConfigError(f"engine={engine}: the {engine} package is not installed (pip install {engine})")
+    if engine != "torch" and (precision != "fp32" or device.type != "cpu"):
+        raise ConfigError(
+            f"engine={engine} runs fp32 on the CPU; got precision={precision} on {device}: use engine=torch for those"
+        )
+    return EngineChoice(engine, precision, "; ".join(reasons) or "as configured")
+
+
+def _digest(module: nn.Module, tag: str) -> str:
+    h = hashlib.sha256(tag.encode())
+    for k, v in module.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+class _Session:
+    """One exported graph run by onnxruntime or OpenVINO (fp32, CPU), fed and returning torch tensors."""
+
+    def __init__(self, engine: str, path: Path) -> None:
+        self.engine = engine
+        if engine == "onnxruntime":
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.names = [i.name for i in self.session.get_inputs()]
+        else:
+            import openvino as ov
+
+            core = ov.Core()
+            # f32: OpenVINO would otherwise run bf16 on AMX CPUs, a precision choice that is precision=, not engine=
+            self.compiled = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        arrays = [np.ascontiguousarray(x.detach().float().cpu().numpy()) for x in inputs]
+        if self.engine == "onnxruntime":
+            out = self.session.run(None, dict(zip(self.names, arrays)))[0]
+        else:
+            out = self.compiled(arrays)[self.compiled.output(0)]
+        return torch.from_numpy(np.asarray(out))
+
+
+def cache_dir() -> Path:
+    from ..data.demo import default_cache_dir
+
+    return default_cache_dir() / "engines"
+
+
+class GeneratorRunner:
+    """``runner(lr, prior) -> sr`` for tiles (what ``tiling.super_resolve_many`` calls) on an ONNX engine."""
+
+    def __init__(self, generator, engine: str, folder: Path | None = None) -> None:
+        from .export import export_onnx
+
+        folder = folder or cache_dir()
+        path = folder / f"generator-{_digest(generator, str(generator.config_dict()))}.onnx"
+        if not path.is_file():
+            log.info("exporting the generator for engine=%s to %s (once per checkpoint)", engine, path)
+            export_onnx(generator, path)
+        self.session = _Session(engine, path)
+        self.uses_prior = generator.uses_prior
+
+    def __call__(self, lr: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
+        return self.session(lr, prior) if self.uses_prior else self.session(lr)
+
+
+class SegmenterRunner(nn.Module):
+    """A segmenter whose ``coarse_logits`` (the network) runs on an ONNX engine; decoding stays in torch."""
+
+    def __init__(self, segmenter: nn.Module, engine: str, folder: Path | None = None) -> None:
+        super().__init__()
+        self.segmenter = segmenter
+        self.scale, self.num_classes = segmenter.scale, segmenter.num_classes
+        self.coarse_stride, self.coarse_margin = segmenter.coarse_stride, segmenter.coarse_margin
+        folder = folder or cache_dir()
+        path = folder / f"segmenter-{_digest(segmenter, type(segmenter).__name__)}.onnx"
+        if not path.is_file():
+            log.info("exporting the segmenter for engine=%s to %s (once per checkpoint)", engine, path)
+            from .export import export_coarse_logits
+
+            export_coarse_logits(segmenter, path)
+        self.session = _Session(engine, path)
+
+    def coarse_logits(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.session(lr)
+
+    def decode_coarse(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.segmenter.decode_coarse(logits)
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        h, w = lr.shape[-2] * self.scale, lr.shape[-1] * self.scale
+        return self.decode_coarse(self.coarse_logits(lr))[..., :h, :w]
