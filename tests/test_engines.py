@@ -22,7 +22,7 @@ ONNX_ENGINES = [e for e in ("onnxruntime", "openvino") if engines.installed(e)]
     "flags,installed,expected",
     [
         ({"avx2", "amx_bf16", "amx_tile"}, {"onnxruntime"}, ("torch", "bf16")),
-        ({"avx512f", "avx512_bf16"}, {"onnxruntime", "openvino"}, ("torch", "bf16")),
+        ({"avx512f", "avx512_bf16"}, {"onnxruntime", "openvino"}, ("openvino", "bf16")),
         ({"avx2", "avx512f"}, {"onnxruntime"}, ("onnxruntime", "fp32")),
         ({"avx2"}, {"onnxruntime", "openvino"}, ("openvino", "fp32")),
         ({"avx2"}, set(), ("torch", "fp32")),
@@ -43,6 +43,7 @@ def test_explicit_choices_that_cannot_run_are_configuration_errors(monkeypatch):
     with pytest.raises(ConfigError, match="engine=onnxruntime runs fp32 on the CPU; got precision=bf16"):
         choose("onnxruntime", "bf16", CPU)
     assert choose("torch", "fp16", CPU).precision == "fp16"  # explicit choices are kept
+    assert choose("onnxruntime", "auto", CPU).precision == "fp32"  # what the engine runs
 
 
 def _generator() -> SFTGenerator:
@@ -51,6 +52,22 @@ def _generator() -> SFTGenerator:
     for p in g.CondNet.parameters():
         p.data.normal_(0, 0.3)
     return g.eval()
+
+
+@pytest.mark.skipif(not engines.installed("openvino"), reason="openvino is not installed")
+def test_openvino_bf16_stays_close_to_fp32():
+    """bf16 is a precision choice (precision=bf16 / auto on CPUs with native bf16): close, not equal."""
+    g = _generator()
+    lr = torch.rand(1, 3, 21, 15, generator=torch.Generator().manual_seed(1))
+    prior = DenseProbs(torch.softmax(torch.randn(8, 84, 60), 0), 4)
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = GeneratorRunner(g, "openvino", Path(tmp), precision="bf16")
+        a = super_resolve(g, lr, prior, tile=None, as_float=True)
+        b = super_resolve(g, lr, prior, tile=None, as_float=True, runner=runner)
+    assert 0 < np.abs(a - b).max() <= 2e-2
 
 
 @pytest.mark.parametrize("engine", ONNX_ENGINES)

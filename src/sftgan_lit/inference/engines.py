@@ -7,9 +7,10 @@ installed, and says why:
 - ``precision=auto``: bf16 where the device runs it natively (CPUs with AMX-BF16 or AVX512-BF16, CUDA
   devices with bf16 support), else fp32. On CPUs without native bf16, bf16 is emulated and many times
   slower, so it is never chosen there.
-- ``engine=auto``: torch when the precision is reduced or the device is a GPU (autocast + channels_last
-  is the fast path there); for fp32 on a CPU, OpenVINO when installed, else onnxruntime when installed,
-  else torch (measured in ``benchmarks/bench_engines.py`` and the README).
+- ``engine=auto``: on a CPU, OpenVINO when installed (fp32, or bf16 on AMX/AVX512-BF16 CPUs, where it
+  was 7.5x faster than torch fp32 end to end on the project's Xeon), else torch for bf16 (autocast +
+  channels_last), else onnxruntime for fp32 when installed, else torch; on a GPU, torch (measured in
+  ``benchmarks/bench_engines.py`` and the README).
 
 The ONNX engines run graphs exported from the same networks (``export.py``): the two-input generator,
 and the segmenter up to its stride-8 logits, cached under ``<cache>/engines/<sha256 of the weights>``
@@ -69,9 +70,9 @@ class EngineChoice:
 def choose(engine: str, precision: str, device: torch.device) -> EngineChoice:
     """Resolve ``auto`` (module docstring) and check the combination; a ``ConfigError`` names what cannot run."""
     reasons = []
-    if precision == "auto" and engine not in ("auto", "torch"):
+    if precision == "auto" and engine == "onnxruntime":
         precision = "fp32"
-        reasons.append(f"precision=fp32: engine={engine} runs fp32 graphs")
+        reasons.append("precision=fp32: engine=onnxruntime runs fp32 graphs")
     if precision == "auto":
         precision = "bf16" if native_bf16(device) else "fp32"
         reasons.append(
@@ -84,19 +85,27 @@ def choose(engine: str, precision: str, device: torch.device) -> EngineChoice:
             )
         )
     if engine == "auto":
-        if device.type != "cpu" or precision != "fp32":
+        if device.type != "cpu" or precision == "fp16":
             engine = "torch"
-            reasons.append("engine=torch: autocast + channels_last is the fast path for reduced precision / GPUs")
+            reasons.append("engine=torch: autocast + channels_last is the fast path on GPUs and for fp16")
+        elif installed("openvino"):
+            engine = "openvino"
+            reasons.append(f"engine=openvino: the fastest CPU engine measured, runs {precision}")
+        elif precision == "bf16":
+            engine = "torch"
+            reasons.append("engine=torch: autocast bf16 + channels_last (OpenVINO is not installed)")
         else:
-            engine = next(e for e in ("openvino", "onnxruntime", "torch") if installed(e))
+            engine = next(e for e in ("onnxruntime", "torch") if installed(e))
             reasons.append(f"engine={engine}: the fastest installed fp32 CPU engine")
     if engine not in ENGINES:
         raise ConfigError(f"engine={engine}: must be one of {', '.join(ENGINES)}, auto")
     if not installed(engine):
         raise ConfigError(f"engine={engine}: the {engine} package is not installed (pip install {engine})")
-    if engine != "torch" and (precision != "fp32" or device.type != "cpu"):
+    runs = {"onnxruntime": ("fp32",), "openvino": ("fp32", "bf16")}.get(engine)
+    if runs is not None and (precision not in runs or device.type != "cpu"):
         raise ConfigError(
-            f"engine={engine} runs fp32 on the CPU; got precision={precision} on {device}: use engine=torch for those"
+            f"engine={engine} runs {' or '.join(runs)} on the CPU; got precision={precision} on {device}: "
+            "use engine=torch for that"
         )
     return EngineChoice(engine, precision, "; ".join(reasons) or "as configured")
 
@@ -110,9 +119,10 @@ def _digest(module: nn.Module, tag: str) -> str:
 
 
 class _Session:
-    """One exported graph run by onnxruntime or OpenVINO (fp32, CPU), fed and returning torch tensors."""
+    """One exported graph run by onnxruntime (fp32) or OpenVINO (fp32 or bf16) on the CPU, fed and returning
+    torch tensors."""
 
-    def __init__(self, engine: str, path: Path) -> None:
+    def __init__(self, engine: str, path: Path, precision: str = "fp32") -> None:
         self.engine = engine
         if engine == "onnxruntime":
             import onnxruntime as ort
@@ -125,8 +135,9 @@ class _Session:
             import openvino as ov
 
             core = ov.Core()
-            # f32: OpenVINO would otherwise run bf16 on AMX CPUs, a precision choice that is precision=, not engine=
-            self.compiled = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            # explicit: OpenVINO would otherwise pick bf16 by itself on AMX CPUs; the precision is precision='s choice
+            hint = {"fp32": "f32", "bf16": "bf16"}[precision]
+            self.compiled = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": hint})
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         arrays = [np.ascontiguousarray(x.detach().float().cpu().numpy()) for x in inputs]
@@ -146,7 +157,7 @@ def cache_dir() -> Path:
 class GeneratorRunner:
     """``runner(lr, prior) -> sr`` for tiles (what ``tiling.super_resolve_many`` calls) on an ONNX engine."""
 
-    def __init__(self, generator, engine: str, folder: Path | None = None) -> None:
+    def __init__(self, generator, engine: str, folder: Path | None = None, precision: str = "fp32") -> None:
         from .export import export_onnx
 
         folder = folder or cache_dir()
@@ -154,7 +165,7 @@ class GeneratorRunner:
         if not path.is_file():
             log.info("exporting the generator for engine=%s to %s (once per checkpoint)", engine, path)
             export_onnx(generator, path)
-        self.session = _Session(engine, path)
+        self.session = _Session(engine, path, precision)
         self.uses_prior = generator.uses_prior
 
     def __call__(self, lr: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
@@ -164,7 +175,7 @@ class GeneratorRunner:
 class SegmenterRunner(nn.Module):
     """A segmenter whose ``coarse_logits`` (the network) runs on an ONNX engine; decoding stays in torch."""
 
-    def __init__(self, segmenter: nn.Module, engine: str, folder: Path | None = None) -> None:
+    def __init__(self, segmenter: nn.Module, engine: str, folder: Path | None = None, precision: str = "fp32") -> None:
         super().__init__()
         self.segmenter = segmenter
         self.scale, self.num_classes = segmenter.scale, segmenter.num_classes
@@ -176,7 +187,7 @@ class SegmenterRunner(nn.Module):
             from .export import export_coarse_logits
 
             export_coarse_logits(segmenter, path)
-        self.session = _Session(engine, path)
+        self.session = _Session(engine, path, precision)
 
     def coarse_logits(self, lr: torch.Tensor) -> torch.Tensor:
         return self.session(lr)

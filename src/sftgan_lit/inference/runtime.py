@@ -94,7 +94,7 @@ def segment_options(cfg, device: torch.device, choice=None) -> SegmentOptions:
 
         def engine(segmenter, kind=choice.engine):  # one exported graph per segmenter
             if id(segmenter) not in runners:
-                runners[id(segmenter)] = SegmenterRunner(segmenter, kind)
+                runners[id(segmenter)] = SegmenterRunner(segmenter, kind, precision=choice.precision)
             return runners[id(segmenter)]
 
     return SegmentOptions(cfg.segment_max_pixels, cfg.segment_tile, cfg.segment_overlap, precision, str(device), engine)
@@ -104,4 +104,6 @@ def generator_runner(choice, generator: SFTGenerator):
     """``engines.GeneratorRunner`` for an ONNX engine, None for torch (``tiling`` runs the module itself)."""
     from .engines import GeneratorRunner
 
-    return None if choice is None or choice.engine == "torch" else GeneratorRunner(generator, choice.engine)
+    if choice is None or choice.engine == "torch":
+        return None
+    return GeneratorRunner(generator, choice.engine, precision=choice.precision)
