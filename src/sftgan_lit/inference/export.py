@@ -135,7 +135,8 @@ def export_coarse_logits(segmenter: torch.nn.Module, path: str | Path, opset: in
         def forward(self, lr: torch.Tensor) -> torch.Tensor:
             return self.segmenter.coarse_logits(lr)
 
-    module = CoarseLogits(copy.deepcopy(segmenter).cpu().float().eval()).eval()
+    plain = copy.deepcopy(segmenter).cpu().float().to(memory_format=torch.contiguous_format)  # NCHW, as _plain
+    module = CoarseLogits(plain.eval()).eval()
     return export_one_input(module, path, "lr", "logits", torch.float32, opset)
 
 

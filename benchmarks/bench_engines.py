@@ -1,0 +1,189 @@
+"""Benchmark: inference engines x precisions for the prior (segmenter) and the SR (generator), with quality.
+
+Speed, per output megapixel on this CPU, segmenter and generator separately and end to end, for each
+engine x precision available (torch fp32 channels_last is the reference in the same run): the
+released architecture sizes (OutdoorSceneSeg ResNet-101, SFT-Net 64 features / 16 blocks) with random
+weights, LR ``--lr-size`` square, batch 1.
+
+Quality, against torch fp32 on the same inputs, with models trained here (the released weights are not
+available offline): the demo SFT-Net (``python train.py``: the newest ``outputs/**/generator.pth``) on the
+demo test scenes with their label-map prior: PSNR-Y of each path's SR against torch fp32's (budget
+>= 45 dB) and the change of PSNR-Y against HR (budget 0.05 dB); the learned-prior segmenter (``make
+pipeline``: ``outputs/pipeline/segmenter/segmenter.pth``) on the same scenes: argmax agreement (budget
+>= 99%) and mean |delta prob|. A path that misses a budget is marked, and ``engine=auto`` does not choose it.
+
+It also prints what ``engine=auto precision=auto`` chooses here and on a CPU without native bf16.
+
+    python benchmarks/bench_engines.py [--lr-size 64] [--repeats 3] [--generator PATH] [--segmenter PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import math
+import tempfile
+import time
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import torch
+
+from sftgan_lit.data.demo import DemoConfig, default_cache_dir, generate_demo
+from sftgan_lit.data.io import read_image, read_label_map
+from sftgan_lit.imresize import imresize
+from sftgan_lit.inference import engines
+from sftgan_lit.inference.engines import GeneratorRunner, SegmenterRunner, choose
+from sftgan_lit.inference.runtime import resolve_checkpoint
+from sftgan_lit.models import OutdoorSceneSeg, load_generator, load_segmenter, sftgan_pytorch
+
+PATHS = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "bf16")]
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def best(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def runners(generator, segmenter, engine: str, precision: str, folder: Path):
+    """(segment(lr) -> coarse logits, generate(lr, prior) -> sr) on one path."""
+    if engine == "torch":
+        g = copy.deepcopy(generator).to(memory_format=torch.channels_last)
+        s = copy.deepcopy(segmenter).to(memory_format=torch.channels_last)
+
+        def ctx():
+            return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+
+        def segment(lr):
+            with torch.inference_mode(), ctx():
+                return s.coarse_logits(lr).float()
+
+        def generate(lr, prior):
+            with torch.inference_mode(), ctx():
+                return g(lr, prior).float()
+
+        return segment, generate
+    seg_runner = SegmenterRunner(segmenter, engine, folder, precision)
+    gen_runner = GeneratorRunner(generator, engine, folder, precision)
+    return seg_runner.coarse_logits, gen_runner
+
+
+def psnr_y(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR on 8-bit Y (BT.601) of two float RGB (3, H, W) images in [0, 1], 4 px border cropped."""
+
+    def y(x):
+        x = np.round(np.clip(x, 0, 1) * 255) / 255
+        return 16 + 65.481 * x[0] + 128.553 * x[1] + 24.966 * x[2]
+
+    d = (y(a) - y(b))[4:-4, 4:-4]
+    mse = float((d**2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
+
+
+def read_scenes(config: DemoConfig) -> list[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+    """The test split of a demo set: (HR float (3, H, W), LR (1, 3, h, w) rounded to 8 bits, one-hot prior)."""
+    root = generate_demo(default_cache_dir() / "demo", config) / "test"
+    scenes = []
+    for path in sorted((root / "images").glob("*.png")):
+        hr = torch.from_numpy(np.array(read_image(path))).permute(2, 0, 1).float() / 255
+        labels = torch.from_numpy(read_label_map(root / "labels" / path.name, 8)).long()
+        lr = (imresize(hr[None], 0.25).clamp(0, 1) * 255).round() / 255
+        prior = torch.nn.functional.one_hot(labels.clamp(max=7), 8).permute(2, 0, 1)[None].float()
+        scenes.append((hr.numpy(), lr, prior))
+    return scenes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lr-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--generator", default="latest", help="a demo-trained generator (default: checkpoint=latest)")
+    parser.add_argument("--segmenter", default="outputs/pipeline/segmenter/segmenter.pth")
+    args = parser.parse_args()
+    available = [
+        (e, p) for e, p in PATHS if engines.installed(e) and (p == "fp32" or engines.native_bf16(torch.device("cpu")))
+    ]
+    s = args.lr_size
+    mp = (4 * s) ** 2 / 1e6
+    print(
+        f"CPU: {cpu_name()}, {torch.get_num_threads()} threads; native bf16: {engines.native_bf16(torch.device('cpu'))}"
+    )
+    print(f"auto here: {choose('auto', 'auto', torch.device('cpu'))}")
+    with mock.patch.object(engines, "cpu_flags", lambda: {"avx2", "avx512f"}):
+        print(f"auto on a CPU without native bf16: {choose('auto', 'auto', torch.device('cpu'))}")
+    torch.manual_seed(0)
+    generator, segmenter = sftgan_pytorch().eval(), OutdoorSceneSeg().eval()
+    lr = torch.rand(1, 3, s, s)
+    with torch.inference_mode():
+        prior = segmenter(lr)
+    print(f"\nSpeed: released sizes, random weights, LR {s}x{s} -> {4 * s}x{4 * s}, s per output MP")
+    print("| engine | precision | segmenter | generator | end to end | vs torch fp32 |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    reference = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for engine, precision in available:
+            segment, generate = runners(generator, segmenter, engine, precision, Path(tmp))
+            t_seg = best(lambda: segment(lr), args.repeats) / mp
+            t_gen = best(lambda: generate(lr, prior), args.repeats) / mp
+            total = t_seg + t_gen
+            reference = reference or total
+            print(f"| {engine} | {precision} | {t_seg:.2f} | {t_gen:.2f} | {total:.2f} | {reference / total:.2f}x |")
+        quality(args, available, Path(tmp))
+
+
+def quality(args, available, folder: Path) -> None:
+    try:
+        generator = load_generator(resolve_checkpoint(args.generator), channels_last=False)
+        segmenter = load_segmenter(args.segmenter)
+    except FileNotFoundError as err:
+        print(f"\nQuality rows skipped: {err} (python train.py and make pipeline make the trained models)")
+        return
+    scenes = read_scenes(DemoConfig())  # the SFT-Net's test scenes
+    # the segmenter's own test scenes (make pipeline trains it on data=context)
+    context = read_scenes(DemoConfig(kind="context", size=128, num_train=64, num_val=8, num_test=16))
+    print(
+        f"\nQuality vs torch fp32: SR on {len(scenes)} demo test scenes (demo SFT-Net, {args.generator}, label-map "
+        f"prior); prior on {len(context)} context test scenes (LR-ASPP of make pipeline, {args.segmenter}):"
+    )
+    print(
+        "| engine | precision | prior argmax agreement | mean abs delta prob | SR PSNR-Y vs fp32 (min) | delta PSNR-Y vs HR | budgets |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    ref = None
+    for engine, precision in available:
+        segment, generate = runners(generator, segmenter, engine, precision, folder)
+        probs, srs = [], []
+        for _, lr, _ in context:
+            probs.append(segmenter.decode_coarse(segment(lr).float()))
+        for _, lr, prior in scenes:
+            srs.append(generate(lr, prior).float()[0].numpy())
+        if ref is None:
+            ref = probs, srs
+        agree = np.mean([float((p.argmax(1) == r.argmax(1)).float().mean()) for p, r in zip(probs, ref[0])])
+        dprob = np.mean([float((p - r).abs().mean()) for p, r in zip(probs, ref[0])])
+        vs_fp32 = min(psnr_y(a, b) for a, b in zip(srs, ref[1]))
+        vs_hr = np.mean([psnr_y(a, hr[:, : a.shape[1], : a.shape[2]]) for a, (hr, _, _) in zip(srs, scenes)])
+        hr0 = np.mean([psnr_y(a, hr[:, : a.shape[1], : a.shape[2]]) for a, (hr, _, _) in zip(ref[1], scenes)])
+        ok = agree >= 0.99 and vs_fp32 >= 45 and abs(vs_hr - hr0) <= 0.05
+        print(
+            f"| {engine} | {precision} | {100 * agree:.2f}% | {dprob:.1e} | "
+            f"{'inf' if math.isinf(vs_fp32) else f'{vs_fp32:.1f}'} dB | {vs_hr - hr0:+.3f} dB | {'met' if ok else 'MISSED'} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
