@@ -3,8 +3,10 @@
 Part 1 (each case in its own process, so peak RSS is that case's alone): the full-size SFT-Net
 (16 blocks, 64 features) super-resolving a 1000x750 LR photo (4000x3000 output) in one pass and in
 tiles of 256 LR px with overlap = the receptive field radius, and a 2000x1500 LR photo (8000x6000) in
-tiles. The prior is a label map (uint8, cut per window), as with ``prior=labels``; the output is
-written per tile into a uint8 image. Checks printed:
+tiles. The prior is a label map (uint8, cut per window), as with ``prior=labels``. The whole-image
+pass holds its uint8 output and writes it as PNG; the tiled passes write the PNG band by band as
+``predict.py`` does (``super_resolve_bands`` + ``PngStripWriter``), never holding the output whole.
+Checks printed:
   - tiled peak RSS < 2.5 GiB, and equal within 10% for both sizes (memory bounded by the tile);
   - tiled time <= (T + 2r)^2 / T^2 x whole time + 10% (only the recomputed overlap costs extra);
   - tiled output == whole output (uint8, max difference).
@@ -53,7 +55,9 @@ def run_case(lr_h: int, lr_w: int, tile: int | None, threads: int) -> dict:
     import numpy as np
     import torch
 
+    from sftgan_lit.data.io import PngStripWriter, read_image, write_png
     from sftgan_lit.inference import receptive_field, super_resolve
+    from sftgan_lit.inference.tiling import super_resolve_bands
     from sftgan_lit.models import sftgan_pytorch
     from sftgan_lit.priors import LabelPrior
 
@@ -64,13 +68,21 @@ def run_case(lr_h: int, lr_w: int, tile: int | None, threads: int) -> dict:
     prior = LabelPrior(class_names=[f"c{i}" for i in range(8)], colors=[[0, 0, 0]] * 8).map_of(labels, 4)
     r = receptive_field(g)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    path = f"/tmp/bench_predict_{lr_h}x{lr_w}_{tile}.png"
     t0 = time.perf_counter()
-    sr = super_resolve(g, lr, prior, tile=tile, overlap=r, batch_size=1)
+    if tile is None:
+        write_png(path, super_resolve(g, lr, prior, tile=None, overlap=r, batch_size=1))
+    else:
+        with PngStripWriter(path, 4 * lr_w, 4 * lr_h, 3) as out:
+            for band, _ in super_resolve_bands(g, lr, prior, tile, overlap=r, batch_size=1):
+                out.write(band)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    if os.environ.get("BENCH_OUT"):  # every 4th pixel, for the tiled == whole comparison
-        np.save(os.environ["BENCH_OUT"], sr[::4, ::4])
-    return {"seconds": seconds, "peak_rss": peak, "rss_before": base_rss, "radius": r, "shape": list(sr.shape)}
+    shape = [4 * lr_h, 4 * lr_w, 3]
+    if os.environ.get("BENCH_OUT"):  # every 4th pixel, for the tiled == whole comparison (read after the peak)
+        np.save(os.environ["BENCH_OUT"], read_image(path, max_pixels=10**9)[::4, ::4])
+    os.unlink(path)
+    return {"seconds": seconds, "peak_rss": peak, "rss_before": base_rss, "radius": r, "shape": shape}
 
 
 def _child(args: list[str], out: str | None = None) -> dict:

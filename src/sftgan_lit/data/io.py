@@ -170,3 +170,66 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder}")
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+class PngStripWriter:
+    """A PNG written strip by strip (top to bottom), so an image never has to be held whole: 8-bit grey
+    ``(rows, W)`` or RGB ``(rows, W, 3)`` strips, each row Sub-filtered and deflated into IDAT chunks as it
+    arrives. Atomic like ``write_png`` (``files.AtomicFile``); use as a context manager, or ``close()``."""
+
+    def __init__(self, path: str | os.PathLike, width: int, height: int, channels: int) -> None:
+        import struct
+        import zlib
+
+        from ..files import AtomicFile
+
+        if channels not in (1, 3):
+            raise ValueError(f"PngStripWriter writes grey or RGB, not {channels} channels")
+        self.width, self.height, self.channels, self.rows = width, height, channels, 0
+        self.file = AtomicFile(path)
+        self.deflate = zlib.compressobj(6)
+        self.pending = b""
+        header = struct.pack(">IIBBBBB", width, height, 8, 0 if channels == 1 else 2, 0, 0, 0)
+        self.file.write(b"\x89PNG\r\n\x1a\n" + self._chunk(b"IHDR", header))
+
+    @staticmethod
+    def _chunk(kind: bytes, data: bytes) -> bytes:
+        import struct
+        import zlib
+
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    def write(self, strip: np.ndarray) -> None:
+        """The next rows: uint8 ``(rows, W)`` or ``(rows, W, 3)``."""
+        strip = np.ascontiguousarray(strip, dtype=np.uint8).reshape(strip.shape[0], self.width * self.channels)
+        if self.rows + strip.shape[0] > self.height:
+            raise ValueError(f"{self.file.path}: more than {self.height} rows written")
+        # Sub filter: each byte minus the same channel of the pixel to its left (mod 256)
+        filtered = strip.copy()
+        filtered[:, self.channels :] -= strip[:, : -self.channels]
+        rows = np.concatenate([np.ones((strip.shape[0], 1), np.uint8), filtered], axis=1)
+        self.pending += self.deflate.compress(rows.tobytes())
+        if len(self.pending) >= 1 << 20:
+            self.file.write(self._chunk(b"IDAT", self.pending))
+            self.pending = b""
+        self.rows += strip.shape[0]
+
+    def close(self) -> None:
+        if self.rows != self.height:
+            self.file.abort()
+            raise ValueError(f"{self.file.path}: {self.rows} of {self.height} rows written")
+        data = self.pending + self.deflate.flush()
+        self.file.write(self._chunk(b"IDAT", data) + self._chunk(b"IEND", b""))
+        self.file.commit()
+
+    def abort(self) -> None:
+        self.file.abort()
+
+    def __enter__(self) -> PngStripWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

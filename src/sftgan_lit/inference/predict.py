@@ -9,6 +9,7 @@ reason and skipped; the others are still processed, and the report says which fa
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from tqdm import tqdm
 from ..categories import colorize
 from ..config import ConfigError, PredictSchema
 from ..config import options as typed_options
-from ..data.io import write_png
+from ..data.io import PngStripWriter, write_png
 from ..models import SFTGenerator
 from ..priors import Prior, PriorEdits, PriorMap, SegmentOptions
 from .inputs import INPUT_ERRORS, InputReader, input_files, read_mask_image
@@ -33,7 +34,7 @@ from .runtime import (
     resolve_checkpoint,
     segment_options,
 )
-from .tiling import receptive_field, super_resolve_many
+from .tiling import receptive_field, super_resolve_bands, super_resolve_many
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +99,46 @@ def predict_files(
     log.info("tiles of %s LR px with %d px overlap (receptive field radius %d)", tile, overlap, radius)
     pending: list[tuple[Path, Path, torch.Tensor, PriorMap, str]] = []
 
+    def fits(lr: torch.Tensor) -> bool:  # one tile: batched with images of its size, else streamed in bands
+        return tile is None or (lr.shape[-2] <= tile and lr.shape[-1] <= tile)
+
+    def stop(src: Path, err: OSError) -> None:  # no file is left half-written (atomic writes); the run stops
+        report.failures[str(src)] = err.strerror or str(err)
+        report.stopped = f"{err.strerror or err} (nothing more is written; free space or another out=, then rerun)"
+        log.error("stopped at %s: %s", src, err)
+
+    def prior_rgb(labels: np.ndarray) -> np.ndarray:
+        return (colorize(torch.from_numpy(labels), prior.colors) * 255).round().byte().permute(1, 2, 0).numpy()
+
+    def stream(src: Path, dst: Path, lr: torch.Tensor, pm: PriorMap, how: str) -> None:
+        """An image of several tiles: its output written band by band as the tiles finish (never held whole)."""
+        h, w = lr.shape[-2:]
+        size = (w * scale, h * scale)
+        prior_path = dst.with_name(dst.stem + "_prior.png")
+        try:
+            with (
+                PngStripWriter(dst, *size, 3) as out,
+                PngStripWriter(prior_path, *size, 3) if options.save_prior else contextlib.nullcontext() as out_prior,
+            ):
+                opts = (options.batch_size, options.precision, options.save_prior)
+                for band, labels in super_resolve_bands(generator, lr, pm, tile, overlap, *opts, runner=runner):
+                    out.write(band)
+                    if out_prior is not None:
+                        out_prior.write(prior_rgb(labels))
+        except OSError as err:
+            stop(src, err)
+            return
+        report.written.append(dst)
+        log.info("%s -> %s (%dx%d -> %dx%d in bands of tiles; %s)", src, dst, w, h, *size, how)
+
     def flush() -> None:
         if report.stopped:  # an output could not be written: nothing more is computed or written
             report.not_done.extend(src for src, *_ in pending)
             pending.clear()
         if not pending:
+            return
+        if len(pending) == 1 and not fits(pending[0][2]):
+            stream(*pending.pop())
             return
         labels_out = [
             np.empty((lr.shape[-2] * scale, lr.shape[-1] * scale), np.uint8) if options.save_prior else None
@@ -125,16 +161,9 @@ def predict_files(
             try:
                 write_png(dst, sr)
                 if lab is not None:
-                    colours = colorize(torch.from_numpy(lab), prior.colors)
-                    write_png(
-                        dst.with_name(dst.stem + "_prior.png"), (colours * 255).round().byte().permute(1, 2, 0).numpy()
-                    )
-            except OSError as err:  # no file is left half-written (atomic writes); the run stops here
-                report.failures[str(src)] = err.strerror or str(err)
-                report.stopped = (
-                    f"{err.strerror or err} (nothing more is written; free space or another out=, then rerun)"
-                )
-                log.error("stopped at %s: %s", src, err)
+                    write_png(dst.with_name(dst.stem + "_prior.png"), prior_rgb(lab))
+            except OSError as err:
+                stop(src, err)
                 continue
             report.written.append(dst)
             log.info(
@@ -159,12 +188,10 @@ def predict_files(
             log.error("skipped %s: %s", src, err)
             continue
         lr = item.lr
-        h, w = lr.shape[-2:]
-        fits_one_tile = tile is None or (h <= tile and w <= tile)
-        if pending and (not fits_one_tile or pending[0][2].shape != lr.shape or len(pending) >= options.batch_size):
+        if pending and (not fits(lr) or pending[0][2].shape != lr.shape or len(pending) >= options.batch_size):
             flush()
         pending.append((src, dst, lr, pm, how))
-        if not fits_one_tile:
+        if not fits(lr):
             flush()
     flush()
     order = {src: i for i, src in enumerate(files)}

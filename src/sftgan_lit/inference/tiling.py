@@ -125,6 +125,73 @@ def to_uint8_hwc(sr: torch.Tensor) -> np.ndarray:
     return (sr.float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
+def _check_images(generator: SFTGenerator, images, tile: int | None) -> list[torch.Tensor]:
+    """Each image's LR as (1, 3, h, w), its prior checked against it and the generator."""
+    cfg = generator.config
+    if tile is not None and tile < 1:
+        raise ValueError(f"tile must be a positive number of LR pixels or null, got {tile}")
+    lrs = []
+    for lr, prior in images:
+        lr = lr[None] if lr.dim() == 3 else lr
+        h, w = lr.shape[-2:]
+        if generator.uses_prior and prior is None:
+            raise ValueError(
+                "this generator is conditioned on a prior; give one (prior=labels|ade_outdoor|uniform ...)"
+            )
+        if generator.uses_prior and cfg.conditioning == "film" and tile is not None and (h > tile or w > tile):
+            raise ValueError(
+                "conditioning=film pools its condition over the whole image, so it cannot be tiled; set tile=null"
+            )
+        if generator.uses_prior and (prior.lr_size != (h, w) or prior.num_classes != cfg.num_classes):
+            raise ValueError(
+                f"prior map for LR {prior.lr_size} with {prior.num_classes} classes does not fit the image "
+                f"(LR {(h, w)}) and generator ({cfg.num_classes} classes)"
+            )
+        lrs.append(lr)
+    return lrs
+
+
+def _run_windows(
+    generator, lrs, maps, items, outs, origins, labels_out, batch_size, precision, as_float, hr_rows, runner
+):
+    """Super-resolve the windows ``items`` = ``[(n, core, window)]`` of images ``lrs`` / ``maps`` into ``outs[n]``,
+    whose first row is HR row ``origins[n]``; windows of equal shape (across images too) share a batch."""
+    s = generator.scale
+    needs_prior = generator.uses_prior
+    halo = receptive_field(generator, within=generator.HR_branch) if hr_rows else None
+    device = next(generator.parameters()).device
+    # the prior's argmax is only written where an image asked for it (a generator without prior needs none)
+    wants_labels = labels_out is not None and any(lab is not None for lab in labels_out)
+    groups: dict[tuple[int, int], list] = {}
+    for n, core, win in items:
+        groups.setdefault((win[1] - win[0], win[3] - win[2]), []).append((n, core, win))
+    for group in groups.values():
+        for i in range(0, len(group), batch_size):
+            chunk = group[i : i + batch_size]
+            x = torch.cat([lrs[n][:, :, a:b, c:d] for n, _, (a, b, c, d) in chunk]).to(device, torch.float32)
+            priors = None
+            if needs_prior or wants_labels:
+                # One memory layout whatever the prior map's crop returns, so equal priors give bitwise-equal outputs.
+                priors = torch.cat([maps[n].crop(*win) for n, _, win in chunk]).to(device, torch.float32).contiguous()
+            if runner is not None:
+                sr = runner(x, priors if needs_prior else None)
+            else:
+                with autocast(device, precision):
+                    sr = run_generator(generator, x, priors if needs_prior else None, hr_rows, halo)
+            for j, (n, (y0, y1, x0, x1), (a, _, c, _)) in enumerate(chunk):
+                rows, cols = slice(s * (y0 - a), s * (y1 - a)), slice(s * (x0 - c), s * (x1 - c))
+                core = sr[j, :, rows, cols]
+                top = s * y0 - origins[n]
+                outs[n][top : top + s * (y1 - y0), s * x0 : s * x1] = (
+                    core.float().permute(1, 2, 0).cpu().numpy() if as_float else to_uint8_hwc(core)
+                )
+                if labels_out is not None and labels_out[n] is not None:
+                    labels_out[n][top : top + s * (y1 - y0), s * x0 : s * x1] = (
+                        priors[j, :, rows, cols].argmax(0).to(torch.uint8).cpu().numpy()
+                    )
+            del sr, x, priors
+
+
 @torch.no_grad()
 def super_resolve_many(
     generator: SFTGenerator,
@@ -158,63 +225,52 @@ def super_resolve_many(
         Per image, SR uint8 ``(scale*h, scale*w, 3)`` (float32 with ``as_float``).
     """
     s = generator.scale
-    cfg = generator.config
-    needs_prior = generator.uses_prior
-    if tile is not None and tile < 1:
-        raise ValueError(f"tile must be a positive number of LR pixels or null, got {tile}")
+    lrs = _check_images(generator, images, tile)
     overlap = receptive_field(generator) if overlap is None else overlap
-    halo = receptive_field(generator, within=generator.HR_branch) if hr_rows else None
-    device = next(generator.parameters()).device
-    # the prior's argmax is only written where an image asked for it (a generator without prior needs none)
-    wants_labels = labels_out is not None and any(lab is not None for lab in labels_out)
-    lrs, outs, groups = [], [], {}
-    for n, (lr, prior) in enumerate(images):
-        lr = lr[None] if lr.dim() == 3 else lr
+    outs, items = [], []
+    for n, lr in enumerate(lrs):
         h, w = lr.shape[-2:]
-        if needs_prior and prior is None:
-            raise ValueError(
-                "this generator is conditioned on a prior; give one (prior=labels|ade_outdoor|uniform ...)"
-            )
-        if needs_prior and cfg.conditioning == "film" and tile is not None and (h > tile or w > tile):
-            raise ValueError(
-                "conditioning=film pools its condition over the whole image, so it cannot be tiled; set tile=null"
-            )
-        if needs_prior and (prior.lr_size != (h, w) or prior.num_classes != cfg.num_classes):
-            raise ValueError(
-                f"prior map for LR {prior.lr_size} with {prior.num_classes} classes does not fit the image "
-                f"(LR {(h, w)}) and generator ({cfg.num_classes} classes)"
-            )
-        lrs.append(lr)
         outs.append(np.empty((h * s, w * s, 3), np.float32 if as_float else np.uint8))
-        for core, win in windows((h, w), tile, overlap):
-            groups.setdefault((win[1] - win[0], win[3] - win[2]), []).append((n, core, win))
-    for items in groups.values():
-        for i in range(0, len(items), batch_size):
-            chunk = items[i : i + batch_size]
-            x = torch.cat([lrs[n][:, :, a:b, c:d] for n, _, (a, b, c, d) in chunk]).to(device, torch.float32)
-            priors = None
-            if needs_prior or wants_labels:
-                # One memory layout whatever the prior map's crop returns, so equal priors give bitwise-equal outputs.
-                priors = (
-                    torch.cat([images[n][1].crop(*win) for n, _, win in chunk]).to(device, torch.float32).contiguous()
-                )
-            if runner is not None:
-                sr = runner(x, priors if needs_prior else None)
-            else:
-                with autocast(device, precision):
-                    sr = run_generator(generator, x, priors if needs_prior else None, hr_rows, halo)
-            for j, (n, (y0, y1, x0, x1), (a, _, c, _)) in enumerate(chunk):
-                rows, cols = slice(s * (y0 - a), s * (y1 - a)), slice(s * (x0 - c), s * (x1 - c))
-                core = sr[j, :, rows, cols]
-                outs[n][s * y0 : s * y1, s * x0 : s * x1] = (
-                    core.float().permute(1, 2, 0).cpu().numpy() if as_float else to_uint8_hwc(core)
-                )
-                if labels_out is not None and labels_out[n] is not None:
-                    labels_out[n][s * y0 : s * y1, s * x0 : s * x1] = (
-                        priors[j, :, rows, cols].argmax(0).to(torch.uint8).cpu().numpy()
-                    )
-            del sr, x, priors
+        items += [(n, core, win) for core, win in windows((h, w), tile, overlap)]
+    maps = [prior for _, prior in images]
+    _run_windows(
+        generator, lrs, maps, items, outs, [0] * len(lrs), labels_out, batch_size, precision, as_float, hr_rows, runner
+    )
     return outs
+
+
+@torch.no_grad()
+def super_resolve_bands(
+    generator: SFTGenerator,
+    lr: torch.Tensor,
+    prior: PriorMap | None,
+    tile: int,
+    overlap: int | None = None,
+    batch_size: int = 1,
+    precision: str = "fp32",
+    with_labels: bool = False,
+    hr_rows: int | None = 64,
+    runner=None,
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """``super_resolve_many`` for one image, yielding its output one band of tiles at a time, top to bottom:
+    ``(SR uint8 (scale * band rows, scale * w, 3), prior argmax uint8 (scale * band rows, scale * w) or None)``.
+    The same windows as ``super_resolve_many``, so the bands stacked are its output exactly; only one band
+    is held (a writer streams them to disk: peak memory does not grow with the image)."""
+    s = generator.scale
+    lrs = _check_images(generator, [(lr, prior)], tile)
+    overlap = receptive_field(generator) if overlap is None else overlap
+    h, w = lrs[0].shape[-2:]
+    rows: dict[int, list] = {}
+    for core, win in windows((h, w), tile, overlap):
+        rows.setdefault(core[0], []).append((0, core, win))
+    for y0, items in rows.items():
+        band_rows = s * (items[0][1][1] - y0)
+        band = np.empty((band_rows, w * s, 3), np.uint8)
+        labels = [np.empty((band_rows, w * s), np.uint8)] if with_labels else None
+        _run_windows(
+            generator, lrs, [prior], items, [band], [s * y0], labels, batch_size, precision, False, hr_rows, runner
+        )
+        yield band, labels[0] if labels else None
 
 
 def super_resolve(
