@@ -30,6 +30,8 @@ bench:
 	$(BIN)/python benchmarks/bench_loader.py
 	$(BIN)/python benchmarks/bench_training.py
 	$(BIN)/python benchmarks/bench_predict.py
+	$(BIN)/python benchmarks/bench_engines.py
+	$(BIN)/python benchmarks/bench_pipeline.py
 
 ablation:
 	$(BIN)/python -m sftgan_lit.experiments.prior_ablation --out outputs/ablation

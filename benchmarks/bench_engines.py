@@ -15,6 +15,8 @@ pipeline``: ``outputs/pipeline/segmenter/segmenter.pth``) on the same scenes: ar
 It also prints what ``engine=auto precision=auto`` chooses here and on a CPU without native bf16.
 
     python benchmarks/bench_engines.py [--lr-size 64] [--repeats 3] [--generator PATH] [--segmenter PATH]
+
+With a GPU present it also prints CUDA rows: torch fp32 and bf16/fp16 autocast, channels_last.
 """
 
 from __future__ import annotations
@@ -142,7 +144,39 @@ def main() -> None:
             total = t_seg + t_gen
             reference = reference or total
             print(f"| {engine} | {precision} | {t_seg:.2f} | {t_gen:.2f} | {total:.2f} | {reference / total:.2f}x |")
+        cuda_rows(generator, segmenter, lr, mp, args.repeats)
         quality(args, available, Path(tmp))
+
+
+def cuda_rows(generator, segmenter, lr, mp: float, repeats: int) -> None:
+    """On a GPU (when one is present): torch fp32 / bf16 / fp16 autocast with channels_last, same table."""
+    if not torch.cuda.is_available():
+        return
+    g = copy.deepcopy(generator).cuda().to(memory_format=torch.channels_last)
+    s = copy.deepcopy(segmenter).cuda().to(memory_format=torch.channels_last)
+    x = lr.cuda()
+    print(f"\nCUDA ({torch.cuda.get_device_name()}), s per output MP:")
+    print("| engine | precision | segmenter | generator | end to end | vs CUDA fp32 |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    reference = None
+    for precision, dtype in (("fp32", None), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        ctx = torch.autocast("cuda", dtype=dtype) if dtype else contextlib.nullcontext()
+
+        def timed(fn):
+            def run():
+                with torch.inference_mode(), ctx:
+                    fn()
+                torch.cuda.synchronize()
+
+            return best(run, repeats) / mp
+
+        with torch.inference_mode():
+            prior = s(x).float()
+        t_seg, t_gen = timed(lambda: s.coarse_logits(x)), timed(lambda: g(x, prior))
+        reference = reference or t_seg + t_gen
+        print(
+            f"| torch cuda | {precision} | {t_seg:.3f} | {t_gen:.3f} | {t_seg + t_gen:.3f} | {reference / (t_seg + t_gen):.2f}x |"
+        )
 
 
 def quality(args, available, folder: Path) -> None:
