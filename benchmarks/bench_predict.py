@@ -1,6 +1,6 @@
-"""Benchmark: predict-time memory and speed, tiled vs whole image, and where end-to-end time goes.
+"""Benchmark: predict-time memory and speed, tiled vs whole image.
 
-Part 1 (each case in its own process, so peak RSS is that case's alone): the full-size SFT-Net
+Each case runs in its own process, so peak RSS is that case's alone: the full-size SFT-Net
 (16 blocks, 64 features) super-resolving a 1000x750 LR photo (4000x3000 output) in one pass and in
 tiles of 256 LR px with overlap = the receptive field radius, and a 2000x1500 LR photo (8000x6000) in
 tiles. The prior is a label map (uint8, cut per window), as with ``prior=labels``. The whole-image
@@ -11,13 +11,11 @@ Checks printed:
   - tiled time <= (T + 2r)^2 / T^2 x whole time + 10% (only the recomputed overlap costs extra);
   - tiled output == whole output (uint8, max difference).
 
-Part 2: end-to-end cost per output megapixel of the segmenter prior (OutdoorSceneSeg, ResNet-101,
-on the x4 bicubic upsampled LR) and of the generator, in fp32, bf16 autocast and channels_last, on
-the CPU (and on CUDA when present).
+(Where end-to-end time goes, per engine and precision, is ``bench_engines.py``.)
 
-    python benchmarks/bench_predict.py [--part 1|2|all] [--small]   (--small: 1/4 of the sizes, a smoke run)
+    python benchmarks/bench_predict.py [--small]   (--small: 1/4 of the sizes, a smoke run)
 
-Full run on 2 CPU cores: about 12 minutes (part 1 about 10).
+Full run on 2 CPU cores: about 8 minutes.
 """
 
 from __future__ import annotations
@@ -99,7 +97,7 @@ def part1(small: bool, threads: int) -> None:
     k = 4 if small else 1
     tile = 256 // k
     (h1, w1), (h2, w2) = (750 // k, 1000 // k), (1500 // k, 2000 // k)
-    print(f"Part 1: full SFT-Net, {threads} threads; tile {tile} LR px, overlap = receptive field")
+    print(f"Full SFT-Net, {threads} threads; tile {tile} LR px, overlap = receptive field")
     whole = _child([str(h1), str(w1), "none", str(threads)], "/tmp/bench_whole.npy")
     tiled = _child([str(h1), str(w1), str(tile), str(threads)], "/tmp/bench_tiled.npy")
     big = _child([str(h2), str(w2), str(tile), str(threads)])
@@ -125,73 +123,16 @@ def part1(small: bool, threads: int) -> None:
     print(f"  tiled vs whole output: max |difference| = {same} (uint8, every 4th pixel)")
 
 
-def part2(small: bool, threads: int) -> None:
-    import torch
-
-    from sftgan_lit.models import sftgan_pytorch
-    from sftgan_lit.models.segmenter import OutdoorSceneSeg
-    from sftgan_lit.precision import autocast
-
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    # Small on purpose: bf16 autocast on a CPU without native bf16 convolutions runs ~100x slower than fp32.
-    h, w = (24, 32) if small else (48, 64)
-    lr, _ = _photo(h, w)
-    mp = 16 * h * w / 1e6
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    print(f"\nPart 2: seconds per output megapixel ({4 * w}x{4 * h} output, {threads} threads on CPU)")
-    print(f"  {'device':6s} {'variant':22s} {'segmenter':>10s} {'generator':>10s} {'total':>8s}  seg share")
-    for dev in devices:
-        seg, gen = OutdoorSceneSeg().eval().to(dev), sftgan_pytorch().eval().to(dev)
-        x = lr.to(dev)
-        rows = {}
-        for variant, precision, cl in [
-            ("fp32", "fp32", False),
-            ("fp32 + channels_last", "fp32", True),
-            ("bf16 autocast", "bf16", False),
-            ("bf16 + channels_last", "bf16", True),
-        ]:
-            fmt = torch.channels_last if cl else torch.contiguous_format
-            seg, gen = seg.to(memory_format=fmt), gen.to(memory_format=fmt)
-            times = {}
-            with torch.inference_mode(), autocast(dev, precision):
-                for name, fn in [("seg", lambda: seg(x)), ("gen", lambda: gen(x, probs))]:
-                    probs = seg(x).float() if name == "gen" else None  # the prior the generator consumes
-                    best = float("inf")
-                    # fp32: best of 2 (the first pays oneDNN set-up); slow bf16 on a CPU: one call
-                    for _ in range(1 if small or (precision == "bf16" and dev == "cpu") else 2):
-                        if dev == "cuda":
-                            torch.cuda.synchronize()
-                        t0 = time.perf_counter()
-                        fn()
-                        if dev == "cuda":
-                            torch.cuda.synchronize()
-                        best = min(best, time.perf_counter() - t0)
-                    times[name] = best / mp
-            rows[variant] = times
-            total = times["seg"] + times["gen"]
-            print(
-                f"  {dev:6s} {variant:22s} {times['seg']:9.2f}s {times['gen']:9.2f}s {total:7.2f}s  {times['seg'] / total:6.0%}"
-            )
-        base = sum(rows["fp32"].values())
-        best = min(rows, key=lambda v: sum(rows[v].values()))
-        print(f"  {dev}: fastest {best}: {base / sum(rows[best].values()):.2f}x the fp32 total")
-
-
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--case":
         h, w, tile, threads = sys.argv[2:6]
         print(json.dumps(run_case(int(h), int(w), None if tile == "none" else int(tile), int(threads))))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=["1", "2", "all"], default="all")
     parser.add_argument("--small", action="store_true", help="1/4 of the sizes (a quick smoke run)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
-    if args.part in ("1", "all"):
-        part1(args.small, args.threads)
-    if args.part in ("2", "all"):
-        part2(args.small, args.threads)
+    part1(args.small, args.threads)
 
 
 if __name__ == "__main__":
