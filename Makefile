@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test format bench ablation pipeline notebook clean
+.PHONY: install test format bench ablation pipeline strength notebook clean
 
 install: $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip >/dev/null
@@ -39,6 +39,10 @@ ablation:
 # segmenter -> priors -> SFTGAN -> predict on the context demo scenes, no external weights
 pipeline:
 	$(BIN)/python -m sftgan_lit.experiments.learned_prior --out outputs/pipeline
+
+# the demo recipe's two ends interpolated at 0 .. 1: texture energy and PSNR-Y (after python train.py)
+strength:
+	$(BIN)/python -m sftgan_lit.experiments.texture_strength --out outputs/strength
 
 # re-run notebooks/demo.ipynb in place (outputs committed)
 notebook:

@@ -204,10 +204,15 @@ class PredictSchema(InferenceSchema):
     channels_last: bool = True
     overwrite: bool = False
     progress: bool = True
+    strength: float = 1.0
+    checkpoint_fidelity: Optional[str] = None
+    strength_map: Optional[str] = None
 
     def check(self) -> None:
         super().check()
         require(self.input in ("hr", "lr"), "input", self.input, "hr or lr")
+        ok = isinstance(self.strength, int | float) and not isinstance(self.strength, bool) and 0 <= self.strength <= 1
+        require(ok, "strength", self.strength, "a number in [0, 1] (0: the fidelity model, 1: the GAN model)")
         require_int("overlap", self.overlap, 0, optional=True)
         require_int("batch_size", self.batch_size, 1)
 

@@ -23,8 +23,8 @@ from ..categories import colorize
 from ..config import ConfigError, PredictSchema
 from ..config import options as typed_options
 from ..data.io import PngStripWriter, write_png
-from ..models import SFTGenerator
-from ..priors import Prior, PriorEdits, PriorMap, SegmentOptions
+from ..models import SFTGenerator, interpolate_generators
+from ..priors import Prior, PriorEdits, PriorError, PriorMap, SegmentOptions
 from .inputs import INPUT_ERRORS, InputReader, input_files, read_mask_image
 from .runtime import (
     choose_engine,
@@ -51,6 +51,65 @@ class PredictReport:
     @property
     def ok(self) -> bool:
         return not self.failures and not self.stopped
+
+
+@dataclass
+class StrengthMap:
+    """Texture strength per pixel: a grey PNG (0 = the fidelity model, 255 = the GAN model) at the LR or the
+    output size of each image it is used with."""
+
+    values: np.ndarray  # uint8 (h, w)
+    source: str
+
+    @classmethod
+    def read(cls, path: str) -> StrengthMap:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"strength_map={path}: file not found")
+        values = read_mask_image(path)
+        if values.ndim != 2:
+            raise ConfigError(f"strength_map={path}: must be a grey (single-channel) PNG, 0..255")
+        return cls(values.astype(np.uint8), f"strength_map={path}")
+
+    def check(self, hr_size: tuple[int, int]) -> None:
+        """The map fits an image of output size ``hr_size``, or a ``PriorError`` naming both sizes (that image fails)."""
+        (H, W), (h, w) = hr_size, self.values.shape
+        if (h, w) != (H, W) and (H % h or W % w or H // h != W // w):
+            raise PriorError(f"{self.source}: map is {w}x{h}; it must be the LR or the output size ({W}x{H})")
+
+    def rows(self, hr_size: tuple[int, int], top: int, count: int) -> np.ndarray:
+        """Strength in [0, 1] for output rows ``top .. top + count``: float32 ``(count, W)``."""
+        H, W = hr_size
+        k = H // self.values.shape[0]
+        rows = self.values[np.arange(top, top + count) // k]
+        return (np.repeat(rows, k, axis=1) if k > 1 else rows).astype(np.float32) / 255.0
+
+
+@dataclass
+class Blend:
+    generator: SFTGenerator  # the fidelity end (strength 0)
+    runner: object
+    strength: StrengthMap
+
+
+def mix(low: np.ndarray, high: np.ndarray, strength: np.ndarray) -> np.ndarray:
+    """uint8 ``low + (high - low) * strength`` per pixel, rounded: exactly ``low`` at 0 and ``high`` at 1."""
+    a = low.astype(np.float32)
+    return np.round(a + (high.astype(np.float32) - a) * strength[..., None]).astype(np.uint8)
+
+
+def fidelity_checkpoint(spec: str | None, checkpoint: Path) -> Path:
+    """``checkpoint_fidelity``, or the recipe's ``generator_fidelity.pth`` (or ``.safetensors``) beside ``checkpoint``."""
+    if spec:
+        if not Path(spec).expanduser().is_file():
+            raise FileNotFoundError(f"checkpoint_fidelity={spec}: file not found")
+        return Path(spec).expanduser()
+    for name in ("generator_fidelity.pth", "generator_fidelity.safetensors"):
+        if (checkpoint.parent / name).is_file():
+            return checkpoint.parent / name
+    raise ConfigError(
+        f"checkpoint_fidelity is not set and there is no generator_fidelity.pth beside {checkpoint}: give "
+        "checkpoint_fidelity=<the fidelity-stage export> (python train.py's demo recipe writes both ends)"
+    )
 
 
 def output_paths(files: list[Path], out: Path, save_prior: bool) -> dict[Path, Path]:
@@ -86,6 +145,7 @@ def predict_files(
     edits: PriorEdits | None = None,
     segment: SegmentOptions = SegmentOptions(),
     runner=None,
+    blend: Blend | None = None,
 ) -> PredictReport:
     """Super-resolve ``files`` into ``out`` (see the module docstring). Images that fit one tile and share
     a size are run ``options.batch_size`` at a time."""
@@ -121,7 +181,17 @@ def predict_files(
                 PngStripWriter(prior_path, *size, 3) if options.save_prior else contextlib.nullcontext() as out_prior,
             ):
                 opts = (options.batch_size, options.precision, options.save_prior)
-                for band, labels in super_resolve_bands(generator, lr, pm, tile, overlap, *opts, runner=runner):
+                bands = super_resolve_bands(generator, lr, pm, tile, overlap, *opts, runner=runner)
+                low = (
+                    super_resolve_bands(blend.generator, lr, pm, tile, overlap, *opts, runner=blend.runner)
+                    if blend
+                    else None
+                )
+                top = 0
+                for band, labels in bands:
+                    if blend is not None:  # the fidelity model's band, mixed in under the strength map
+                        band = mix(next(low)[0], band, blend.strength.rows((size[1], size[0]), top, band.shape[0]))
+                    top += band.shape[0]
                     out.write(band)
                     if out_prior is not None:
                         out_prior.write(prior_rgb(labels))
@@ -154,6 +224,10 @@ def predict_files(
             labels_out,
             runner=runner,
         )
+        if blend is not None:  # the fidelity model's outputs, mixed in under the strength map
+            args = ([(lr, pm) for _, _, lr, pm, _ in pending], tile, overlap, options.batch_size, options.precision)
+            lows = super_resolve_many(blend.generator, *args, runner=blend.runner)
+            srs = [mix(low, sr, blend.strength.rows(sr.shape[:2], 0, sr.shape[0])) for low, sr in zip(lows, srs)]
         for (src, dst, lr, _, how), sr, lab in zip(pending, srs, labels_out):
             if report.stopped:  # an earlier write of this batch failed: the rest of it is not written
                 report.not_done.append(src)
@@ -183,6 +257,8 @@ def predict_files(
         try:
             item = reader.read(src, with_labels=prior.needs_labels)
             pm, how = prior.image_map(item.lr, scale, item.labels, item.probs, edits, segment)
+            if blend is not None:
+                blend.strength.check((item.lr.shape[-2] * scale, item.lr.shape[-1] * scale))
         except INPUT_ERRORS as err:
             report.failures[str(src)] = str(err)
             log.error("skipped %s: %s", src, err)
@@ -219,6 +295,18 @@ def predict(cfg) -> tuple[PredictReport, dict]:
     )
     ckpt = resolve_checkpoint(options.checkpoint)
     generator = load_for_prior(ckpt, prior, device, options.channels_last, f"checkpoint={options.checkpoint}")
+    blend = None
+    if options.strength < 1 or options.strength_map:
+        if options.strength_map and options.strength != 1:
+            raise ConfigError(
+                f"strength={options.strength} and strength_map={options.strength_map}: give one (the map holds the strength)"
+            )
+        fid_path = fidelity_checkpoint(options.checkpoint_fidelity, ckpt)
+        fidelity = load_for_prior(fid_path, prior, device, options.channels_last, f"checkpoint_fidelity={fid_path}")
+        generator = interpolate_generators(fidelity, generator, 1.0 if options.strength_map else options.strength)
+        log.info("texture strength %s: %s (0) .. %s (1)", options.strength_map or options.strength, fid_path, ckpt)
+        if options.strength_map:
+            blend = Blend(fidelity, generator_runner(choice, fidelity), StrengthMap.read(options.strength_map))
     files, labels = input_files(options.images, options.labels, options.demo_split, cfg.data)
     reader = InputReader(
         generator.scale,
@@ -239,5 +327,5 @@ def predict(cfg) -> tuple[PredictReport, dict]:
     )
     segment = segment_options(cfg, device, choice)
     runner = generator_runner(choice, generator)
-    report = predict_files(generator, files, Path(options.out), prior, reader, options, edits, segment, runner)
+    report = predict_files(generator, files, Path(options.out), prior, reader, options, edits, segment, runner, blend)
     return report, {"generator": generator, "prior": prior, "checkpoint": ckpt, "files": files}

@@ -1,0 +1,98 @@
+"""Texture strength table: the demo recipe's two ends (fidelity stage, GAN stage) interpolated at 0, 0.25,
+0.5, 0.75, 1 on the held-out demo scenes: high-frequency energy of the Y channel (texture) and PSNR-Y
+against HR (fidelity).
+
+    python -m sftgan_lit.experiments.texture_strength [--checkpoint latest] [--out outputs/strength]
+
+``--checkpoint``: a GAN-stage ``generator.pth`` with ``generator_fidelity.pth`` beside it (what
+``python train.py``'s demo recipe writes); ``latest`` is the newest such train.py run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.demo import DemoConfig, default_cache_dir, generate_demo
+from ..data.io import read_image, read_label_map
+from ..imresize import imresize
+from ..inference.predict import fidelity_checkpoint
+from ..inference.runtime import resolve_checkpoint
+from ..metrics import psnr_y
+from ..models import interpolate_generators, load_generator
+
+STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def y_channel(rgb: torch.Tensor) -> torch.Tensor:
+    """RGB (3, H, W) in [0, 1], rounded to 8 bits -> Y (BT.601) in [0, 1]."""
+    x = (rgb.clamp(0, 1) * 255).round() / 255
+    return (16 + 65.481 * x[0] + 128.553 * x[1] + 24.966 * x[2]) / 255
+
+
+def high_frequency_energy(rgb: torch.Tensor) -> float:
+    """Mean squared response of the 3x3 Laplacian on Y (x 1e3): how much fine texture an image holds."""
+    y = y_channel(rgb)[None, None]
+    kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])[None, None]
+    return float(torch.nn.functional.conv2d(y, kernel).pow(2).mean()) * 1e3
+
+
+def strength_table(checkpoint: Path, fidelity: Path, scenes: int | None = None) -> list[dict]:
+    """Per strength: mean HF energy of the SR and PSNR-Y against HR over the demo test scenes (and HR's energy)."""
+    gan, fid = load_generator(checkpoint), load_generator(fidelity)
+    root = generate_demo(default_cache_dir() / "demo", DemoConfig()) / "test"
+    paths = sorted((root / "images").glob("*.png"))[:scenes]
+    data = []
+    for path in paths:
+        hr = torch.from_numpy(np.array(read_image(path))).permute(2, 0, 1).float() / 255
+        labels = torch.from_numpy(read_label_map(root / "labels" / path.name, gan.config.num_classes)).long()
+        lr = (imresize(hr[None], 0.25).clamp(0, 1) * 255).round() / 255
+        prior = torch.nn.functional.one_hot(labels.clamp(max=gan.config.num_classes - 1), gan.config.num_classes)
+        data.append((hr, lr, prior.permute(2, 0, 1)[None].float()))
+    rows = []
+    for s in STRENGTHS:
+        g = interpolate_generators(fid, gan, s)
+        energy, psnr = [], []
+        with torch.inference_mode():
+            for hr, lr, prior in data:
+                sr = g(lr, prior)[0].clamp(0, 1)
+                energy.append(high_frequency_energy(sr))
+                psnr.append(psnr_y(sr[None], hr[None, :, : sr.shape[1], : sr.shape[2]]).item())
+        rows.append({"strength": s, "hf_energy_y": float(np.mean(energy)), "psnr_y": float(np.mean(psnr))})
+    rows.append({"strength": "HR", "hf_energy_y": float(np.mean([high_frequency_energy(hr) for hr, _, _ in data]))})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", default="latest")
+    parser.add_argument("--checkpoint-fidelity", default=None)
+    parser.add_argument("--out", default="outputs/strength")
+    args = parser.parse_args()
+    ckpt = resolve_checkpoint(args.checkpoint)
+    fid = fidelity_checkpoint(args.checkpoint_fidelity, ckpt)
+    rows = strength_table(ckpt, fid)
+    print(f"Texture strength on the demo test scenes: {fid} (0) .. {ckpt} (1)")
+    print("| strength | HF energy of Y (x1e3) | PSNR-Y (dB) |")
+    print("| --- | --- | --- |")
+    for r in rows:
+        psnr = f"{r['psnr_y']:.2f}" if "psnr_y" in r else "-"
+        name = r["strength"] if isinstance(r["strength"], str) else f"{r['strength']:.2f}"
+        print(f"| {name} | {r['hf_energy_y']:.3f} | {psnr} |")
+    energies = [r["hf_energy_y"] for r in rows[:-1]]
+    psnrs = [r["psnr_y"] for r in rows[:-1]]
+    rising = all(b > a for a, b in zip(energies, energies[1:]))
+    falling = all(b < a for a, b in zip(psnrs, psnrs[1:]))
+    print(f"texture energy rises monotonically: {rising}; PSNR-Y falls monotonically: {falling}")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "strength.json").write_text(
+        json.dumps({"rows": rows, "rising": rising, "falling": falling}, indent=1)
+    )
+
+
+if __name__ == "__main__":
+    main()
