@@ -108,6 +108,7 @@ class TrainerSchema:
     detect_anomaly: bool = False
     profiler: Optional[str] = None
     use_distributed_sampler: bool = True
+    plugins: Any = None  # e.g. [SLURMEnvironment] (conf/trainer/slurm.yaml)
 
     @staticmethod
     def check(trainer, key: str = "trainer") -> None:
