@@ -148,6 +148,28 @@ def test_composition_check_leaves_valid_and_hydra_option_command_lines_to_hydra(
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("trainer.max_steps=-5", "trainer.max_steps=-5: must be an integer >= -1"),
+        ("trainer.devices=0", "trainer.devices=0: must be a count >= 1"),
+        ("trainer.limit_val_batches=1.5", "trainer.limit_val_batches=1.5: must be a number of batches"),
+        ("trainer.val_check_interval=0", "trainer.val_check_interval=0: must be null, a number of steps"),
+    ],
+)
+def test_trainer_values_are_checked_before_any_stage_trains(capsys, override, expected):
+    """In process (the CLI's error path without a process start; the subprocess cases above cover the rest)."""
+    from sftgan_lit.cli import _setup_errors_exit
+    from sftgan_lit.train import train
+
+    cfg = compose([*TINY, *TINY_TRAIN, "stages=null", override])
+    with pytest.raises(SystemExit) as exit_info:
+        _setup_errors_exit("sftgan-train", train, cfg)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], lines
+
+
 def test_tensorboard_and_csv_get_the_same_scalars_and_images(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -170,11 +192,6 @@ def test_tensorboard_and_csv_get_the_same_scalars_and_images(tmp_path):
         ("model.generator.num_features=abc", "model.generator.num_features=abc: must be an integer >= 1"),
         ("experiment=sftgan", "is required (it is ??? in the config): set "),
         ("prior=ade_outdoor", "prior.weights"),
-        ("trainer.max_steps=x", "trainer.max_steps=x; Value 'x' of type 'str' could not be converted to Integer"),
-        ("trainer.max_steps=-5", "trainer.max_steps=-5: must be an integer >= -1"),
-        ("trainer.devices=0", "trainer.devices=0: must be a count >= 1"),
-        ("trainer.limit_val_batches=1.5", "trainer.limit_val_batches=1.5: must be a number of batches"),
-        ("trainer.val_check_interval=0", "trainer.val_check_interval=0: must be null, a number of steps"),
         ("trainer.devices=[0,1]", "trainer: `devices` selected with `CPUAccelerator` should be an int > 0"),
     ],
 )
