@@ -26,39 +26,21 @@ import contextlib
 import copy
 import math
 import tempfile
-import time
 from pathlib import Path
 from unittest import mock
 
 import numpy as np
 import torch
+from timing import best
 
-from sftgan_lit.data.demo import DemoConfig, default_cache_dir, generate_demo
-from sftgan_lit.data.io import read_image, read_label_map
-from sftgan_lit.imresize import imresize
+from sftgan_lit.data.demo import DemoConfig, test_scenes
 from sftgan_lit.inference import engines
-from sftgan_lit.inference.engines import GeneratorRunner, SegmenterRunner, choose
+from sftgan_lit.inference.engines import GeneratorRunner, SegmenterRunner, choose, cpu_name
 from sftgan_lit.inference.runtime import resolve_checkpoint
+from sftgan_lit.metrics import psnr_y
 from sftgan_lit.models import OutdoorSceneSeg, load_generator, load_segmenter, sftgan_pytorch
 
 PATHS = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "bf16")]
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
-
-
-def best(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def runners(generator, segmenter, engine: str, precision: str, folder: Path):
@@ -82,31 +64,6 @@ def runners(generator, segmenter, engine: str, precision: str, folder: Path):
     seg_runner = SegmenterRunner(segmenter, engine, folder, precision)
     gen_runner = GeneratorRunner(generator, engine, folder, precision)
     return seg_runner.coarse_logits, gen_runner
-
-
-def psnr_y(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR on 8-bit Y (BT.601) of two float RGB (3, H, W) images in [0, 1], 4 px border cropped."""
-
-    def y(x):
-        x = np.round(np.clip(x, 0, 1) * 255) / 255
-        return 16 + 65.481 * x[0] + 128.553 * x[1] + 24.966 * x[2]
-
-    d = (y(a) - y(b))[4:-4, 4:-4]
-    mse = float((d**2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
-
-
-def read_scenes(config: DemoConfig) -> list[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
-    """The test split of a demo set: (HR float (3, H, W), LR (1, 3, h, w) rounded to 8 bits, one-hot prior)."""
-    root = generate_demo(default_cache_dir() / "demo", config) / "test"
-    scenes = []
-    for path in sorted((root / "images").glob("*.png")):
-        hr = torch.from_numpy(np.array(read_image(path))).permute(2, 0, 1).float() / 255
-        labels = torch.from_numpy(read_label_map(root / "labels" / path.name, 8)).long()
-        lr = (imresize(hr[None], 0.25).clamp(0, 1) * 255).round() / 255
-        prior = torch.nn.functional.one_hot(labels.clamp(max=7), 8).permute(2, 0, 1)[None].float()
-        scenes.append((hr.numpy(), lr, prior))
-    return scenes
 
 
 def main() -> None:
@@ -186,9 +143,9 @@ def quality(args, available, folder: Path) -> None:
     except FileNotFoundError as err:
         print(f"\nQuality rows skipped: {err} (python train.py and make pipeline make the trained models)")
         return
-    scenes = read_scenes(DemoConfig())  # the SFT-Net's test scenes
+    scenes = test_scenes(DemoConfig())  # the SFT-Net's test scenes
     # the segmenter's own test scenes (make pipeline trains it on data=context)
-    context = read_scenes(DemoConfig(kind="context", size=128, num_train=64, num_val=8, num_test=16))
+    context = test_scenes(DemoConfig(kind="context", size=128, num_train=64, num_val=8, num_test=16))
     print(
         f"\nQuality vs torch fp32: SR on {len(scenes)} demo test scenes (demo SFT-Net, {args.generator}, label-map "
         f"prior); prior on {len(context)} context test scenes (LR-ASPP of make pipeline, {args.segmenter}):"
@@ -204,14 +161,18 @@ def quality(args, available, folder: Path) -> None:
         for _, lr, _ in context:
             probs.append(segmenter.decode_coarse(segment(lr).float()))
         for _, lr, prior in scenes:
-            srs.append(generate(lr, prior).float()[0].numpy())
+            srs.append(generate(lr, prior).float()[None, 0])
         if ref is None:
             ref = probs, srs
         agree = np.mean([float((p.argmax(1) == r.argmax(1)).float().mean()) for p, r in zip(probs, ref[0])])
         dprob = np.mean([float((p - r).abs().mean()) for p, r in zip(probs, ref[0])])
-        vs_fp32 = min(psnr_y(a, b) for a, b in zip(srs, ref[1]))
-        vs_hr = np.mean([psnr_y(a, hr[:, : a.shape[1], : a.shape[2]]) for a, (hr, _, _) in zip(srs, scenes)])
-        hr0 = np.mean([psnr_y(a, hr[:, : a.shape[1], : a.shape[2]]) for a, (hr, _, _) in zip(ref[1], scenes)])
+        vs_fp32 = min(psnr_y(a, b).item() for a, b in zip(srs, ref[1]))
+        vs_hr = np.mean(
+            [psnr_y(a, hr[None, :, : a.shape[2], : a.shape[3]]).item() for a, (hr, _, _) in zip(srs, scenes)]
+        )
+        hr0 = np.mean(
+            [psnr_y(a, hr[None, :, : a.shape[2], : a.shape[3]]).item() for a, (hr, _, _) in zip(ref[1], scenes)]
+        )
         ok = agree >= 0.99 and vs_fp32 >= 45 and abs(vs_hr - hr0) <= 0.05
         print(
             f"| {engine} | {precision} | {100 * agree:.2f}% | {dprob:.1e} | "

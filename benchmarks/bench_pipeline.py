@@ -11,39 +11,19 @@ from the eager fp32 output on the same input.
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
+from timing import best
 
 from sftgan_lit.categories import OUTDOOR_CLASSES, OUTDOOR_COLORS
+from sftgan_lit.inference.engines import cpu_name
 from sftgan_lit.inference.export import export_pipeline_onnx
 from sftgan_lit.models import OutdoorSceneSeg, sftgan_pytorch
 from sftgan_lit.pipeline import SFTGANPipeline
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def best(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:

@@ -29,7 +29,9 @@ def rgb_to_y(img: torch.Tensor) -> torch.Tensor:
     return (img.double() * w).sum(dim=1, keepdim=True) + 16.0
 
 
-def _y_8bit(img: torch.Tensor, crop_border: int) -> torch.Tensor:
+def y_8bit(img: torch.Tensor, crop_border: int = 0) -> torch.Tensor:
+    """RGB (N, 3, H, W) in [0, 1] -> Y (N, 1, H, W) of the image rounded to 8 bits, 0-255 scale, float64, with
+    ``crop_border`` pixels removed on every side: what every Y figure of the package is computed on."""
     quantised = (img.detach().clamp(0, 1) * 255.0).round() / 255.0  # what a saved PNG would hold
     y = rgb_to_y(quantised)
     if crop_border:
@@ -40,7 +42,7 @@ def _y_8bit(img: torch.Tensor, crop_border: int) -> torch.Tensor:
 def psnr_y(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 4) -> torch.Tensor:
     """Per-image PSNR (dB) on Y: (N, 3, H, W) RGB [0, 1] pairs -> (N,) float64; ``inf`` for identical images."""
     _check(sr, hr)
-    mse = (_y_8bit(sr, crop_border) - _y_8bit(hr, crop_border)).pow(2).flatten(1).mean(1)
+    mse = (y_8bit(sr, crop_border) - y_8bit(hr, crop_border)).pow(2).flatten(1).mean(1)
     return 10.0 * torch.log10(255.0**2 / mse)
 
 
@@ -54,7 +56,7 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5, device=None) -> torch.T
 def ssim_y(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 4) -> torch.Tensor:
     """Per-image SSIM on Y (0-255), the original formulation: (N, 3, H, W) RGB [0, 1] pairs -> (N,) float64."""
     _check(sr, hr)
-    x, y = _y_8bit(sr, crop_border), _y_8bit(hr, crop_border)
+    x, y = y_8bit(sr, crop_border), y_8bit(hr, crop_border)
     if min(x.shape[-2:]) < 11:
         raise ValueError(f"SSIM needs at least 11x11 pixels after cropping {crop_border}, got {tuple(x.shape[-2:])}")
     win = _gaussian_window(device=x.device)

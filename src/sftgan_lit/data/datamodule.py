@@ -74,34 +74,6 @@ def holdout_indices(n: int, holdout: float | int) -> list[int]:
     return [int((i + 0.5) * n / k) for i in range(k)]
 
 
-def _check_numbers(
-    scale,
-    crop_size,
-    val_crop_size,
-    batch_size,
-    val_batch_size,
-    num_workers,
-    epoch_length,
-    bg_ratio,
-    scales,
-    val_holdout,
-):
-    """The numeric ``data.*`` options in range, or a ``ConfigError`` naming the key and what it allows."""
-    require_int("data.scale", scale, 1)
-    for key, value, optional in (("crop_size", crop_size, False), ("val_crop_size", val_crop_size, True)):
-        ok = (optional and value is None) or (is_int(value) and value >= scale and value % scale == 0)
-        require(ok, f"data.{key}", value, f"a multiple of the scale {scale}" + (" or null (whole images)" * optional))
-    require_int("data.batch_size", batch_size, 1)
-    require_int("data.val_batch_size", val_batch_size, 1)
-    require_int("data.num_workers", num_workers, 0)
-    require_int("data.epoch_length", epoch_length, 1, optional=True)
-    require(isinstance(bg_ratio, int | float) and 0 <= bg_ratio < 1, "data.bg_ratio", bg_ratio, "in [0, 1)")
-    ok = (is_int(val_holdout) and val_holdout >= 0) or (isinstance(val_holdout, float) and 0 < val_holdout < 1)
-    require(ok, "data.val_holdout", val_holdout, "a fraction in (0, 1) or a number of images (0: no validation)")
-    ok = len(scales) > 0 and all(isinstance(v, int | float) and 0 < v <= 1 for v in scales)
-    require(ok, "data.scales", list(scales), "a non-empty list of numbers in (0, 1]")
-
-
 class SFTGANDataModule(L.LightningDataModule):
     """See the module docstring. ``prior`` is a ``sftgan_lit.priors.Prior`` (``conf/prior/``)."""
 
@@ -134,18 +106,22 @@ class SFTGANDataModule(L.LightningDataModule):
         gpu_augment: Mapping | None = None,
     ) -> None:
         super().__init__()
-        _check_numbers(
-            scale,
-            crop_size,
-            val_crop_size,
-            batch_size,
-            val_batch_size,
-            num_workers,
-            epoch_length,
-            bg_ratio,
-            scales,
-            val_holdout,
-        )
+        # the numeric data.* options in range, or a ConfigError naming the key and what it allows
+        require_int("data.scale", scale, 1)
+        for key, value, optional in (("crop_size", crop_size, False), ("val_crop_size", val_crop_size, True)):
+            ok = (optional and value is None) or (is_int(value) and value >= scale and value % scale == 0)
+            require(
+                ok, f"data.{key}", value, f"a multiple of the scale {scale}" + (" or null (whole images)" * optional)
+            )
+        require_int("data.batch_size", batch_size, 1)
+        require_int("data.val_batch_size", val_batch_size, 1)
+        require_int("data.num_workers", num_workers, 0)
+        require_int("data.epoch_length", epoch_length, 1, optional=True)
+        require(isinstance(bg_ratio, int | float) and 0 <= bg_ratio < 1, "data.bg_ratio", bg_ratio, "in [0, 1)")
+        ok = (is_int(val_holdout) and val_holdout >= 0) or (isinstance(val_holdout, float) and 0 < val_holdout < 1)
+        require(ok, "data.val_holdout", val_holdout, "a fraction in (0, 1) or a number of images (0: no validation)")
+        ok = len(scales) > 0 and all(isinstance(v, int | float) and 0 < v <= 1 for v in scales)
+        require(ok, "data.scales", list(scales), "a non-empty list of numbers in (0, 1]")
         self.prior = prior
         self.specs = {"train": train, "val": val, "test": test}
         self.demo = DemoConfig(**demo) if demo is not None else None
@@ -281,13 +257,14 @@ class SFTGANDataModule(L.LightningDataModule):
         if self._holdout() and not getattr(self, "_holdout_logged", False):
             self._holdout_logged = True
             n = len(items_from_spec(self.specs["train"], self.prior.class_names))
+            k = len(holdout_indices(n, self.val_holdout))
             log.info(
                 "data.val is not set: validating on %d of the %d images of data.train, held out of training "
                 "(data.val_holdout=%s; every %s-th image in name order)",
-                len(holdout_indices(n, self.val_holdout)),
+                k,
                 n,
                 self.val_holdout,
-                f"{n / max(1, len(holdout_indices(n, self.val_holdout))):.1f}",
+                f"{n / k:.1f}",
             )
 
     def setup(self, stage: str | None = None) -> None:

@@ -312,3 +312,23 @@ def generate_demo(root: str | os.PathLike | None = None, config: DemoConfig = De
         raise
     log.info("demo data written to %s", out)
     return out
+
+
+def test_scenes(config: DemoConfig = DemoConfig(), num_classes: int = 8, limit: int | None = None, scale: int = 4):
+    """The test split of a demo set (generated on first use) as tensors, what the reports and benchmarks
+    evaluate on: per scene ``(HR (3, H, W) in [0, 1], LR (1, 3, H/scale, W/scale) = MATLAB bicubic of the HR
+    rounded to 8 bits, one-hot label-map prior (1, num_classes, H, W))``; void labels count as the last class."""
+    import torch
+
+    from ..imresize import imresize
+    from .io import read_image, read_label_map
+
+    root = generate_demo(default_cache_dir() / "demo", config) / "test"
+    scenes = []
+    for path in sorted((root / "images").glob("*.png"))[:limit]:
+        hr = torch.from_numpy(np.array(read_image(path))).permute(2, 0, 1).float() / 255
+        labels = torch.from_numpy(read_label_map(root / "labels" / path.name, num_classes)).long()
+        lr = (imresize(hr[None], 1 / scale).clamp(0, 1) * 255).round() / 255
+        prior = torch.nn.functional.one_hot(labels.clamp(max=num_classes - 1), num_classes).permute(2, 0, 1)[None]
+        scenes.append((hr, lr, prior.float()))
+    return scenes

@@ -33,10 +33,9 @@ from ..data.transforms import lr_from_image, to_float_chw
 from ..files import atomic_write_bytes
 from ..imresize import imresize
 from ..inference import super_resolve
-from ..metrics import psnr_y, ssim_y
+from ..metrics import psnr_y, ssim_y, y_8bit
 from ..models import load_generator
 from ..priors import PriorEdits, UniformPriorMap
-from .prior_ablation import luma_8bit
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +114,7 @@ def write_report(
         for v, (g, p) in feeds.items():
             sr = super_resolve(gens[g], lr, p, tile=None, as_float=True)
             outs[v] = torch.from_numpy(sr).permute(2, 0, 1)[None].clamp(0, 1)
-        y_hr = luma_8bit(hr)[0].numpy()
+        y_hr = y_8bit(hr)[0, 0].numpy()
         masks = {c: erode(labels == c, erode_px) for c in range(len(names))}
         amb = np.zeros_like(labels, dtype=bool)
         for c in ambiguous:
@@ -124,7 +123,7 @@ def write_report(
         for v, img in outs.items():
             sums[v]["psnr_y"].append(float(psnr_y(img, hr, scale)))
             sums[v]["ssim_y"].append(float(ssim_y(img, hr, scale)))
-            y = luma_8bit(img)[0].numpy()
+            y = y_8bit(img)[0, 0].numpy()
             hf[v] = high_frequency(y, sigma)
             sq_err[v][0] += float(((y - y_hr) ** 2)[amb].sum())
             sq_err[v][1] += int(amb.sum())

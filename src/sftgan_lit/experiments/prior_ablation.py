@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from ..config import compose_config
 from ..data.ambiguous import AMBIGUOUS_CLASSES, pattern
 from ..imresize import imresize
-from ..metrics import rgb_to_y
+from ..metrics import y_8bit
 from ..train import train
 
 log = logging.getLogger(__name__)
@@ -74,11 +74,6 @@ def compose_cfg(overrides: Sequence[str]):
     return compose_config("train", ["experiment=prior_ablation", *overrides])
 
 
-def luma_8bit(img: torch.Tensor) -> torch.Tensor:
-    """RGB (N, 3, H, W) in [0, 1] -> Y of the 8-bit image (N, H, W), float64, 0-255 scale (the metrics' convention)."""
-    return rgb_to_y((img.clamp(0, 1) * 255).round() / 255)[:, 0]  # (N, H, W) float64, 0-255 scale
-
-
 def region_masks(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(N, C, H, W) bool: pixels of each class at least ERODE pixels from another class and BORDER from the edge."""
     onehot = F.one_hot(labels.long(), num_classes).permute(0, 3, 1, 2).float()
@@ -98,7 +93,7 @@ def evaluate(generator: torch.nn.Module, datamodule) -> dict:
     for batch in datamodule.test_dataloader():
         batch = datamodule.on_after_batch_transfer(batch, 0)
         sr = generator(batch["lr"], batch["prior"]).float()
-        err = (luma_8bit(sr) - luma_8bit(batch["hr"])) ** 2
+        err = (y_8bit(sr)[:, 0] - y_8bit(batch["hr"])[:, 0]) ** 2
         masks = region_masks(batch["labels"], len(AMBIGUOUS_CLASSES))
         for c in range(len(AMBIGUOUS_CLASSES)):
             sq[c] += err[masks[:, c]].sum()

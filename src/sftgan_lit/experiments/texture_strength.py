@@ -17,26 +17,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.demo import DemoConfig, default_cache_dir, generate_demo
-from ..data.io import read_image, read_label_map
-from ..imresize import imresize
+from ..data.demo import DemoConfig, test_scenes
 from ..inference.predict import fidelity_checkpoint
 from ..inference.runtime import resolve_checkpoint
-from ..metrics import psnr_y
+from ..metrics import psnr_y, y_8bit
 from ..models import interpolate_generators, load_generator
 
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def y_channel(rgb: torch.Tensor) -> torch.Tensor:
-    """RGB (3, H, W) in [0, 1], rounded to 8 bits -> Y (BT.601) in [0, 1]."""
-    x = (rgb.clamp(0, 1) * 255).round() / 255
-    return (16 + 65.481 * x[0] + 128.553 * x[1] + 24.966 * x[2]) / 255
-
-
 def high_frequency_energy(rgb: torch.Tensor) -> float:
-    """Mean squared response of the 3x3 Laplacian on Y (x 1e3): how much fine texture an image holds."""
-    y = y_channel(rgb)[None, None]
+    """Mean squared response of the 3x3 Laplacian on the 8-bit Y in [0, 1] (x 1e3): how much fine texture
+    an RGB (3, H, W) image holds."""
+    y = (y_8bit(rgb[None]) / 255).float()
     kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])[None, None]
     return float(torch.nn.functional.conv2d(y, kernel).pow(2).mean()) * 1e3
 
@@ -44,15 +37,7 @@ def high_frequency_energy(rgb: torch.Tensor) -> float:
 def strength_table(checkpoint: Path, fidelity: Path, scenes: int | None = None) -> list[dict]:
     """Per strength: mean HF energy of the SR and PSNR-Y against HR over the demo test scenes (and HR's energy)."""
     gan, fid = load_generator(checkpoint), load_generator(fidelity)
-    root = generate_demo(default_cache_dir() / "demo", DemoConfig()) / "test"
-    paths = sorted((root / "images").glob("*.png"))[:scenes]
-    data = []
-    for path in paths:
-        hr = torch.from_numpy(np.array(read_image(path))).permute(2, 0, 1).float() / 255
-        labels = torch.from_numpy(read_label_map(root / "labels" / path.name, gan.config.num_classes)).long()
-        lr = (imresize(hr[None], 0.25).clamp(0, 1) * 255).round() / 255
-        prior = torch.nn.functional.one_hot(labels.clamp(max=gan.config.num_classes - 1), gan.config.num_classes)
-        data.append((hr, lr, prior.permute(2, 0, 1)[None].float()))
+    data = test_scenes(DemoConfig(), gan.config.num_classes, limit=scenes)
     rows = []
     for s in STRENGTHS:
         g = interpolate_generators(fid, gan, s)

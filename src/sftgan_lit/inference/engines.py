@@ -8,7 +8,7 @@ installed, and says why:
   devices with bf16 support), else fp32. On CPUs without native bf16, bf16 is emulated and many times
   slower, so it is never chosen there.
 - ``engine=auto``: on a CPU, OpenVINO when installed (fp32, or bf16 on AMX/AVX512-BF16 CPUs, where it
-  was 7.5x faster than torch fp32 end to end on the project's Xeon), else torch for bf16 (autocast +
+  was 6.5x faster than torch fp32 end to end on the project's Xeon), else torch for bf16 (autocast +
   channels_last), else onnxruntime for fp32 when installed, else torch; on a GPU, torch (measured in
   ``benchmarks/bench_engines.py`` and the README).
 
@@ -38,15 +38,27 @@ ENGINES = ("torch", "onnxruntime", "openvino")
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (``/proc/cpuinfo``; empty where it cannot be read)."""
+def _cpuinfo(field: str) -> str | None:
+    """The first ``field`` line of ``/proc/cpuinfo`` (None where it cannot be read)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
+            if line.startswith(field):
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return None
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (empty where they cannot be read)."""
+    return set((_cpuinfo("flags") or "").split())
+
+
+def cpu_name() -> str:
+    """The CPU's model name, for the benchmarks' figures."""
+    import platform
+
+    return _cpuinfo("model name") or platform.processor() or "unknown CPU"
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -154,18 +166,26 @@ def cache_dir() -> Path:
     return default_cache_dir() / "engines"
 
 
+def _cached_session(
+    kind: str, module: nn.Module, tag: str, export, engine: str, folder: Path | None, precision: str
+) -> _Session:
+    """A session on ``<folder>/<kind>-<hash of the weights and tag>.onnx``, made with ``export(module, path)`` on
+    first use (once per checkpoint)."""
+    path = (folder or cache_dir()) / f"{kind}-{_digest(module, tag)}.onnx"
+    if not path.is_file():
+        log.info("exporting the %s for engine=%s to %s (once per checkpoint)", kind, engine, path)
+        export(module, path)
+    return _Session(engine, path, precision)
+
+
 class GeneratorRunner:
     """``runner(lr, prior) -> sr`` for tiles (what ``tiling.super_resolve_many`` calls) on an ONNX engine."""
 
     def __init__(self, generator, engine: str, folder: Path | None = None, precision: str = "fp32") -> None:
         from .export import export_onnx
 
-        folder = folder or cache_dir()
-        path = folder / f"generator-{_digest(generator, str(generator.config_dict()))}.onnx"
-        if not path.is_file():
-            log.info("exporting the generator for engine=%s to %s (once per checkpoint)", engine, path)
-            export_onnx(generator, path)
-        self.session = _Session(engine, path, precision)
+        tag = str(generator.config_dict())
+        self.session = _cached_session("generator", generator, tag, export_onnx, engine, folder, precision)
         self.uses_prior = generator.uses_prior
 
     def __call__(self, lr: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
@@ -180,14 +200,10 @@ class SegmenterRunner(nn.Module):
         self.segmenter = segmenter
         self.scale, self.num_classes = segmenter.scale, segmenter.num_classes
         self.coarse_stride, self.coarse_margin = segmenter.coarse_stride, segmenter.coarse_margin
-        folder = folder or cache_dir()
-        path = folder / f"segmenter-{_digest(segmenter, type(segmenter).__name__)}.onnx"
-        if not path.is_file():
-            log.info("exporting the segmenter for engine=%s to %s (once per checkpoint)", engine, path)
-            from .export import export_coarse_logits
+        from .export import export_coarse_logits
 
-            export_coarse_logits(segmenter, path)
-        self.session = _Session(engine, path, precision)
+        tag = type(segmenter).__name__
+        self.session = _cached_session("segmenter", segmenter, tag, export_coarse_logits, engine, folder, precision)
 
     def coarse_logits(self, lr: torch.Tensor) -> torch.Tensor:
         return self.session(lr)
