@@ -3,11 +3,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test format bench ablation pipeline strength notebook clean
+.PHONY: install test format bench ablation pipeline strength app screenshot notebook clean
 
 install: $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip >/dev/null
 	$(BIN)/python -m pip install -e ".[test]"
+	@# the prior painter's browser test drives Debian's Chromium (Playwright cannot download its own here)
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +34,7 @@ bench:
 	$(BIN)/python benchmarks/bench_predict.py
 	$(BIN)/python benchmarks/bench_engines.py
 	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_app.py
 
 ablation:
 	$(BIN)/python -m sftgan_lit.experiments.prior_ablation --out outputs/ablation
@@ -43,6 +46,14 @@ pipeline:
 # the demo recipe's two ends interpolated at 0 .. 1: texture energy and PSNR-Y (after python train.py)
 strength:
 	$(BIN)/python -m sftgan_lit.experiments.texture_strength --out outputs/strength
+
+# the prior painter on http://127.0.0.1:7860/ with the newest train.py export (python train.py makes one)
+app:
+	$(BIN)/sftgan-app
+
+# docs/app.png: the prior painter in headless Chromium, a demo scene painted and run (after python train.py)
+screenshot:
+	$(BIN)/python scripts/app_screenshot.py --out docs/app.png
 
 # re-run notebooks/demo.ipynb in place (outputs committed)
 notebook:

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from sftgan_lit.config import compose_config
-from sftgan_lit.models import OutdoorSceneSeg
+from sftgan_lit.models import OutdoorSceneSeg, SFTGenerator
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -110,6 +110,19 @@ def random_state_dict(name: str, seed: int = 0, std: float = 0.05) -> dict[str, 
 def compose(overrides=(), config_name: str = "train"):
     """``conf/<config_name>.yaml`` composed with ``overrides`` (schemas registered, as the CLI does)."""
     return compose_config(config_name, list(overrides))
+
+
+def tiny_generator(seed: int = 0, blocks: int = 3, **kw) -> SFTGenerator:
+    """A small SFT-Net whose weights are all random (not the near-identity init of the conditioning), so
+    the prior visibly changes the output."""
+    torch.manual_seed(seed)
+    g = SFTGenerator(
+        num_features=8, num_blocks=blocks, cond_channels=4, cond_hidden_channels=8, sft_hidden_channels=4, **kw
+    )
+    with torch.no_grad():
+        for p in g.parameters():  # variance-preserving scale: outputs stay O(1), so 1e-4 means something
+            p.copy_(torch.randn_like(p) * (p[0].numel() ** -0.5 if p.dim() > 1 else 0.05))
+    return g.eval()
 
 
 def tiny_segmenter_file(path, num_classes=8, seed=0):

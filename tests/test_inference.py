@@ -20,28 +20,15 @@ from sftgan_lit.data.io import read_image
 from sftgan_lit.imresize import imresize
 from sftgan_lit.inference import evaluate, predict, receptive_field, super_resolve
 from sftgan_lit.inference.export import export_onnx, export_torchscript
-from sftgan_lit.models import SFTGenerator, export_generator
+from sftgan_lit.models import export_generator
 from sftgan_lit.models.segmenter import OutdoorSceneSeg
 from sftgan_lit.priors import DenseProbs, EditedPrior, LabelPriorMap, SegmentOptions, parse_remap, segment_image
 from sftgan_lit.priors.labels import LabelPrior
 
-from helpers import EXACT_INFERENCE, ROOT, TINY_DATA, compose, random_state_dict
+from helpers import EXACT_INFERENCE, ROOT, TINY_DATA, compose, random_state_dict, tiny_generator
 
 CLASSES = ["background", "sky", "water", "grass", "mountain", "building", "plant", "animal"]
 COLORS = [[0, 0, 0]] * 8
-
-
-def tiny_generator(seed: int = 0, blocks: int = 3, **kw) -> SFTGenerator:
-    """A small SFT-Net whose weights are all random (not the near-identity init of the conditioning), so
-    the prior visibly changes the output."""
-    torch.manual_seed(seed)
-    g = SFTGenerator(
-        num_features=8, num_blocks=blocks, cond_channels=4, cond_hidden_channels=8, sft_hidden_channels=4, **kw
-    )
-    with torch.no_grad():
-        for p in g.parameters():  # variance-preserving scale: outputs stay O(1), so 1e-4 means something
-            p.copy_(torch.randn_like(p) * (p[0].numel() ** -0.5 if p.dim() > 1 else 0.05))
-    return g.eval()
 
 
 def random_prior(h: int, w: int, classes: int = 8, seed: int = 0) -> DenseProbs:

@@ -191,6 +191,23 @@ def test_a_nan_update_is_skipped_and_counted(tmp_path):
     assert all(torch.isfinite(p).all() for p in module.parameters())
 
 
+def test_a_finite_loss_with_an_inf_gradient_is_skipped(tmp_path):
+    module = _tiny_module(bad_calls=set())
+    calls = []
+
+    def poison(grad):  # the first generator update gets one inf in one gradient; its loss stays finite
+        calls.append(1)
+        if len(calls) == 1:
+            grad = grad.clone()
+            grad.view(-1)[0] = float("inf")
+        return grad
+
+    next(module.generator.parameters()).register_hook(poison)
+    _fit(module, tmp_path, steps=4)
+    assert int(module.nonfinite_total) == 1
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
 def test_consecutive_nans_stop_the_run_naming_step_and_terms(tmp_path):
     module = _tiny_module(bad_calls={"all"}, max_nonfinite=3)
     with pytest.raises(
@@ -350,3 +367,32 @@ def test_resume_with_another_model_config_says_which_network_differs(tmp_path):
     with pytest.raises(ValueError, match=r"other networks: generator: \d+ mis-shaped.*conv0\.weight") as info:
         train(cfg)
     assert "discriminator" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_category_loss_is_the_mean_over_counted_samples_without_a_host_sync():
+    from sftgan_lit.losses.objective import category_loss
+
+    logits = torch.randn(6, 8, requires_grad=True)
+    category = torch.tensor([0, 3, 5, 0, 7, 1])
+    counted = category != 0
+    expected = torch.nn.functional.cross_entropy(logits[counted], category[counted])
+    torch.testing.assert_close(category_loss(logits, category), expected)
+    none = category_loss(logits, torch.zeros(6, dtype=torch.long))  # all background: 0, and still a graph
+    none.backward()
+    assert none.item() == 0.0 and logits.grad.abs().max() == 0
+
+
+def test_ema_counts_updates_across_a_reload():
+    from sftgan_lit.lit.ema import EMA
+
+    net = torch.nn.Linear(2, 2)
+    ema = EMA(net, 0.999)
+    for _ in range(3):
+        ema.update(net)
+    state = ema.state_dict()
+    assert int(state["num_updates"]) == 3
+    other = EMA(net, 0.999)
+    other.update(net)  # its own count (1) is replaced by the loaded one
+    other.load_state_dict(state)
+    other.update(net)
+    assert int(other.num_updates) == 4 and other._n == 4

@@ -366,3 +366,55 @@ def inspect_main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(info, indent=2))
     return 0
+
+
+def app_main(argv: list[str] | None = None) -> int:
+    """``sftgan-app``: paint the prior in a browser (Gradio), on 127.0.0.1 unless told otherwise; prints its URL."""
+    parser = argparse.ArgumentParser(prog="sftgan-app", description=app_main.__doc__)
+    parser.add_argument(
+        "--checkpoint", default="latest", help="generator or pipeline file; latest = newest train.py export"
+    )
+    parser.add_argument(
+        "--checkpoint-fidelity",
+        help="the fidelity end of the texture strength (default: generator_fidelity.pth beside it)",
+    )
+    parser.add_argument("--segmenter", help="a segmenter file (experiment=segmenter): the 'segmenter' prior source")
+    parser.add_argument(
+        "--segmenter-engine",
+        default="auto",
+        choices=["auto", "torch", "onnxruntime", "openvino"],
+        help="engine of the segmenter prior (auto: OpenVINO, bf16 where native); the generator runs torch fp32",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=7860, help="port (0 = a free one; default 7860)")
+    parser.add_argument("--max-sessions", type=int, default=8, help="browser sessions kept in memory (default 8)")
+    parser.add_argument("--max-lr-pixels", type=int, default=256 * 256, help="largest LR accepted (default 256x256)")
+    parser.add_argument("--max-pixels", type=int, default=64_000_000, help="decompression-bomb guard per upload")
+    parser.add_argument("--demo-split", default="test", choices=["train", "val", "test"], help="demo scenes offered")
+    args = parser.parse_args(argv)
+    checks = {
+        "port": 0 <= args.port <= 65535,
+        "max_sessions": args.max_sessions >= 1,
+        "max_lr_pixels": args.max_lr_pixels >= 1,
+        "max_pixels": args.max_pixels >= 1,
+    }
+    for key, ok in checks.items():
+        if not ok:
+            print(f"sftgan-app: --{key.replace('_', '-')}={getattr(args, key)}: out of range", file=sys.stderr)
+            return 2
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from .app.ui import PainterApp, load_models, serve
+
+    models = _setup_errors_exit(
+        "sftgan-app",
+        load_models,
+        args.checkpoint,
+        args.checkpoint_fidelity,
+        args.segmenter,
+        args.max_lr_pixels,
+        args.max_pixels,
+        args.segmenter_engine,
+    )
+    app = PainterApp(models, args.max_sessions, args.demo_split)
+    serve(app, args.host, args.port)
+    return 0

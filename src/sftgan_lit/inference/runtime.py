@@ -83,21 +83,29 @@ def choose_engine(options, device: torch.device):
     return choice
 
 
-def segment_options(cfg, device: torch.device, choice=None) -> SegmentOptions:
-    """The ``segment_*`` keys of a predict/eval config, with the chosen engine and precision."""
+def segmenter_engine(choice):
+    """``SegmentOptions.engine`` for an engine choice: the segmenter on an ONNX engine (one exported graph per
+    segmenter), or None for torch."""
     from .engines import SegmenterRunner
 
+    if choice is None or choice.engine == "torch":
+        return None
+    runners: dict[int, SegmenterRunner] = {}
+
+    def engine(segmenter, kind=choice.engine):
+        if id(segmenter) not in runners:
+            runners[id(segmenter)] = SegmenterRunner(segmenter, kind, precision=choice.precision)
+        return runners[id(segmenter)]
+
+    return engine
+
+
+def segment_options(cfg, device: torch.device, choice=None) -> SegmentOptions:
+    """The ``segment_*`` keys of a predict/eval config, with the chosen engine and precision."""
     precision = choice.precision if choice is not None else cfg.precision
-    engine = None
-    if choice is not None and choice.engine != "torch":
-        runners: dict[int, SegmenterRunner] = {}
-
-        def engine(segmenter, kind=choice.engine):  # one exported graph per segmenter
-            if id(segmenter) not in runners:
-                runners[id(segmenter)] = SegmenterRunner(segmenter, kind, precision=choice.precision)
-            return runners[id(segmenter)]
-
-    return SegmentOptions(cfg.segment_max_pixels, cfg.segment_tile, cfg.segment_overlap, precision, str(device), engine)
+    return SegmentOptions(
+        cfg.segment_max_pixels, cfg.segment_tile, cfg.segment_overlap, precision, str(device), segmenter_engine(choice)
+    )
 
 
 def generator_runner(choice, generator: SFTGenerator):

@@ -136,6 +136,7 @@ class SFTGANModule(L.LightningModule):
             log.info("%s", message)
         # iterations (G+D pairs) done, and non-finite updates; in the state dict so resume continues them
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
+        self._iteration: int | None = None
         self.register_buffer("nonfinite_total", torch.zeros((), dtype=torch.long))
         self._nonfinite_streak = 0
         self._pending_rng: dict | None = None  # RNG states of a resumed checkpoint, applied when its epoch starts
@@ -189,23 +190,32 @@ class SFTGANModule(L.LightningModule):
         return [opt_g, opt_d], [self.scheduler(opt_g), self.scheduler(opt_d)]
 
     # ------------------------------------------------------------------ one update
-    def _all_finite(self, tensors) -> bool:
-        local = all(bool(torch.isfinite(t).all()) for t in tensors if t is not None)
+    def _all_finite(self, loss: torch.Tensor, grads: Sequence[torch.Tensor | None] = ()) -> bool:
+        """Whether the loss and the gradients are finite: one flag on the device and one host sync (a sync, or
+        two kernels, per tensor stall a GPU's queue: +64% per fp32 iteration on an H100). The gradients'
+        total norm (fused multi-tensor kernels) is finite exactly when every gradient is (or it overflows)."""
+        flag = torch.isfinite(loss).all()
+        grads = [g for g in grads if g is not None]
+        if grads:
+            flag = flag & torch.isfinite(torch.nn.utils.get_total_norm(grads)).to(flag.device)
         # every rank must take the same decision, or DDP's collectives would hang
-        return bool(self.trainer.strategy.reduce_boolean_decision(local, all=True))
+        return bool(self.trainer.strategy.reduce_boolean_decision(bool(flag), all=True))
 
     def _update(
         self, opt, params: list[nn.Parameter], terms: dict[str, torch.Tensor], frozen: Sequence[nn.Parameter] = ()
     ) -> bool:
-        """Backward + step unless the loss or the gradients are non-finite; returns whether it stepped."""
+        """Backward + step unless the loss or the gradients are non-finite; returns whether it stepped.
+
+        The loss and the gradients are checked together after the backward: one host sync per update (a
+        non-finite loss gives non-finite gradients, which are never applied)."""
         loss = sum(terms.values())
         opt.zero_grad(set_to_none=True)
-        if not self._all_finite([loss]):
-            return self._skip(terms)
         self.manual_backward(loss)
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        if scaler is None and not self._all_finite([p.grad for p in params]):
-            return self._skip(terms)  # (with a GradScaler, the scaler skips inf/NaN gradients itself)
+        # (with a GradScaler, the scaler skips inf/NaN gradients itself: only the loss is checked)
+        if not self._all_finite(loss, [] if scaler is not None else [p.grad for p in params]):
+            opt.zero_grad(set_to_none=True)
+            return self._skip(terms)
         for p in frozen:
             p.grad = None  # Adam leaves parameters without gradients untouched: frozen, moments included
         if self.hparams.clip_grad_norm:
@@ -220,13 +230,13 @@ class SFTGANModule(L.LightningModule):
         detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
         log.warning(
             "non-finite update skipped at iteration %d (%d in a row): %s",
-            int(self.iteration),
+            self._iteration_count(),
             self._nonfinite_streak,
             detail,
         )
         if self._nonfinite_streak >= self.hparams.max_nonfinite:
             raise NonFiniteLossError(
-                f"{self._nonfinite_streak} consecutive non-finite updates; last at iteration {int(self.iteration)} "
+                f"{self._nonfinite_streak} consecutive non-finite updates; last at iteration {self._iteration_count()} "
                 f"(global step {self.trainer.global_step}) with loss terms {detail}. Lower the learning rate, "
                 "set optim.clip_grad_norm, or check the data"
             )
@@ -237,7 +247,7 @@ class SFTGANModule(L.LightningModule):
         hp = self.hparams
         opts = self.optimizers()
         opt_g, opt_d = opts
-        it = int(self.iteration)
+        it = self._iteration_count()
         n = batch["hr"].shape[0]
         logs: dict[str, torch.Tensor] = {}
         with warnings.catch_warnings():
@@ -268,11 +278,23 @@ class SFTGANModule(L.LightningModule):
                 self._update(opt_d, list(self.discriminator.parameters()), terms)
             logs.update({f"train/d_{k}": v.detach() for k, v in terms.items()})
             logs["train/loss_d"] = sum(terms.values()).detach()
-        self.iteration += 1
+        self._iteration = it + 1
+        self.iteration.fill_(self._iteration)  # a kernel launch, no host sync
         logs["train/lr_g"] = torch.tensor(opt_g.param_groups[-1]["lr"])
         logs["train/nonfinite_skipped"] = self.nonfinite_total.float()
         self.log_dict(logs, prog_bar=False, batch_size=n)
-        self.log("train/iteration", self.iteration.float(), batch_size=n)
+        self.log("train/iteration", float(self._iteration), batch_size=n)
+
+    def _iteration_count(self) -> int:
+        """Iterations done: a host-side copy of the ``iteration`` buffer (read once after a start or a resume),
+        so that no training step waits for the device to tell it."""
+        if self._iteration is None:
+            self._iteration = int(self.iteration)
+        return self._iteration
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._iteration = None  # re-read from the loaded buffer
 
     def _schedulers(self) -> list:
         scheds = self.lr_schedulers()

@@ -32,9 +32,10 @@ IGNORE = -100
 def category_loss(logits: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of D's category head; background (0) is not a category (the original's ``ignore_index=0``)."""
     target = torch.where(category == 0, IGNORE, category)
-    if (target == IGNORE).all():
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits.float(), target, ignore_index=IGNORE)
+    # the mean over the counted samples, and 0 when there are none, without asking the device which (a host
+    # sync per loss term would stall a GPU's queue)
+    total = F.cross_entropy(logits.float(), target, ignore_index=IGNORE, reduction="sum")
+    return total / (target != IGNORE).sum().clamp(min=1)
 
 
 class SFTGANObjective(nn.Module):

@@ -44,10 +44,15 @@ class SFTLayer(nn.Module):
     def modulation(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(gamma, beta), each (N, feat_channels, h, w), from the condition (N, cond_channels, h, w).
 
-        The two branches run as one 1x1 conv and one grouped 1x1 conv (same maths as four convs,
-        half the kernel launches); the weights are concatenated on the fly so the parameters keep
-        the original checkpoint layout and gradients flow to them unchanged.
+        On a CPU the two branches run as one 1x1 conv and one grouped 1x1 conv (same maths as four convs,
+        half the calls); the weights are concatenated on the fly so the parameters keep the original
+        checkpoint layout and gradients flow to them unchanged. On a GPU cuDNN's grouped convs are the
+        slower choice (a whole forward 10-22% slower on an H100, fp32 and bf16), so there the four convs run.
         """
+        if cond.is_cuda:
+            gamma = self.SFT_scale_conv1(F.leaky_relu(self.SFT_scale_conv0(cond), self.negative_slope))
+            beta = self.SFT_shift_conv1(F.leaky_relu(self.SFT_shift_conv0(cond), self.negative_slope))
+            return gamma, beta
         w0 = torch.cat([self.SFT_scale_conv0.weight, self.SFT_shift_conv0.weight])
         b0 = torch.cat([self.SFT_scale_conv0.bias, self.SFT_shift_conv0.bias])
         w1 = torch.cat([self.SFT_scale_conv1.weight, self.SFT_shift_conv1.weight])

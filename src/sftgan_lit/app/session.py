@@ -1,0 +1,323 @@
+"""What one user of the prior painter holds, without any web framework: the models, a scene, its prior
+with the user's edits, and the last result kept for incremental recompute.
+
+``AppModels`` is loaded once per server (the GAN generator, the optional fidelity generator for the texture
+strength, the prior sources). A ``PaintSession`` is one browser session: its image, the computed prior of
+the chosen source, the edits on top (painted classes, a remap, an override), the texture strength (per
+image: interpolated weights; per region: painted strength, blending the two ends' outputs), and an
+``IncrementalSR`` per generator in use, so that a stroke recomputes only what it reaches.
+``SessionStore`` bounds how many sessions the server keeps.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..categories import OUTDOOR_CLASSES, OUTDOOR_COLORS
+from ..data.io import read_image
+from ..data.transforms import lr_from_image
+from ..imresize import imresize
+from ..inference.incremental import Box, IncrementalSR
+from ..inference.predict import mix
+from ..inference.tiling import to_uint8_hwc
+from ..models import SFTGenerator, interpolate_generators
+from ..priors import DenseProbs, EditedPrior, LabelPrior, Prior, SegmenterPrior, SegmentOptions, UniformPrior
+from ..priors.edits import fit_mask
+from ..priors.validation import PriorError
+
+KEEP = 255  # a class mask's "keep the computed prior" value (as in predict.py's prior_mask)
+SOURCES = ("label map", "segmenter", "uniform")
+# The strength brush's grey levels: strength = grey / 255 (0 = the fidelity model, 1 = the GAN model).
+STRENGTH_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+class InputRefused(ValueError):
+    """An image or an option the app refuses; the message is shown in the page."""
+
+
+@dataclass
+class Scene:
+    """An image to paint: LR ``(1, 3, h, w)`` in [0, 1] and, for the demo scenes, its label map (uint8
+    ``(s*h, s*w)`` at the output size, 255 = void)."""
+
+    name: str
+    lr: torch.Tensor
+    labels: np.ndarray | None = None
+
+
+def class_names_of(generator: SFTGenerator) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
+    """The classes the generator was trained with, as its file records them (else the paper's outdoor set)."""
+    n = generator.config.num_classes
+    names, colors = generator.record.get("class_names"), generator.record.get("colors")
+    if names and colors and len(names) == n:
+        return tuple(names), tuple(tuple(int(v) for v in c) for c in colors)
+    if n == len(OUTDOOR_CLASSES):
+        return OUTDOOR_CLASSES, OUTDOOR_COLORS
+    raise PriorError(f"the checkpoint records no class names for its {n} classes; export it with its prior's classes")
+
+
+@dataclass
+class AppModels:
+    """What the server loads once. ``fidelity``: the recipe's fidelity-stage generator (texture strength 0),
+    None when there is none (the strength controls are then off). ``segmenter``: a prior source, or None."""
+
+    generator: SFTGenerator
+    fidelity: SFTGenerator | None = None
+    segmenter: SegmenterPrior | None = None
+    max_lr_pixels: int = 256 * 256
+    max_pixels: int = 64_000_000
+    segment: SegmentOptions = field(default_factory=SegmentOptions)  # how the segmenter runs (engine, precision)
+    _mixed: OrderedDict = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.class_names, self.colors = class_names_of(self.generator)
+        kw = {"num_classes": len(self.class_names), "class_names": self.class_names, "colors": self.colors}
+        self.labels = LabelPrior("labels", **kw)
+        self.uniform = UniformPrior("uniform", **kw)
+        if self.segmenter is not None:
+            self.segmenter.check_ready()  # a segmenter of other classes is refused at start, naming both
+
+    @property
+    def scale(self) -> int:
+        return self.generator.scale
+
+    def sources(self, scene: Scene) -> list[str]:
+        """The prior sources this scene can use: its label map, the segmenter, uniform."""
+        have = {"label map": scene.labels is not None, "segmenter": self.segmenter is not None, "uniform": True}
+        return [s for s in SOURCES if have[s]]
+
+    def generator_at(self, strength: float) -> SFTGenerator:
+        """The generator at texture ``strength`` (weights interpolated; the last few are kept)."""
+        if self.fidelity is None or strength == 1.0:
+            return self.generator
+        key = round(float(strength), 4)
+        with self._lock:
+            if key not in self._mixed:
+                self._mixed[key] = interpolate_generators(self.fidelity, self.generator, key)
+                while len(self._mixed) > 4:
+                    self._mixed.popitem(last=False)
+            self._mixed.move_to_end(key)
+            return self._mixed[key]
+
+    def scene_from_file(self, path: str | Path, mode: str) -> Scene:
+        """An uploaded file as a scene: ``mode`` "lr" (super-resolve as is) or "hr" (modcrop + MATLAB bicubic
+        x1/scale first). Refused with the reason: not an image, transparent, 16-bit, over the pixel limit, an
+        LR larger than ``max_lr_pixels`` (the app is interactive; predict.py takes any size)."""
+        if mode not in ("lr", "hr"):
+            raise InputRefused(f"upload mode must be 'lr' or 'hr', got {mode!r}")
+        image = read_image(path, max_pixels=self.max_pixels, min_size=2 * (self.scale if mode == "hr" else 1))
+        lr, _ = lr_from_image(image, mode, self.scale)
+        h, w = lr.shape[-2:]
+        if h * w > self.max_lr_pixels:
+            raise InputRefused(
+                f"{Path(path).name}: LR {w}x{h} is larger than this app's limit of {self.max_lr_pixels} LR pixels; "
+                "upload it as HR to downscale, crop it, or use predict.py (any size, tiled)"
+            )
+        return Scene(Path(path).name, lr)
+
+
+def layer_classes(layer: np.ndarray, colors, size: tuple[int, int], alpha_min: int = 128) -> np.ndarray:
+    """A paint layer from the browser (RGBA uint8 ``(H, W, 4)``) -> class index per output pixel (uint8
+    ``size``, 255 = unpainted). A pixel at least half opaque takes the nearest palette colour, so the
+    anti-aliased edges of a brush stroke map to the stroke's class and never to an unrelated one."""
+    if layer.ndim != 3 or layer.shape[2] not in (3, 4):
+        raise InputRefused(f"paint layer must be an RGB(A) image, got shape {layer.shape}")
+    painted = layer[..., 3] >= alpha_min if layer.shape[2] == 4 else np.ones(layer.shape[:2], bool)
+    mask = np.full(layer.shape[:2], KEEP, np.uint8)
+    rgb = layer[painted][:, :3].astype(np.int32)  # only the painted pixels: a stroke is small, the canvas is not
+    dist = ((rgb[:, None, :] - np.asarray(colors, np.int32)[None]) ** 2).sum(-1)
+    mask[painted] = dist.argmin(-1)
+    try:
+        return fit_mask(mask, size, "paint layer")
+    except PriorError as err:
+        raise InputRefused(str(err)) from err
+
+
+def layer_strength(layer: np.ndarray, size: tuple[int, int], alpha_min: int = 128) -> np.ndarray:
+    """A strength paint layer (grey brush, RGBA) -> strength per output pixel: float32 ``size`` in [0, 1],
+    NaN where unpainted; greys snap to ``STRENGTH_LEVELS``."""
+    levels = np.asarray(STRENGTH_LEVELS, np.float32)
+    grey = [[round(v * 255)] * 3 for v in STRENGTH_LEVELS]
+    idx = layer_classes(layer, grey, size, alpha_min)
+    return np.where(idx == KEEP, np.nan, levels[np.minimum(idx, len(levels) - 1)]).astype(np.float32)
+
+
+class PaintSession:
+    """One user's image, prior edits and results. Not thread-safe: the store hands it to one request at a time."""
+
+    def __init__(self, models: AppModels, scene: Scene, source: str | None = None) -> None:
+        self.models = models
+        self.scene = scene
+        s = models.scale
+        h, w = scene.lr.shape[-2:]
+        self.hr_size = (h * s, w * s)
+        self.paint = np.full(self.hr_size, KEEP, np.uint8)
+        self.remap: dict[int, int] = {}
+        self.override: int | None = None
+        self.strength = 1.0
+        self.strength_paint = np.full(self.hr_size, np.nan, np.float32)
+        self._results: dict[float, IncrementalSR] = {}  # strength -> its kept result
+        self.bicubic = to_uint8_hwc(imresize(scene.lr, s)[0])
+        self.last: dict = {}
+        self._prior: tuple | None = None
+        self.set_source(source or models.sources(scene)[0])
+
+    # ---------------------------------------------------------------- the prior
+    def set_source(self, source: str) -> None:
+        """Compute the prior of ``source`` ("label map", "segmenter", "uniform") for the image."""
+        if source not in self.models.sources(self.scene):
+            raise InputRefused(
+                f"prior source {source!r} is not available for {self.scene.name} "
+                f"(available: {', '.join(self.models.sources(self.scene))})"
+            )
+        prior: Prior = {"label map": self.models.labels, "segmenter": self.models.segmenter}.get(
+            source, self.models.uniform
+        )
+        pm, _ = prior.image_map(self.scene.lr, self.models.scale, labels=self.scene.labels, segment=self.models.segment)
+        self.source = source
+        self.base = pm.full().float().contiguous()
+        self._prior = None
+
+    def edit_class(self, name: str | None) -> int | None:
+        if name in (None, ""):
+            return None
+        if name not in self.models.class_names:
+            raise InputRefused(f"unknown class {name!r}; the classes are {', '.join(self.models.class_names)}")
+        return self.models.class_names.index(name)
+
+    def set_paint_layer(self, layer: np.ndarray | None) -> None:
+        self.paint = (
+            np.full(self.hr_size, KEEP, np.uint8)
+            if layer is None
+            else layer_classes(layer, self.models.colors, self.hr_size)
+        )
+
+    def set_strength_layer(self, layer: np.ndarray | None) -> None:
+        self.strength_paint = (
+            np.full(self.hr_size, np.nan, np.float32) if layer is None else layer_strength(layer, self.hr_size)
+        )
+
+    def set_remap(self, source: str | None, target: str | None) -> None:
+        """Move ``source``'s probability to ``target`` (both None: no remap)."""
+        a, b = self.edit_class(source), self.edit_class(target)
+        if (a is None) != (b is None):
+            raise InputRefused("remap needs both classes: from and to")
+        self.remap = {} if a is None or a == b else {a: b}
+
+    def set_override(self, name: str | None) -> None:
+        self.override = self.edit_class(name)
+
+    def set_strength(self, strength: float) -> None:
+        if not (isinstance(strength, int | float) and 0.0 <= strength <= 1.0):
+            raise InputRefused(f"strength={strength}: must be in [0, 1]")
+        if self.models.fidelity is None and strength != 1.0:
+            raise InputRefused("texture strength needs the fidelity-stage generator (checkpoint_fidelity=)")
+        self.strength = float(strength)
+
+    def prior(self) -> torch.Tensor:
+        """The edited prior ``(1, C, H, W)``: remap, then override, then the painted classes on top (kept until
+        the next edit: the result, the overlay and the download share it)."""
+        state = (self.source, self.override, tuple(self.remap.items()), self.paint.tobytes())
+        if self._prior is None or self._prior[0] != state:
+            mask = self.paint if (self.paint != KEEP).any() else None
+            edited = EditedPrior(DenseProbs(self.base, self.models.scale), self.override, mask, self.remap)
+            self._prior = (state, edited.full().contiguous())
+        return self._prior[1]
+
+    def prior_image(self) -> np.ndarray:
+        """The edited prior's most likely class per output pixel in the class colours: uint8 ``(H, W, 3)``
+        (what ``predict.py prior_mask=`` reads back)."""
+        palette = np.asarray(self.models.colors, np.uint8)
+        return palette[self.prior()[0].argmax(0).numpy()]
+
+    def overlay(self, alpha: float = 0.45) -> np.ndarray:
+        """The bicubic upscale with the edited prior over it, translucent: uint8 ``(H, W, 3)``."""
+        mix_ = self.bicubic.astype(np.float32) * (1 - alpha) + self.prior_image().astype(np.float32) * alpha
+        return mix_.round().astype(np.uint8)
+
+    # ---------------------------------------------------------------- the result
+    def _result(self, strength: float, prior: torch.Tensor) -> tuple[IncrementalSR, Box | None, bool]:
+        """The kept result at ``strength`` brought up to ``prior``: (result, rewritten LR box, was it new)."""
+        if strength in self._results:
+            result = self._results[strength]
+            return result, result.update(prior), False
+        result = IncrementalSR(self.models.generator_at(strength), self.scene.lr, prior)
+        self._results[strength] = result
+        return result, (0, *self.scene.lr.shape[-2:-1], 0, self.scene.lr.shape[-1]), True
+
+    def run(self) -> np.ndarray:
+        """Super-resolve with the current prior, edits and strength; returns SR uint8 ``(H, W, 3)``.
+        ``last`` says what was recomputed and how long it took."""
+        start = time.perf_counter()
+        prior = self.prior()
+        regions = ~np.isnan(self.strength_paint)
+        wanted = {self.strength} | ({0.0, 1.0} if regions.any() else set())
+        for stale in set(self._results) - wanted:  # bounded memory: one result per strength in use
+            del self._results[stale]
+        boxes, fresh = [], False
+        for strength in sorted(wanted):
+            _, box, new = self._result(strength, prior)
+            fresh |= new
+            boxes.append(box)
+        image = self._results[self.strength].image.copy()
+        if regions.any():
+            blended = mix(self._results[0.0].image, self._results[1.0].image, np.nan_to_num(self.strength_paint))
+            image[regions] = blended[regions]
+        h, w = self.scene.lr.shape[-2:]
+        box = _union([b for b in boxes if b is not None])
+        area = 0 if box is None else (box[1] - box[0]) * (box[3] - box[2])
+        self.last = {
+            "seconds": time.perf_counter() - start,
+            "full": fresh,
+            "box": box,
+            "fraction": area / (h * w),
+        }
+        return image
+
+
+def _union(boxes: list[Box]) -> Box | None:
+    if not boxes:
+        return None
+    return min(b[0] for b in boxes), max(b[1] for b in boxes), min(b[2] for b in boxes), max(b[3] for b in boxes)
+
+
+class SessionStore:
+    """At most ``capacity`` sessions, the least recently used dropped first; a lock per session so that one
+    browser's requests run one at a time while other sessions go on."""
+
+    def __init__(self, capacity: int = 8) -> None:
+        if not (isinstance(capacity, int) and capacity >= 1):
+            raise ValueError(f"max_sessions={capacity}: must be an integer >= 1")
+        self.capacity = capacity
+        self._items: OrderedDict[str, tuple[PaintSession, threading.Lock]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, session: PaintSession, key: str | None = None) -> str:
+        key = key or uuid.uuid4().hex
+        with self._lock:
+            self._items[key] = (session, threading.Lock())
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        return key
+
+    def get(self, key: str | None) -> tuple[PaintSession, threading.Lock]:
+        with self._lock:
+            if not key or key not in self._items:
+                raise InputRefused(
+                    f"no image in this session (the server keeps the last {self.capacity} sessions): pick a scene or upload again"
+                )
+            self._items.move_to_end(key)
+            return self._items[key]

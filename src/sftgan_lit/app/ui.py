@@ -1,0 +1,381 @@
+"""``sftgan-app``: paint the categorical prior on a photo and watch the textures change (Gradio).
+
+The page: a scene (a demo scene or an upload, as LR or as HR to downscale), the prior as a translucent
+overlay in the class colours with a legend, a class brush (the palette), an eraser that gives the
+computed prior back, remap and override, a texture-strength slider (per image) and a strength brush (per
+region), and the result beside bicubic in a before/after slider, with the SR PNG and the edited prior
+(class colours, ``predict.py prior_mask=`` reads it) to download. Every handler is a thin call into
+``session.PaintSession``; anything refused is a message in the page, never a crash.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from ..data.demo import DemoConfig, default_cache_dir, generate_demo
+from ..data.io import ImageError, read_image, read_label_map, write_png
+from ..data.transforms import lr_from_image
+from ..priors.validation import PriorError
+from .session import (
+    STRENGTH_LEVELS,
+    AppModels,
+    InputRefused,
+    PaintSession,
+    Scene,
+    SessionStore,
+    class_names_of,
+)
+
+log = logging.getLogger(__name__)
+
+# What a handler may refuse with a message in the page (bad files, bad options, an expired session).
+REFUSED = (InputRefused, ImageError, PriorError, ValueError, OSError)
+
+
+def demo_scenes(models: AppModels, split: str = "test") -> dict[str, Scene]:
+    """The embedded demo set's scenes (generated on first use) with their label maps, by name."""
+    root = generate_demo(default_cache_dir() / "demo", DemoConfig()) / split
+    scenes = {}
+    for path in sorted((root / "images").glob("*.png")):
+        lr, _ = lr_from_image(read_image(path), "hr", models.scale)
+        h, w = lr.shape[-2:]
+        labels = read_label_map(root / "labels" / path.name, len(models.class_names))[
+            : h * models.scale, : w * models.scale
+        ]
+        scenes[f"demo {split} {path.stem}"] = Scene(f"demo_{split}_{path.stem}", lr, labels)
+    return scenes
+
+
+def legend(models: AppModels) -> str:
+    items = "".join(
+        f'<span style="display:inline-flex;align-items:center;margin-right:10px">'
+        f'<span style="width:14px;height:14px;background:rgb{tuple(c)};border:1px solid #555;margin-right:4px"></span>'
+        f"{html.escape(name)}</span>"
+        for name, c in zip(models.class_names, models.colors, strict=True)
+    )
+    return f'<div id="legend">{items}</div>'
+
+
+def _hex(color) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*color)
+
+
+class PainterApp:
+    """The page and its handlers over a ``SessionStore`` (``max_sessions``) and a folder for downloads."""
+
+    def __init__(self, models: AppModels, max_sessions: int = 8, demo_split: str = "test") -> None:
+        self.models = models
+        self.store = SessionStore(max_sessions)
+        self.scenes = demo_scenes(models, demo_split)
+        self.downloads = Path(tempfile.mkdtemp(prefix="sftgan-app-"))
+
+    # ---------------------------------------------------------------- handlers (plain Python; tested directly)
+    def _outputs(self, key: str, session: PaintSession, image: np.ndarray, message: str):
+        folder = self.downloads / key
+        folder.mkdir(exist_ok=True)
+        stem = session.scene.name
+        sr_path, prior_path = folder / f"{stem}_sr.png", folder / f"{stem}_prior.png"
+        write_png(sr_path, image, compress_level=1)  # a download of this moment: speed over size
+        write_png(prior_path, session.prior_image(), compress_level=1)
+        return (session.bicubic, image), message, str(sr_path), str(prior_path)
+
+    def status(self, session: PaintSession) -> str:
+        last, (h, w) = session.last, session.scene.lr.shape[-2:]
+        what = (
+            "full pass"
+            if last["full"]
+            else "nothing changed"
+            if last["box"] is None
+            else f"recomputed LR rows {last['box'][0]}-{last['box'][1]}, columns {last['box'][2]}-{last['box'][3]} "
+            f"({100 * last['fraction']:.0f}% of the image)"
+        )
+        return (
+            f"**{session.scene.name}** ({w}x{h} LR -> {w * session.models.scale}x{h * session.models.scale}), "
+            f"prior: {session.source}, strength {session.strength:g}: {what} in {last['seconds']:.2f} s"
+        )
+
+    def open_scene(self, scene: Scene, key: str | None):
+        """A new session for ``scene`` (a browser's previous one is replaced), run once."""
+        session = PaintSession(self.models, scene)
+        key = self.store.add(session, key or uuid.uuid4().hex)
+        image = session.run()
+        return key, session, image
+
+    def start(self, scene: Scene, key: str | None):
+        import gradio as gr
+
+        key, session, image = self.open_scene(scene, key)
+        editor = {"background": session.overlay(), "layers": [], "composite": None}
+        strength_editor = {"background": session.bicubic, "layers": [], "composite": None}
+        sources = self.models.sources(scene)
+        return (
+            key,
+            editor,
+            strength_editor,
+            gr.update(choices=sources, value=session.source),
+            *self._outputs(key, session, image, self.status(session)),
+        )
+
+    def _refusal(self, err: BaseException, n: int):
+        import gradio as gr
+
+        return (*([gr.update()] * n), f"**Refused:** {html.escape(str(err))}", gr.update(), gr.update())
+
+    def pick_demo(self, name: str, key: str | None):
+        if name not in self.scenes:
+            return self._refusal(InputRefused(f"unknown demo scene {name!r}"), 5)
+        return self.start(self.scenes[name], key)
+
+    def upload(self, path: str | None, mode: str, key: str | None):
+        try:
+            if not path:
+                raise InputRefused("no file was uploaded")
+            scene = self.models.scene_from_file(path, "hr" if mode.startswith("HR") else "lr")
+            return self.start(scene, key)
+        except REFUSED as err:
+            log.info("upload refused: %s", err)
+            return self._refusal(err, 5)
+
+    def _edit(self, key, editor, strength_editor, change, redraw: bool = True):
+        """Apply ``change(session)`` and the two paint layers, run. ``redraw``: the edit changed the prior under
+        the paint (source, remap, override), so the editor gets the new overlay, the paint layer kept; a plain
+        run leaves the editor alone (the browser already shows the strokes, and keeps its undo history)."""
+        import gradio as gr
+
+        try:
+            session, lock = self.store.get(key)
+            with lock:
+                change(session)
+                session.set_paint_layer(_layer(editor))
+                session.set_strength_layer(_layer(strength_editor))
+                image = session.run()
+                background = session.overlay() if redraw else None
+            outputs = self._outputs(key, session, image, self.status(session))
+            if not redraw:
+                return outputs
+            layers = list(editor.get("layers") or []) if editor else []
+            return ({"background": background, "layers": layers, "composite": None}, *outputs)
+        except REFUSED as err:
+            log.info("edit refused: %s", err)
+            refused = (gr.update(), f"**Refused:** {html.escape(str(err))}", gr.update(), gr.update())
+            return (gr.update(), *refused) if redraw else refused
+
+    def run(self, key, editor, strength_editor, strength):
+        return self._edit(key, editor, strength_editor, lambda s: s.set_strength(strength), redraw=False)
+
+    def set_source(self, key, editor, strength_editor, source):
+        return self._edit(key, editor, strength_editor, lambda s: s.set_source(source))
+
+    def remap(self, key, editor, strength_editor, source, target):
+        return self._edit(key, editor, strength_editor, lambda s: s.set_remap(source or None, target or None))
+
+    def override(self, key, editor, strength_editor, name):
+        return self._edit(key, editor, strength_editor, lambda s: s.set_override(name or None))
+
+    # ---------------------------------------------------------------- the page
+    def blocks(self):
+        import gradio as gr
+
+        m = self.models
+        strength_on = m.fidelity is not None
+        with gr.Blocks(title="sftgan_lit: paint the prior") as demo:
+            key = gr.State(None)
+            gr.Markdown(
+                "## Paint the prior\nSFTGAN renders each region with the texture of its class. Paint classes on "
+                "the image, press **Run**, and compare with bicubic. Only the part of the result that an edit "
+                "reaches is recomputed."
+            )
+            with gr.Row():
+                with gr.Column(scale=1, min_width=300):
+                    scene = gr.Dropdown(list(self.scenes), label="Demo scene", value=None, elem_id="scene")
+                    upload = gr.File(label="Or upload a photo", file_types=["image"], type="filepath", elem_id="upload")
+                    mode = gr.Radio(
+                        ["LR (super-resolve as is)", "HR (downscale x4 first)"],
+                        value="LR (super-resolve as is)",
+                        label="The upload is",
+                    )
+                    source = gr.Radio([], label="Prior source", elem_id="source")
+                    with gr.Row():
+                        remap_from = gr.Dropdown(["", *m.class_names], value="", label="Remap class")
+                        remap_to = gr.Dropdown(["", *m.class_names], value="", label="to")
+                    remap_btn = gr.Button("Remap", size="sm")
+                    with gr.Row():
+                        override = gr.Dropdown(["", *m.class_names], value="", label="Whole image as")
+                        override_btn = gr.Button("Override", size="sm")
+                    strength = gr.Slider(
+                        0.0,
+                        1.0,
+                        value=1.0,
+                        step=0.05,
+                        label="Texture strength (0 = fidelity model, 1 = GAN model)",
+                        interactive=strength_on,
+                        info=None if strength_on else "needs the fidelity-stage generator (checkpoint_fidelity)",
+                    )
+                    run = gr.Button("Run", variant="primary", elem_id="run")
+                    status = gr.Markdown("Pick a demo scene or upload a photo.", elem_id="status")
+                    gr.HTML(legend(m))
+                with gr.Column(scale=2):
+                    with gr.Tab("Paint classes"):
+                        editor = gr.ImageEditor(
+                            label="Prior (translucent) and your paint",
+                            type="numpy",
+                            image_mode="RGBA",
+                            format="png",
+                            sources=(),
+                            transforms=(),
+                            layers=False,
+                            brush=gr.Brush(
+                                colors=[_hex(c) for c in m.colors],
+                                default_color=_hex(m.colors[0]),
+                                color_mode="fixed",
+                                default_size=8,
+                            ),
+                            eraser=gr.Eraser(default_size=8),
+                            elem_id="editor",
+                        )
+                    with gr.Tab("Paint texture strength"):
+                        strength_editor = gr.ImageEditor(
+                            label="Strength per region (black 0 ... white 1); unpainted: the slider",
+                            type="numpy",
+                            image_mode="RGBA",
+                            format="png",
+                            sources=(),
+                            transforms=(),
+                            layers=False,
+                            brush=gr.Brush(
+                                colors=[_hex([round(v * 255)] * 3) for v in STRENGTH_LEVELS],
+                                default_color="#ffffff",
+                                color_mode="fixed",
+                                default_size=8,
+                            ),
+                            eraser=gr.Eraser(default_size=8),
+                            interactive=strength_on,
+                            elem_id="strength-editor",
+                        )
+                with gr.Column(scale=2):
+                    result = gr.ImageSlider(
+                        label="Bicubic | SFTGAN",
+                        type="numpy",
+                        format="png",
+                        elem_id="result",
+                        max_height=640,
+                        slider_position=25,
+                    )
+                    with gr.Row():
+                        sr_file = gr.DownloadButton("Download SR PNG", elem_id="download-sr")
+                        prior_file = gr.DownloadButton("Download prior PNG", elem_id="download-prior")
+
+            started = [key, editor, strength_editor, source, result, status, sr_file, prior_file]
+            edited = [editor, result, status, sr_file, prior_file]
+            scene.input(self.pick_demo, [scene, key], started)
+            upload.upload(self.upload, [upload, mode, key], started)
+            run.click(self.run, [key, editor, strength_editor, strength], edited[1:])
+            strength.release(self.run, [key, editor, strength_editor, strength], edited[1:])
+            source.input(self.set_source, [key, editor, strength_editor, source], edited)
+            remap_btn.click(self.remap, [key, editor, strength_editor, remap_from, remap_to], edited)
+            override_btn.click(self.override, [key, editor, strength_editor, override], edited)
+        return demo
+
+
+def _layer(editor) -> np.ndarray | None:
+    """The paint layer of an ImageEditor value (None: nothing painted)."""
+    if not editor or not editor.get("layers"):
+        return None
+    layer = editor["layers"][0]
+    return None if layer is None else np.asarray(layer)
+
+
+def load_models(
+    checkpoint: str = "latest",
+    checkpoint_fidelity: str | None = None,
+    segmenter: str | None = None,
+    max_lr_pixels: int = 256 * 256,
+    max_pixels: int = 64_000_000,
+    segmenter_engine: str = "auto",
+) -> AppModels:
+    """The server's models on the CPU: ``checkpoint`` (``latest`` = the newest ``train.py`` export), the
+    fidelity end beside it (``generator_fidelity.pth``) unless given, and an optional segmenter file.
+
+    The generator runs in torch fp32 (the incremental recompute needs its layers, and equals a full pass);
+    the segmenter, run once per image, on ``segmenter_engine`` (``auto``: OpenVINO, bf16 where the CPU has
+    it natively; ``inference.engines.choose``)."""
+    import torch
+
+    from ..config import ConfigError
+    from ..inference.engines import choose
+    from ..inference.predict import fidelity_checkpoint
+    from ..inference.runtime import resolve_checkpoint
+    from ..inference.runtime import segmenter_engine as engine_for
+    from ..models import load_generator
+    from ..priors import SegmenterPrior, SegmentOptions
+    from ..state_dict import CheckpointError
+
+    def load(path: Path, key: str):
+        try:
+            return load_generator(path, channels_last=True).eval()
+        except CheckpointError as err:
+            raise CheckpointError(f"{key}: {err}") from err
+
+    for name, value in (("max_lr_pixels", max_lr_pixels), ("max_pixels", max_pixels)):
+        if not (isinstance(value, int) and value >= 1):
+            raise ConfigError(f"{name}={value}: must be an integer >= 1")
+    torch.set_grad_enabled(False)
+    ckpt = resolve_checkpoint(checkpoint)
+    generator = load(ckpt, "checkpoint")
+    if not generator.uses_prior:
+        raise ConfigError(f"checkpoint={ckpt}: this generator has no prior to paint (conditioning=none)")
+    try:
+        fid_path = fidelity_checkpoint(checkpoint_fidelity, ckpt)
+    except ConfigError:
+        fid_path = None  # no fidelity end beside the checkpoint: the strength controls are off
+        log.info("no generator_fidelity.pth beside %s: texture strength off", ckpt)
+    fidelity = load(fid_path, "checkpoint_fidelity") if fid_path else None
+    seg = None
+    if segmenter:
+        names, colors = class_names_of(generator)
+        seg = SegmenterPrior(
+            "segmenter",
+            segmenter,
+            mode="online",
+            weights_key="segmenter",
+            num_classes=len(names),
+            class_names=names,
+            colors=colors,
+        )
+    choice = choose(segmenter_engine, "auto", torch.device("cpu"))
+    segment = SegmentOptions(precision=choice.precision, engine=engine_for(choice))
+    models = AppModels(generator, fidelity, seg, max_lr_pixels, max_pixels, segment)
+    if seg is not None:  # export and compile the segmenter's graph now, not in the first user's request
+        seg.image_map(torch.full((1, 3, 16, 16), 0.5), generator.scale, segment=segment)
+    log.info(
+        "checkpoint %s, fidelity %s, segmenter %s (%s %s)", ckpt, fid_path, segmenter, choice.engine, choice.precision
+    )
+    return models
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def serve(app: PainterApp, host: str = "127.0.0.1", port: int = 7860, block: bool = True):
+    """Start the page on ``host:port`` (0 = a free port), print its URL; one computation at a time (two
+    CPU cores are busy enough), sessions queue. Returns the Gradio app and its URL when ``block`` is False."""
+    port = port or free_port(host)
+    demo = app.blocks()
+    demo.queue(default_concurrency_limit=1)
+    demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, show_error=False)
+    url = f"http://{host}:{port}/"
+    print(f"sftgan-app: serving on {url}", flush=True)
+    if block:
+        demo.block_thread()
+    return demo, url
