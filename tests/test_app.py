@@ -324,3 +324,20 @@ def test_paint_run_and_a_second_user_in_headless_chromium(models, tmp_path):
             chromium.close()
     finally:
         demo.close()
+
+
+def test_the_segmenter_source_runs_on_the_lr(models, tmp_path):
+    from helpers import tiny_segmenter_file
+
+    from sftgan_lit.priors import SegmenterPrior, SegmentOptions
+
+    arch = tiny_segmenter_file(tmp_path / "seg.pth")
+    seg = SegmenterPrior("segmenter", str(tmp_path / "seg.pth"), mode="online", arch=arch)
+    with_seg = AppModels(models.generator, models.fidelity, seg, segment=SegmentOptions())
+    sc = scene(5, labels=False)
+    session = PaintSession(with_seg, sc)
+    assert with_seg.sources(sc) == ["segmenter", "uniform"] and session.source == "segmenter"
+    torch.testing.assert_close(session.base, seg.from_lr(sc.lr))  # the segmenter's own probabilities
+    session.set_paint_layer(stroke((96, 80), 1, 0, 16, 0, 16))
+    image = session.run()
+    assert image.shape == (96, 80, 3) and session.last["full"]
