@@ -27,7 +27,7 @@ from sftgan_lit.categories import OUTDOOR_CLASSES, OUTDOOR_COLORS
 from sftgan_lit.models import export_generator
 from sftgan_lit.priors import class_mask_from_image
 
-from helpers import tiny_generator
+from helpers import tiny_generator, tiny_segmenter_file
 
 S = 4
 
@@ -327,8 +327,6 @@ def test_paint_run_and_a_second_user_in_headless_chromium(models, tmp_path):
 
 
 def test_the_segmenter_source_runs_on_the_lr(models, tmp_path):
-    from helpers import tiny_segmenter_file
-
     from sftgan_lit.priors import SegmenterPrior, SegmentOptions
 
     arch = tiny_segmenter_file(tmp_path / "seg.pth")
