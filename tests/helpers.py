@@ -169,3 +169,20 @@ def write_folder(root: Path, n: int, h: int = 64, w: int = 80, block: int = 16, 
         Image.fromarray(img).save(images / f"{prefix}{i:03d}.png")
         Image.fromarray(lab).save(labels / f"{prefix}{i:03d}.png")
     return images, labels
+
+
+class SigtermAt:
+    """A callback (``+callbacks.kill._target_=helpers.SigtermAt``) that sends this process SIGTERM at the end
+    of optimizer step ``step``, as a cluster preempting the job would."""
+
+    def __new__(cls, step: int):
+        import signal
+
+        import lightning as L
+
+        class _Kill(L.Callback):
+            def on_train_batch_end(self, trainer, *args) -> None:
+                if trainer.global_step == step:
+                    os.kill(os.getpid(), signal.SIGTERM)
+
+        return _Kill()

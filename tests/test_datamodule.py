@@ -89,6 +89,7 @@ def test_gpu_augment_keeps_hr_prior_labels_aligned_and_remakes_lr():
     hr = torch.rand(4, 3, 32, 32)
     hr[:, 0] = labels / 7.0  # channel 0 encodes the label, so alignment is checkable
     batch = {"hr": hr, "labels": labels, "prior": LabelPrior().from_labels(labels), "path": ["x"] * 4}
+    batch["seed"] = torch.arange(4)  # each training sample's own seed (what TripletDataset adds)
     out = GpuAugment(hflip=0.5, vflip=0.5, rot90=True, crop=24)(dict(batch))
     assert out["hr"].shape == (4, 3, 24, 24) and out["prior"].shape == (4, 8, 24, 24)
     torch.testing.assert_close(out["hr"][:, 0], out["labels"] / 7.0, atol=1e-5, rtol=0)

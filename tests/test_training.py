@@ -289,6 +289,45 @@ def test_resume_continues_the_same_run(tmp_path):
     assert _losses(full_dir) == _losses(part_dir)
 
 
+MID_EPOCH = [
+    "trainer.limit_train_batches=1.0",
+    "data.epoch_length=16",  # 8 iterations (16 optimizer steps) per epoch
+    "trainer.log_every_n_steps=1",
+    "data.num_workers=0",
+]
+
+
+def _assert_same_run(full_dir, full, part_dir, resumed):
+    for (k, a), b in zip(full["module"].state_dict().items(), resumed["module"].state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+    assert _losses(full_dir) == _losses(part_dir)  # the loss curve too, step by step
+
+
+def test_a_mid_epoch_resume_point_continues_the_run_exactly(tmp_path):
+    """callbacks.resume_point saves every k steps, mid-epoch included; the loader's position is in it, and every
+    sample's randomness follows from (seed, epoch, position): the resumed run is the uninterrupted one."""
+    full_dir, part_dir = tmp_path / "full", tmp_path / "part"
+    _, full = train(_cfg(full_dir, [*MID_EPOCH, "trainer.max_steps=24"]))
+    train(_cfg(part_dir, [*MID_EPOCH, "trainer.max_steps=10", "callbacks.resume_point.every_n_train_steps=10"]))
+    point = part_dir / "checkpoints" / "resume.ckpt"
+    state = torch.load(point, weights_only=True)["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+    assert state["epoch"] == 0 and state["batches"] == 5  # 10 steps = 5 iterations into the 8 of epoch 0
+    _, resumed = train(_cfg(part_dir, [*MID_EPOCH, "trainer.max_steps=24", f"+ckpt_path={point}"]))
+    _assert_same_run(full_dir, full, part_dir, resumed)
+
+
+def test_sigterm_saves_a_checkpoint_that_resumes_exactly(tmp_path):
+    full_dir, part_dir = tmp_path / "full", tmp_path / "part"
+    _, full = train(_cfg(full_dir, [*MID_EPOCH, "trainer.max_steps=24"]))
+    kill = ["+callbacks.kill._target_=helpers.SigtermAt", "+callbacks.kill.step=14"]  # a cluster preempting the job
+    with pytest.raises(SystemExit):  # Lightning's SIGTERMException, after the batch in progress
+        train(_cfg(part_dir, [*MID_EPOCH, "trainer.max_steps=24", *kill]))
+    point = part_dir / "checkpoints" / "preempted.ckpt"
+    assert torch.load(point, weights_only=True)["global_step"] == 14
+    _, resumed = train(_cfg(part_dir, [*MID_EPOCH, "trainer.max_steps=24", f"+ckpt_path={point}"]))
+    _assert_same_run(full_dir, full, part_dir, resumed)
+
+
 def test_export_is_the_ema_generator_and_loads_with_load_generator(tmp_path):
     _, objects = train(_cfg(tmp_path, ["optim.ema_decay=0.999"]))
     g = load_generator(objects["export"], channels_last=False)

@@ -25,6 +25,7 @@ and the training split may add ``background: {images: DIR}`` mixed in at ``bg_ra
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from .demo import DemoConfig, default_cache_dir, generate_demo
 from .gpu_augment import GpuAugment
 from .prepare import prepare
 from .readers import FileReader, StoreReader
+from .sampling import EpochSampler, ResumableLoader
 from .sources import SourceItem, items_from_spec, usable_items
 from .store import Store, StoreError, read_json
 from .transforms import make_lr
@@ -315,16 +317,31 @@ class SFTGANDataModule(L.LightningDataModule):
                 # whole images of different sizes cannot share a batch
                 log.info("%s: whole images of different (or unknown) sizes: validated one per batch", split)
                 batch_size = 1
-        return DataLoader(
-            self.datasets[split],
-            batch_size=batch_size,
+        common = {
+            "batch_size": batch_size,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory and torch.cuda.is_available(),
+            "persistent_workers": self.persistent_workers and self.num_workers > 0,
+            "collate_fn": collate,
+        }
+        if not train:
+            return DataLoader(self.datasets[split], shuffle=shuffle, **common)
+        # The training order and every sample's randomness follow from (seed, epoch, position) and the loader
+        # records how far an epoch got: a run stopped anywhere resumes exactly (data/sampling.py).
+        trainer = self.trainer
+        sampler = EpochSampler(
+            len(self.datasets[split]),
+            seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),  # what L.seed_everything(cfg.seed) set
+            num_replicas=trainer.world_size if trainer else 1,
+            rank=trainer.global_rank if trainer else 0,
             shuffle=shuffle,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory and torch.cuda.is_available(),
-            persistent_workers=self.persistent_workers,
-            drop_last=train,
-            collate_fn=collate,
         )
+        return ResumableLoader(self.datasets[split], sampler, self._batches_done, drop_last=True, **common)
+
+    def _batches_done(self) -> int:
+        """Batches of the current epoch the trainer has finished (what a checkpoint taken now has trained on)."""
+        trainer = self.trainer
+        return trainer.fit_loop.epoch_loop.batch_progress.current.processed if trainer else 0
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -340,7 +357,10 @@ class SFTGANDataModule(L.LightningDataModule):
         training = self.trainer is not None and self.trainer.training
         batch["labels"] = batch["labels"].long()  # shipped from the workers as uint8
         if training and self.gpu_augment is not None:
-            batch = self.gpu_augment(batch)
+            # its random parameters drawn from the batch's own seed: the same on a resume, whatever ran before
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(batch["seed"][0]))
+                batch = self.gpu_augment(batch)
         if "lr" not in batch:
             batch["lr"] = make_lr(batch["hr"], self.scale)
         batch = self.prior.on_device(batch)

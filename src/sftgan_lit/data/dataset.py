@@ -101,11 +101,6 @@ class TripletDataset(Dataset):
             return None
         return [self._geometry(h, w, None, "")[3:] for h, w in sizes] if self.crop_size is None else None
 
-    def _rng(self) -> np.random.Generator:
-        # torch's RNG is seeded per worker by the DataLoader (and by seed_everything), so samples are
-        # reproducible for a given seed and worker count.
-        return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
-
     def _geometry(self, h: int, w: int, rng: np.random.Generator | None, name: str) -> tuple[float, int, int, int, int]:
         """(scale, top, left, out_h, out_w) of the crop in the rescaled source."""
         size = self.crop_size
@@ -124,8 +119,12 @@ class TripletDataset(Dataset):
         k = self.scale
         return s, k * int(rng.integers((rh - size) // k + 1)), k * int(rng.integers((rw - size) // k + 1)), size, size
 
-    def __getitem__(self, index: int) -> dict:
-        rng = self._rng() if self.train else None
+    def __getitem__(self, key: int | tuple[int, tuple[int, int, int]]) -> dict:
+        """``key``: ``(index, draw)`` from ``sampling.EpochSampler``, where the draw ``(seed, epoch, position)``
+        seeds this sample's randomness (crop, rescale, flips, background), so it does not depend on which
+        worker or rank makes it; a bare index (direct use) draws as position ``index`` of epoch 0, seed 0."""
+        index, draw = key if isinstance(key, tuple) else (key, (0, 0, key))
+        rng = np.random.default_rng([int(v) for v in draw]) if self.train else None
         reader, i = self.reader, index % len(self.reader)
         if rng is not None and self.bg_ratio > 0 and rng.random() < self.bg_ratio:
             reader = self.background
@@ -160,6 +159,8 @@ class TripletDataset(Dataset):
         sample = {
             "hr": hr,
             "category": torch.tensor(category, dtype=torch.int64),
+            # seeds what is drawn for this sample on the device (data.gpu_augment), as ``rng`` seeds the rest
+            "seed": torch.tensor(int(rng.integers(2**62)) if rng is not None else 0, dtype=torch.int64),
             "path": name,
             "labels": lab_t if lab_t is not None else torch.full(size, VOID_LABEL, dtype=torch.uint8),
         }

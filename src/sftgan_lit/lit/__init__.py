@@ -1,8 +1,16 @@
 """Lightning glue: thin modules and callbacks over the plain networks in ``sftgan_lit.models``."""
 
-from .callbacks import ValidationImages, WeightSyncCheck
+from .callbacks import PreemptionCheckpoint, ValidationImages, WeightSyncCheck
 from .ema import EMA
 from .segmenter_module import SegmenterModule
 from .sftgan_module import NonFiniteLossError, SFTGANModule
 
-__all__ = ["EMA", "NonFiniteLossError", "SFTGANModule", "SegmenterModule", "ValidationImages", "WeightSyncCheck"]
+__all__ = [
+    "EMA",
+    "NonFiniteLossError",
+    "PreemptionCheckpoint",
+    "SFTGANModule",
+    "SegmenterModule",
+    "ValidationImages",
+    "WeightSyncCheck",
+]

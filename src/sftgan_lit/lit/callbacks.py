@@ -110,3 +110,25 @@ class WeightSyncCheck(L.Callback):
             log.info("weights across %d ranks: max abs difference %.3g", trainer.world_size, diff)
         if diff > self.atol:
             raise RuntimeError(f"DDP ranks hold different weights after training (max abs difference {diff:.3g})")
+
+
+class PreemptionCheckpoint(L.Callback):
+    """On SIGTERM (a cluster preempting the job, ``kill``, ``docker stop``), save ``<dirpath>/preempted.ckpt``
+    before the process exits. Lightning stops at the end of the batch in progress, every rank at the same one;
+    the checkpoint holds the loader's position in the epoch (``data.sampling``), so
+    ``python train.py ... +ckpt_path=<dirpath>/preempted.ckpt`` continues exactly where the run stopped."""
+
+    def __init__(self, dirpath: str | Path) -> None:
+        self.dirpath = Path(dirpath)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if not isinstance(exception, SIGTERMException) or not trainer.training:
+            return
+        path = self.dirpath / "preempted.ckpt"
+        trainer.save_checkpoint(path)
+        if trainer.is_global_zero:
+            log.warning(
+                "SIGTERM at step %d: saved %s; resume with +ckpt_path=%s", trainer.global_step, path, path.resolve()
+            )
