@@ -8,7 +8,7 @@ installed, and says why:
   devices with bf16 support), else fp32. On CPUs without native bf16, bf16 is emulated and many times
   slower, so it is never chosen there.
 - ``engine=auto``: on a CPU, OpenVINO when installed (fp32, or bf16 on AMX/AVX512-BF16 CPUs, where it
-  was 6.5x faster than torch fp32 end to end on the project's Xeon), else torch for bf16 (autocast +
+  was 6.2x faster than torch fp32 end to end on the project's Xeon), else torch for bf16 (autocast +
   channels_last), else onnxruntime for fp32 when installed, else torch; on a GPU, torch (measured in
   ``benchmarks/bench_engines.py`` and the README).
 
