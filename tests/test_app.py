@@ -216,6 +216,8 @@ def test_bad_uploads_are_refused_in_the_page(app, tmp_path):
     Image.new("RGB", (300, 300), (40, 90, 20)).save(tmp_path / "ok.png")
     key, message = _upload(app, tmp_path / "ok.png", "HR (downscale x4 first)")
     assert "75x75 LR" in message and key
+    out = app.upload(str(tmp_path / "ok.png"), "HR (downscale x4 first)", key)
+    assert out[6].endswith("ok_sr.png") and out[7].endswith("ok_prior.png")  # downloads named after the upload
 
 
 def test_sessions_are_separate_and_bounded(app):
@@ -232,6 +234,7 @@ def test_sessions_are_separate_and_bounded(app):
     app.run(key_b, editor_b, None, 1.0)  # b is now the most recently used
     app.pick_demo(names[2], None)  # a third session: the least recently used one (a) is dropped
     assert len(app.store) == 2
+    assert not (app.downloads / key_a).exists() and (app.downloads / key_b).is_dir()  # its files went with it
     editor = {"background": a[1]["background"], "layers": [], "composite": None}
     assert "no image in this session" in app.run(key_a, editor, None, 1.0)[1]
     assert "unknown demo scene" in app.pick_demo("nope", None)[5]

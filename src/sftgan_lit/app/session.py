@@ -122,7 +122,7 @@ class AppModels:
                 f"{Path(path).name}: LR {w}x{h} is larger than this app's limit of {self.max_lr_pixels} LR pixels; "
                 "upload it as HR to downscale, crop it, or use predict.py (any size, tiled)"
             )
-        return Scene(Path(path).name, lr)
+        return Scene(Path(path).stem, lr)
 
 
 def layer_classes(layer: np.ndarray, colors, size: tuple[int, int], alpha_min: int = 128) -> np.ndarray:
@@ -294,10 +294,11 @@ class SessionStore:
     """At most ``capacity`` sessions, the least recently used dropped first; a lock per session so that one
     browser's requests run one at a time while other sessions go on."""
 
-    def __init__(self, capacity: int = 8) -> None:
+    def __init__(self, capacity: int = 8, on_evict=None) -> None:
         if not (isinstance(capacity, int) and capacity >= 1):
             raise ValueError(f"max_sessions={capacity}: must be an integer >= 1")
         self.capacity = capacity
+        self.on_evict = on_evict  # called with the key of each dropped session (its files go with it)
         self._items: OrderedDict[str, tuple[PaintSession, threading.Lock]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -309,8 +310,12 @@ class SessionStore:
         with self._lock:
             self._items[key] = (session, threading.Lock())
             self._items.move_to_end(key)
+            dropped = []
             while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
+                dropped.append(self._items.popitem(last=False)[0])
+        for old in dropped:
+            if self.on_evict is not None:
+                self.on_evict(old)
         return key
 
     def get(self, key: str | None) -> tuple[PaintSession, threading.Lock]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import logging
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -71,9 +72,10 @@ class PainterApp:
 
     def __init__(self, models: AppModels, max_sessions: int = 8, demo_split: str = "test") -> None:
         self.models = models
-        self.store = SessionStore(max_sessions)
         self.scenes = demo_scenes(models, demo_split)
         self.downloads = Path(tempfile.mkdtemp(prefix="sftgan-app-"))
+        # a dropped session's download folder goes with it: disk, like memory, holds max_sessions sessions
+        self.store = SessionStore(max_sessions, on_evict=lambda key: shutil.rmtree(self.downloads / key, True))
 
     # ---------------------------------------------------------------- handlers (plain Python; tested directly)
     def _outputs(self, key: str, session: PaintSession, image: np.ndarray, message: str):
