@@ -125,6 +125,25 @@ def tiny_generator(seed: int = 0, blocks: int = 3, **kw) -> SFTGenerator:
     return g.eval()
 
 
+def tiny_demo_datamodule(store_root, **kwargs):
+    """A prepared and set-up ``SFTGANDataModule`` on a tiny demo set (4 training scenes of 64 px, labels prior,
+    32 px crops); ``kwargs`` override its arguments."""
+    from sftgan_lit.data import SFTGANDataModule
+    from sftgan_lit.priors import LabelPrior
+
+    args = {
+        "train": {"layout": "demo"},
+        "demo": {"size": 64, "num_train": 4, "num_val": 1, "num_test": 1, "num_background": 2},
+        "store_root": str(store_root),
+        "crop_size": 32,
+        "persistent_workers": False,
+    }
+    dm = SFTGANDataModule(LabelPrior(), **{**args, **kwargs})
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
 def tiny_segmenter_file(path, num_classes=8, seed=0):
     """A small random ``OutdoorSceneSeg`` state dict at ``path``; returns the ``prior.arch`` that fits it."""
     torch.manual_seed(seed)

@@ -12,7 +12,7 @@ from sftgan_lit.data.gpu_augment import GpuAugment
 from sftgan_lit.priors import LabelPrior
 from sftgan_lit.train import train
 
-from helpers import TINY, TINY_TRAIN, compose, tiny_segmenter_file
+from helpers import TINY, TINY_TRAIN, compose, tiny_demo_datamodule, tiny_segmenter_file
 
 
 def _cfg(overrides, tmp_path):
@@ -102,18 +102,7 @@ def test_gpu_augment_keeps_hr_prior_labels_aligned_and_remakes_lr():
 
 
 def test_datamodule_with_workers_yields_batches(tmp_path):
-    dm = SFTGANDataModule(
-        LabelPrior(),
-        train={"layout": "demo"},
-        demo={"size": 64, "num_train": 4, "num_val": 1, "num_test": 1, "num_background": 2},
-        store_root=str(tmp_path / "s"),
-        num_workers=2,
-        batch_size=4,
-        crop_size=32,
-        persistent_workers=False,
-    )
-    dm.prepare_data()
-    dm.setup()
+    dm = tiny_demo_datamodule(tmp_path / "s", num_workers=2, batch_size=4)
     batch = next(iter(dm.train_dataloader()))
     assert batch["hr"].shape == (4, 3, 32, 32) and batch["lr"].shape == (4, 3, 8, 8)
     torch.testing.assert_close(batch["prior"].sum(1), torch.ones(4, 32, 32))

@@ -6,6 +6,8 @@ import torch
 
 from sftgan_lit.data.sampling import EpochSampler, ResumableLoader
 
+from helpers import tiny_demo_datamodule
+
 
 def test_shards_cover_each_epoch_once_and_epochs_differ():
     shards = [list(EpochSampler(10, seed=3, num_replicas=3, rank=r)) for r in range(3)]
@@ -57,23 +59,8 @@ def test_loader_state_is_the_batches_the_trainer_finished():
 
 
 def test_a_sample_does_not_depend_on_the_worker_that_makes_it(tmp_path):
-    from sftgan_lit.data import SFTGANDataModule
-    from sftgan_lit.priors import LabelPrior
-
     def batches(workers):
-        dm = SFTGANDataModule(
-            LabelPrior(),
-            train={"layout": "demo"},
-            demo={"size": 64, "num_train": 4, "num_val": 1, "num_test": 1, "num_background": 2},
-            store_root=str(tmp_path / "s"),
-            num_workers=workers,
-            batch_size=2,
-            crop_size=32,
-            epoch_length=8,
-            persistent_workers=False,
-        )
-        dm.prepare_data()
-        dm.setup()
+        dm = tiny_demo_datamodule(tmp_path / "s", num_workers=workers, batch_size=2, epoch_length=8)
         return list(dm.train_dataloader())
 
     alone, pooled = batches(0), batches(2)

@@ -434,4 +434,4 @@ def test_ema_counts_updates_across_a_reload():
     other.update(net)  # its own count (1) is replaced by the loaded one
     other.load_state_dict(state)
     other.update(net)
-    assert int(other.num_updates) == 4 and other._n == 4
+    assert int(other.num_updates) == 4 and other.updates.value == 4

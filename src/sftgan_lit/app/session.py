@@ -225,19 +225,23 @@ class PaintSession:
 
     def prior(self) -> torch.Tensor:
         """The edited prior ``(1, C, H, W)``: remap, then override, then the painted classes on top (kept until
-        the next edit: the result, the overlay and the download share it)."""
+        the next edit, with its argmax image: the result, the overlay and the download share them)."""
         state = (self.source, self.override, tuple(self.remap.items()), self.paint.tobytes())
         if self._prior is None or self._prior[0] != state:
             mask = self.paint if (self.paint != KEEP).any() else None
             edited = EditedPrior(DenseProbs(self.base, self.models.scale), self.override, mask, self.remap)
-            self._prior = (state, edited.full().contiguous())
+            self._prior = (state, edited.full().contiguous(), None)
         return self._prior[1]
 
     def prior_image(self) -> np.ndarray:
         """The edited prior's most likely class per output pixel in the class colours: uint8 ``(H, W, 3)``
         (what ``predict.py prior_mask=`` reads back)."""
-        palette = np.asarray(self.models.colors, np.uint8)
-        return palette[self.prior()[0].argmax(0).numpy()]
+        probs = self.prior()
+        state, _, rgb = self._prior
+        if rgb is None:  # once per edit: the overlay and the download both use it
+            rgb = np.asarray(self.models.colors, np.uint8)[probs[0].argmax(0).numpy()]
+            self._prior = (state, probs, rgb)
+        return rgb
 
     def overlay(self, alpha: float = 0.45) -> np.ndarray:
         """The bicubic upscale with the edited prior over it, translucent: uint8 ``(H, W, 3)``."""
@@ -245,14 +249,13 @@ class PaintSession:
         return mix_.round().astype(np.uint8)
 
     # ---------------------------------------------------------------- the result
-    def _result(self, strength: float, prior: torch.Tensor) -> tuple[IncrementalSR, Box | None, bool]:
-        """The kept result at ``strength`` brought up to ``prior``: (result, rewritten LR box, was it new)."""
+    def _update(self, strength: float, prior: torch.Tensor) -> tuple[Box | None, bool]:
+        """Bring the kept result at ``strength`` up to ``prior``: (the rewritten LR box, whether it was new)."""
         if strength in self._results:
-            result = self._results[strength]
-            return result, result.update(prior), False
-        result = IncrementalSR(self.models.generator_at(strength), self.scene.lr, prior)
-        self._results[strength] = result
-        return result, (0, *self.scene.lr.shape[-2:-1], 0, self.scene.lr.shape[-1]), True
+            return self._results[strength].update(prior), False
+        self._results[strength] = IncrementalSR(self.models.generator_at(strength), self.scene.lr, prior)
+        h, w = self.scene.lr.shape[-2:]
+        return (0, h, 0, w), True
 
     def run(self) -> np.ndarray:
         """Super-resolve with the current prior, edits and strength; returns SR uint8 ``(H, W, 3)``.
@@ -265,7 +268,7 @@ class PaintSession:
             del self._results[stale]
         boxes, fresh = [], False
         for strength in sorted(wanted):
-            _, box, new = self._result(strength, prior)
+            box, new = self._update(strength, prior)
             fresh |= new
             boxes.append(box)
         image = self._results[self.strength].image.copy()

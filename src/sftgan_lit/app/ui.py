@@ -224,41 +224,19 @@ class PainterApp:
                     gr.HTML(legend(m))
                 with gr.Column(scale=2):
                     with gr.Tab("Paint classes"):
-                        editor = gr.ImageEditor(
-                            label="Prior (translucent) and your paint",
-                            type="numpy",
-                            image_mode="RGBA",
-                            format="png",
-                            sources=(),
-                            transforms=(),
-                            layers=False,
-                            brush=gr.Brush(
-                                colors=[_hex(c) for c in m.colors],
-                                default_color=_hex(m.colors[0]),
-                                color_mode="fixed",
-                                default_size=8,
-                            ),
-                            eraser=gr.Eraser(default_size=8),
-                            elem_id="editor",
+                        editor = _paint_editor(
+                            "Prior (translucent) and your paint",
+                            [_hex(c) for c in m.colors],
+                            _hex(m.colors[0]),
+                            "editor",
                         )
                     with gr.Tab("Paint texture strength"):
-                        strength_editor = gr.ImageEditor(
-                            label="Strength per region (black 0 ... white 1); unpainted: the slider",
-                            type="numpy",
-                            image_mode="RGBA",
-                            format="png",
-                            sources=(),
-                            transforms=(),
-                            layers=False,
-                            brush=gr.Brush(
-                                colors=[_hex([round(v * 255)] * 3) for v in STRENGTH_LEVELS],
-                                default_color="#ffffff",
-                                color_mode="fixed",
-                                default_size=8,
-                            ),
-                            eraser=gr.Eraser(default_size=8),
+                        strength_editor = _paint_editor(
+                            "Strength per region (black 0 ... white 1); unpainted: the slider",
+                            [_hex([round(v * 255)] * 3) for v in STRENGTH_LEVELS],
+                            "#ffffff",
+                            "strength-editor",
                             interactive=strength_on,
-                            elem_id="strength-editor",
                         )
                 with gr.Column(scale=2):
                     result = gr.ImageSlider(
@@ -283,6 +261,25 @@ class PainterApp:
             remap_btn.click(self.remap, [key, editor, strength_editor, remap_from, remap_to], edited)
             override_btn.click(self.override, [key, editor, strength_editor, override], edited)
         return demo
+
+
+def _paint_editor(label: str, colors: list[str], default: str, elem_id: str, interactive: bool | None = None):
+    """A Gradio image editor painting in ``colors`` only (exact colours: PNG, no transforms or extra layers)."""
+    import gradio as gr
+
+    return gr.ImageEditor(
+        label=label,
+        type="numpy",
+        image_mode="RGBA",
+        format="png",
+        sources=(),
+        transforms=(),
+        layers=False,
+        brush=gr.Brush(colors=colors, default_color=default, color_mode="fixed", default_size=8),
+        eraser=gr.Eraser(default_size=8),
+        interactive=interactive,
+        elem_id=elem_id,
+    )
 
 
 def _layer(editor) -> np.ndarray | None:

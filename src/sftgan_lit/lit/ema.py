@@ -7,6 +7,8 @@ import copy
 import torch
 from torch import nn
 
+from .counters import HostCounter
+
 
 class EMA(nn.Module):
     """``ema = decay * ema + (1 - decay) * current`` for parameters; buffers are copied.
@@ -22,8 +24,7 @@ class EMA(nn.Module):
         self.module = copy.deepcopy(model).requires_grad_(False).eval()
         self.decay = decay
         self.warmup = warmup
-        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
-        self._n: int | None = None  # host-side copy of num_updates: no device sync per update
+        self.updates = HostCounter(self, "num_updates")  # no device sync per update
 
     def train(self, mode: bool = True) -> EMA:  # the average is never in training mode
         super().train(False)
@@ -31,21 +32,14 @@ class EMA(nn.Module):
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        if self._n is None:
-            self._n = int(self.num_updates)
-        n = self._n
+        n = self.updates.value
         decay = min(self.decay, (1 + n) / (10 + n)) if self.warmup else self.decay
         ema_params = list(self.module.parameters())
         params = [p.detach() for p in model.parameters()]
         torch._foreach_lerp_(ema_params, params, 1.0 - decay)
         for b_ema, b in zip(self.module.buffers(), model.buffers()):
             b_ema.copy_(b)
-        self._n = n + 1
-        self.num_updates.fill_(self._n)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self._n = None  # re-read from the loaded buffer
+        self.updates.set(n + 1)
 
     def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)

@@ -33,6 +33,7 @@ from ..metrics import PSNRY, SSIMY, lpips_metric
 from ..models import SFTGenerator, export_generator
 from ..priors import Prior
 from ..tensors import trusted
+from .counters import HostCounter
 from .ema import EMA
 
 log = logging.getLogger(__name__)
@@ -135,8 +136,7 @@ class SFTGANModule(L.LightningModule):
             self.val_lpips, message = lpips_metric(lpips_net)
             log.info("%s", message)
         # iterations (G+D pairs) done, and non-finite updates; in the state dict so resume continues them
-        self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
-        self._iteration: int | None = None
+        self.iterations = HostCounter(self, "iteration")  # read every step: kept on the host, no device sync
         self.register_buffer("nonfinite_total", torch.zeros((), dtype=torch.long))
         self._nonfinite_streak = 0
         self._pending_rng: dict | None = None  # RNG states of a resumed checkpoint, applied when its epoch starts
@@ -230,13 +230,13 @@ class SFTGANModule(L.LightningModule):
         detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
         log.warning(
             "non-finite update skipped at iteration %d (%d in a row): %s",
-            self._iteration_count(),
+            self.iterations.value,
             self._nonfinite_streak,
             detail,
         )
         if self._nonfinite_streak >= self.hparams.max_nonfinite:
             raise NonFiniteLossError(
-                f"{self._nonfinite_streak} consecutive non-finite updates; last at iteration {self._iteration_count()} "
+                f"{self._nonfinite_streak} consecutive non-finite updates; last at iteration {self.iterations.value} "
                 f"(global step {self.trainer.global_step}) with loss terms {detail}. Lower the learning rate, "
                 "set optim.clip_grad_norm, or check the data"
             )
@@ -247,7 +247,7 @@ class SFTGANModule(L.LightningModule):
         hp = self.hparams
         opts = self.optimizers()
         opt_g, opt_d = opts
-        it = self._iteration_count()
+        it = self.iterations.value
         n = batch["hr"].shape[0]
         logs: dict[str, torch.Tensor] = {}
         with warnings.catch_warnings():
@@ -278,23 +278,11 @@ class SFTGANModule(L.LightningModule):
                 self._update(opt_d, list(self.discriminator.parameters()), terms)
             logs.update({f"train/d_{k}": v.detach() for k, v in terms.items()})
             logs["train/loss_d"] = sum(terms.values()).detach()
-        self._iteration = it + 1
-        self.iteration.fill_(self._iteration)  # a kernel launch, no host sync
+        self.iterations.set(it + 1)
         logs["train/lr_g"] = torch.tensor(opt_g.param_groups[-1]["lr"])
         logs["train/nonfinite_skipped"] = self.nonfinite_total.float()
         self.log_dict(logs, prog_bar=False, batch_size=n)
-        self.log("train/iteration", float(self._iteration), batch_size=n)
-
-    def _iteration_count(self) -> int:
-        """Iterations done: a host-side copy of the ``iteration`` buffer (read once after a start or a resume),
-        so that no training step waits for the device to tell it."""
-        if self._iteration is None:
-            self._iteration = int(self.iteration)
-        return self._iteration
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self._iteration = None  # re-read from the loaded buffer
+        self.log("train/iteration", float(it + 1), batch_size=n)
 
     def _schedulers(self) -> list:
         scheds = self.lr_schedulers()
