@@ -1,8 +1,12 @@
-"""Training triplets per second: prepared store (memory-mapped) vs decoding the source PNGs each time.
+"""Training triplets per second: prepared store (memory-mapped), LitData stream, decoding the source PNGs.
 
 Same run, same sampling code (HR 96 crops with the original's random rescale, flips, MATLAB-bicubic
 LR, labels prior), 2 workers, batch 16; the only difference is the reader. Source scenes are
-512x512 (the size class of OST photos) so that decoding costs what it costs on real data.
+512x512 (the size class of OST photos) so that decoding costs what it costs on real data. The stream
+is read from a local folder (what a node's LitData cache holds once chunks are downloaded). A stream's
+epoch is one pass over the scenes (12 batches here), and each epoch restarts the workers' pipeline: the
+stream is compared with the memory-mapped store run with the same epochs, and the store is also shown
+with one endless epoch (the figure of the earlier rows).
 
     .venv/bin/python benchmarks/bench_loader.py [--batches 60] [--size 512]
 """
@@ -20,10 +24,15 @@ from sftgan_lit.data import SFTGANDataModule
 from sftgan_lit.priors import LabelPrior
 
 
+def forever(loader):
+    """Batches across epochs (a stream's epoch ends; the memory-mapped store's is set very long here)."""
+    while True:
+        yield from loader
+
+
 def triplets_per_second(dm: SFTGANDataModule, batches: int) -> float:
     dm.setup()
-    loader = dm.train_dataloader()
-    it = iter(loader)
+    it = forever(dm.train_dataloader())
     for _ in range(3):  # warm up: worker start, page cache, first memory maps
         next(it)
     t0 = time.perf_counter()
@@ -36,9 +45,9 @@ def triplets_per_second(dm: SFTGANDataModule, batches: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, default=60)
+    parser.add_argument("--batches", type=int, default=96)
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--scenes", type=int, default=48)
+    parser.add_argument("--scenes", type=int, default=192)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -61,8 +70,15 @@ def main() -> None:
         files_dm = SFTGANDataModule(LabelPrior(), use_store=False, **common)
         rate_files = triplets_per_second(files_dm, args.batches)
         rate_store = triplets_per_second(store_dm, args.batches)
+        passes = {**common, "epoch_length": None}  # one pass over the scenes per epoch, as a stream's
+        rate_store_passes = triplets_per_second(SFTGANDataModule(LabelPrior(), **passes), args.batches)
+        stream_dm = SFTGANDataModule(LabelPrior(), store_format="litdata", **passes)
+        t0 = time.perf_counter()
+        stream_dm.prepare_data()  # LitData chunks optimised from the stores above
+        optimise = time.perf_counter() - t0
+        rate_stream = triplets_per_second(stream_dm, args.batches)
         stores = Path(tmp) / "stores"
-        mb = sum(p.stat().st_size for p in stores.rglob("*.bin")) / 1e6
+        mb = sum(p.stat().st_size for p in stores.rglob("*.bin") if not p.parent.name.endswith("-litdata")) / 1e6
         pixels = sum(e.height * e.width for e in store_dm.datasets["train"].reader.store.entries)
         train_store = stores / "train-labels"
         per_mp = {n: (train_store / f"{n}.bin").stat().st_size / pixels for n in ("images", "labels")}
@@ -76,6 +92,11 @@ def main() -> None:
     )
     print(f"decode PNGs each time : {rate_files:8.0f} triplets/s")
     print(f"prepared store (mmap) : {rate_store:8.0f} triplets/s   ({rate_store / rate_files:.1f}x)")
+    print(f"  the same, epochs of one pass over the scenes: {rate_store_passes:8.0f} triplets/s")
+    print(
+        f"LitData stream (local), the same epochs: {rate_stream:8.0f} triplets/s   "
+        f"({rate_stream / rate_store_passes:.2f}x the mmap store; optimised in {optimise:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -255,7 +255,7 @@ def _two_by_two(tmp_path, run_dir, overrides) -> None:
         )
     for proc in nodes:
         _, err = proc.communicate(timeout=900)
-        assert proc.returncode == 0, err[-4000:]
+        assert proc.returncode == 0, err[-12000:]
 
 
 @pytest.mark.slow

@@ -316,6 +316,27 @@ def test_a_mid_epoch_resume_point_continues_the_run_exactly(tmp_path):
     _assert_same_run(full_dir, full, part_dir, resumed)
 
 
+def test_a_streamed_run_resumed_mid_epoch_equals_the_uninterrupted_one(tmp_path):
+    """data.store_format=litdata: LitData's loader state is in the resume point; with two workers and its own
+    shuffle, the resumed run trains on the same batches as the uninterrupted one."""
+    streamed = [
+        "trainer.limit_train_batches=1.0",
+        "trainer.log_every_n_steps=1",
+        "data.store_format=litdata",
+        "data.epoch_length=null",  # a stream's epoch is one pass: 6 scenes, 3 iterations (6 steps)
+        "data.num_workers=2",
+        "data.persistent_workers=false",
+    ]
+    full_dir, part_dir = tmp_path / "full", tmp_path / "part"
+    _, full = train(_cfg(full_dir, [*streamed, "trainer.max_steps=18"]))
+    train(_cfg(part_dir, [*streamed, "trainer.max_steps=8", "callbacks.resume_point.every_n_train_steps=8"]))
+    point = part_dir / "checkpoints" / "resume.ckpt"
+    state = torch.load(point, weights_only=True)["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+    assert state["current_epoch"] == 2 and state["num_samples_yielded"] == 2  # one batch into LitData's epoch 2
+    _, resumed = train(_cfg(part_dir, [*streamed, "trainer.max_steps=18", f"+ckpt_path={point}"]))
+    _assert_same_run(full_dir, full, part_dir, resumed)
+
+
 def test_sigterm_saves_a_checkpoint_that_resumes_exactly(tmp_path):
     full_dir, part_dir = tmp_path / "full", tmp_path / "part"
     _, full = train(_cfg(full_dir, [*MID_EPOCH, "trainer.max_steps=24"]))

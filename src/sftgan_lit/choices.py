@@ -32,6 +32,13 @@ class PixelType(str, Enum):
     mse = "mse"
 
 
+class StoreFormat(str, Enum):
+    """How prepared data is stored (``data.store``, ``data.streaming``)."""
+
+    mmap = "mmap"  # one memory-mapped store per split on a local (or shared) file system
+    litdata = "litdata"  # LitData chunks, streamed from a folder or object storage (s3://, gs://)
+
+
 def choice(enum: type[Enum], value, key: str) -> str:
     """``value`` (a string or a member) as the plain string of a member of ``enum``; a ``ValueError`` naming ``key`` otherwise."""
     value = getattr(value, "value", value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -152,17 +153,26 @@ def prepare_from_config(cfg) -> int:
     """``sftgan-prepare``'s work for a composed ``conf/prepare.yaml``; returns the exit code (1 if any file failed)."""
     from hydra.utils import instantiate
 
+    from .choices import StoreFormat, choice
+    from .config import require, require_int
     from .data.prepare import prepare
     from .data.sources import items_from_spec
+    from .data.streaming import is_url, write_stream
 
     prior = instantiate(cfg.prior)
     spec = cfg.input
     if spec.layout not in ("folder", "ost"):
         raise ValueError(f"input.layout={spec.layout!r} is not folder or ost")
+    stream = StoreFormat(choice(StoreFormat, cfg.format, "format")) is StoreFormat.litdata
+    store = cfg.out
+    if stream:
+        require(cfg.staging or not is_url(cfg.out), "staging", cfg.staging, "a local folder when out is a URL")
+        store = cfg.staging or f"{cfg.out}-mmap"
+        require_int("workers", cfg.workers, 1)
     items = items_from_spec(spec, prior.class_names, background=cfg.background and spec.layout == "folder", key="input")
     report = prepare(
         items,
-        cfg.out,
+        store,
         prior,
         background=cfg.background,
         modcrop_to=cfg.modcrop,
@@ -182,6 +192,11 @@ def prepare_from_config(cfg) -> int:
         print(f"sftgan-prepare: STOPPED: {report.stopped}", file=sys.stderr)
     if report.failures:
         print(f"sftgan-prepare: {len(report.failures)} of {len(items)} files failed", file=sys.stderr)
+    if stream and (Path(store) / "complete.json").exists():
+        info = write_stream(store, cfg.out, cfg.chunk_bytes, cfg.workers, cfg.storage_options, progress=cfg.progress)
+        print(f"sftgan-prepare: {cfg.out}: LitData stream of {info['entries']} entries, made from {store}")
+        if not cfg.keep_staging:
+            shutil.rmtree(store)
     return 0 if report.ok else 1
 
 

@@ -1,4 +1,4 @@
-"""Data: demo scenes, layouts, the prepared store, aligned transforms, datasets and the datamodule."""
+"""Data: demo scenes, layouts, the prepared and streaming stores, aligned transforms, datasets and the datamodule."""
 
 from .datamodule import SFTGANDataModule, collate
 from .dataset import ORIGINAL_SCALES, PairedDataset, TripletDataset
@@ -8,6 +8,7 @@ from .prepare import PrepareReport, prepare
 from .readers import FileReader, StoreReader
 from .sources import SourceItem, folder_items, ost_items, paired_items
 from .store import Store, StoreError, StoreWriter, dequantize_probs, quantize_probs
+from .streaming import StreamReader, write_stream
 
 __all__ = [
     "ORIGINAL_SCALES",
@@ -22,6 +23,7 @@ __all__ = [
     "StoreError",
     "StoreReader",
     "StoreWriter",
+    "StreamReader",
     "TripletDataset",
     "collate",
     "default_cache_dir",
@@ -34,4 +36,5 @@ __all__ = [
     "quantize_probs",
     "read_image",
     "read_label_map",
+    "write_stream",
 ]

@@ -20,12 +20,18 @@ A split is described by a dict (from ``conf/data/*.yaml``)::
     {layout: paired, hr: DIR, lr: DIR, labels: DIR?, lr_suffix: ''}   # val/test only, read as files
     {layout: demo}                                                     # the embedded demo split
 and the training split may add ``background: {images: DIR}`` mixed in at ``bg_ratio``.
+
+``store_format``: ``mmap`` (default) reads each split's memory-mapped store; ``litdata`` streams the training
+split from LitData chunks and reads the others by index (``streaming.py``), from ``stream_root``, a folder
+or an ``s3://`` URL. Streams that are missing are made from the memory-mapped stores (prepared first);
+a finished stream is used as it is, so a cluster job needs no source images.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -33,7 +39,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..config import is_int, require, require_int
+from ..choices import StoreFormat, choice
+from ..config import ConfigError, is_int, require, require_int
 from ..priors import Prior
 from .dataset import ORIGINAL_SCALES, PairedDataset, TripletDataset
 from .demo import DemoConfig, default_cache_dir, generate_demo
@@ -43,6 +50,7 @@ from .readers import FileReader, StoreReader
 from .sampling import EpochSampler, ResumableLoader
 from .sources import SourceItem, items_from_spec, usable_items
 from .store import Store, StoreError, read_json
+from .streaming import StreamingTriplets, StreamLoader, StreamReader, join, read_info, write_stream
 from .transforms import make_lr
 
 log = logging.getLogger(__name__)
@@ -106,6 +114,10 @@ class SFTGANDataModule(L.LightningDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = True,
         gpu_augment: Mapping | None = None,
+        store_format: str = "mmap",
+        stream_root: str | None = None,
+        stream_cache: str | None = None,
+        storage_options: Mapping | None = None,
     ) -> None:
         super().__init__()
         # the numeric data.* options in range, or a ConfigError naming the key and what it allows
@@ -124,6 +136,19 @@ class SFTGANDataModule(L.LightningDataModule):
         require(ok, "data.val_holdout", val_holdout, "a fraction in (0, 1) or a number of images (0: no validation)")
         ok = len(scales) > 0 and all(isinstance(v, int | float) and 0 < v <= 1 for v in scales)
         require(ok, "data.scales", list(scales), "a non-empty list of numbers in (0, 1]")
+        try:
+            self.store_format = StoreFormat(choice(StoreFormat, store_format, "data.store_format"))
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if self.store_format is StoreFormat.litdata:
+            require(
+                use_store,
+                "data.use_store",
+                use_store,
+                "true with data.store_format=litdata (streams are made from stores)",
+            )
+            # a stream's epoch is one pass over its entries, in LitData's order
+            require(epoch_length is None, "data.epoch_length", epoch_length, "null with data.store_format=litdata")
         self.prior = prior
         self.specs = {"train": train, "val": val, "test": test}
         self.demo = DemoConfig(**demo) if demo is not None else None
@@ -140,6 +165,8 @@ class SFTGANDataModule(L.LightningDataModule):
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
         self.gpu_augment = GpuAugment(**gpu_augment) if gpu_augment else None
+        self.stream_root, self.stream_cache = stream_root, stream_cache
+        self.storage_options = dict(storage_options or {})
         self.datasets: dict[str, Dataset] = {}
 
     # ------------------------------------------------------------------ sources and stores
@@ -208,7 +235,22 @@ class SFTGANDataModule(L.LightningDataModule):
             name += f"-holdout{self.val_holdout}"
         return root / f"{name}-{key}"
 
+    def _stream_dir(self, split: str, background: bool = False) -> str:
+        """Where a split's stream is: ``stream_root`` (a folder or URL) or beside its memory-mapped store."""
+        store = self._store_dir(split, background)
+        return join(self.stream_root, store.name) if self.stream_root else f"{store}-litdata"
+
     def _prepare_split(self, split: str, spec: Mapping, background: bool = False) -> None:
+        if self.store_format is StoreFormat.litdata:
+            stream = self._stream_dir(split, background)
+            if read_info(stream, self.storage_options) is not None:
+                return
+            self._prepare_store(split, spec, background)
+            write_stream(self._store_dir(split, background), stream, storage_options=self.storage_options)
+            return
+        self._prepare_store(split, spec, background)
+
+    def _prepare_store(self, split: str, spec: Mapping, background: bool = False) -> None:
         out = self._store_dir(split, background)
         if (out / "complete.json").exists():
             return
@@ -240,20 +282,24 @@ class SFTGANDataModule(L.LightningDataModule):
                 self._prepare_split(split, spec["background"], background=True)
 
     def _reader(self, split: str, spec: Mapping, background: bool = False):
-        if self.use_store:
-            store = Store(
-                self._store_dir(split, background), num_classes=self.prior.num_classes, verify=self.verify_store
+        if not self.use_store:
+            return FileReader(self._usable(spec, split, background), self.prior.num_classes, background=background)
+        if self.store_format is StoreFormat.litdata:
+            location = self._stream_dir(split, background)
+            reader = StreamReader(location, self.prior.num_classes, self.stream_cache, self.storage_options)
+            failures = reader.info["failures"]
+        else:
+            location = self._store_dir(split, background)
+            reader = StoreReader(Store(location, num_classes=self.prior.num_classes, verify=self.verify_store))
+            failures = read_json(location / "complete.json").get("failures", {})
+        if failures:
+            log.warning(
+                "%s: %d source files failed in sftgan-prepare and are missing: %s",
+                location,
+                len(failures),
+                list(failures)[:5],
             )
-            failures = read_json(store.root / "complete.json").get("failures", {})
-            if failures:
-                log.warning(
-                    "%s: %d source files failed in sftgan-prepare and are missing: %s",
-                    store.root,
-                    len(failures),
-                    list(failures)[:5],
-                )
-            return StoreReader(store)
-        return FileReader(self._usable(spec, split, background), self.prior.num_classes, background=background)
+        return reader
 
     def _log_holdout(self) -> None:
         if self._holdout() and not getattr(self, "_holdout_logged", False):
@@ -329,9 +375,16 @@ class SFTGANDataModule(L.LightningDataModule):
         # The training order and every sample's randomness follow from (seed, epoch, position) and the loader
         # records how far an epoch got: a run stopped anywhere resumes exactly (data/sampling.py).
         trainer = self.trainer
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # what L.seed_everything(cfg.seed) set
+        if self.store_format is StoreFormat.litdata:  # LitData shards, orders and checkpoints the stream itself
+            # its length is exact (LitData gives every rank and worker whole batches); Lightning warns for any
+            # iterable dataset with a length
+            warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
+            stream = StreamingTriplets(self.datasets[split], seed)
+            return StreamLoader(stream, drop_last=True, **common)
         sampler = EpochSampler(
             len(self.datasets[split]),
-            seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),  # what L.seed_everything(cfg.seed) set
+            seed=seed,
             num_replicas=trainer.world_size if trainer else 1,
             rank=trainer.global_rank if trainer else 0,
             shuffle=shuffle,

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from ..categories import VOID_LABEL
 from ..priors import Prior
 from .io import ImageError, read_image
-from .readers import FileReader, StoreReader
+from .readers import FileReader, Reader, Sample
 from .sources import SourceItem
 from .store import QUANT_LEVELS
 from .transforms import dihedral, make_lr, rescale_crop_image, rescale_crop_nearest, rescaled_size, to_float_chw
@@ -53,7 +53,7 @@ class TripletDataset(Dataset):
 
     def __init__(
         self,
-        reader: StoreReader | FileReader,
+        reader: Reader,
         prior: Prior,
         scale: int = 4,
         crop_size: int | None = 96,
@@ -61,7 +61,7 @@ class TripletDataset(Dataset):
         scales: Sequence[float] = ORIGINAL_SCALES,
         hflip: bool = True,
         rotate: bool = True,
-        background: StoreReader | FileReader | None = None,
+        background: Reader | None = None,
         bg_ratio: float = 0.0,
         multiple: int = 8,
         make_lr_on_device: bool = False,
@@ -124,12 +124,17 @@ class TripletDataset(Dataset):
         seeds this sample's randomness (crop, rescale, flips, background), so it does not depend on which
         worker or rank makes it; a bare index (direct use) draws as position ``index`` of epoch 0, seed 0."""
         index, draw = key if isinstance(key, tuple) else (key, (0, 0, key))
+        return self.make(index % len(self.reader), draw)
+
+    def make(self, i: int, draw: tuple[int, int, int], loaded: Sample | None = None) -> dict:
+        """The sample of entry ``i`` of the reader for ``draw``; ``loaded``: that entry, already read (a streaming
+        store reads it in its own order, then asks for the sample its draw gives)."""
         rng = np.random.default_rng([int(v) for v in draw]) if self.train else None
-        reader, i = self.reader, index % len(self.reader)
+        reader = self.reader
         if rng is not None and self.bg_ratio > 0 and rng.random() < self.bg_ratio:
-            reader = self.background
+            reader, loaded = self.background, None
             i = int(rng.integers(len(reader)))
-        image, labels, probs, category, name = reader.load(i)
+        image, labels, probs, category, name = loaded if loaded is not None else reader.load(i)
         h, w = image.shape[:2]
         s, top, left, oh, ow = self._geometry(h, w, rng, name)
         if s == 1.0:  # a plain window, square (a crop) or not (a whole validation image)

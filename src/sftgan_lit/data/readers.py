@@ -1,6 +1,7 @@
-"""Where a dataset's images come from: a prepared store (memory-mapped) or the source files (decoded each time).
+"""Where a dataset's images come from: a prepared store (memory-mapped), a streaming store
+(``streaming.StreamReader``) or the source files (decoded each time).
 
-Both readers return the same thing for entry ``i``: ``(image uint8 (H, W, 3), labels uint8 (H, W) or
+Every reader (``Reader``) returns the same thing for entry ``i``: ``(image uint8 (H, W, 3), labels uint8 (H, W) or
 None, probs (H, W, C) or None, category, name)``; stored probabilities are uint8 (sum 255), priors read
 from files are float32 (sum 1). The dataset crops them without caring which reader it has.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -20,6 +22,26 @@ from .store import Store
 from .transforms import modcrop
 
 Sample = tuple[np.ndarray, "np.ndarray | None", "np.ndarray | None", int, str]
+
+
+class Reader(Protocol):
+    """What a dataset reads entries through."""
+
+    num_classes: int
+
+    def __len__(self) -> int: ...
+
+    @property
+    def has_labels(self) -> bool: ...
+
+    def sizes(self) -> list[tuple[int, int]] | None:
+        """Each entry's ``(H, W)`` when known without decoding."""
+
+    def load(self, i: int) -> Sample:
+        """Entry ``i``: ``(image uint8 (H, W, 3), labels uint8 (H, W) or None, probs (H, W, C) or None, category, name)``."""
+
+    def check(self, i: int, labels: np.ndarray | None, probs: np.ndarray | None) -> None:
+        """Raise on a crop of entry ``i`` whose stored bytes are corrupted."""
 
 
 def load_prior_file(path: Path, num_classes: int, size: tuple[int, int]) -> np.ndarray:

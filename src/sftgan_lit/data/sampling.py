@@ -29,6 +29,23 @@ log = logging.getLogger(__name__)
 Draw = tuple[int, int, int]  # (seed, epoch, position in the epoch): seeds one sample's randomness
 
 
+def epoch_order(length: int, seed: int, epoch: int, shuffle: bool = True) -> list[int]:
+    """Epoch ``epoch``'s order of the indices ``0 .. length - 1``: a permutation drawn from ``seed + epoch``
+    (as ``DistributedSampler`` draws it), or the index order without ``shuffle``. Position ``p`` of it is
+    the sample whose draw is ``(seed, epoch, p)``, whichever store or rank reads it."""
+    if not shuffle:
+        return list(range(length))
+    return torch.randperm(length, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+
+
+def epoch_positions(length: int, seed: int, epoch: int, shuffle: bool = True) -> list[int]:
+    """The inverse of ``epoch_order``: index ``i``'s position in the epoch (what a streaming store, which reads
+    in its own order, needs to give index ``i`` the draw the memory-mapped store gives it)."""
+    positions = torch.empty(length, dtype=torch.int64)
+    positions[torch.tensor(epoch_order(length, seed, epoch, shuffle), dtype=torch.int64)] = torch.arange(length)
+    return positions.tolist()
+
+
 class EpochSampler(DistributedSampler):
     """Yields ``(index, draw)`` for this rank's share of each epoch, from position ``start`` on.
 
@@ -57,11 +74,7 @@ class EpochSampler(DistributedSampler):
 
     def order(self, epoch: int) -> list[int]:
         """The whole epoch's order, padded to ``total_size`` (every rank's share interleaved)."""
-        if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed + epoch)
-            order = torch.randperm(self.length, generator=gen).tolist()
-        else:
-            order = list(range(self.length))
+        order = epoch_order(self.length, self.seed, epoch, self.shuffle)
         pad = self.total_size - len(order)
         return order + (order * math.ceil(pad / max(len(order), 1)))[:pad]
 

@@ -66,6 +66,23 @@ def dequantize_probs(q: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(q)).permute(2, 0, 1).float().div_(QUANT_LEVELS)
 
 
+def check_probs(q: np.ndarray, where: str) -> None:
+    """Rows of a (crop of a) stored prior ``(H, W, C)`` uint8 must sum to exactly 255; anything else is corruption."""
+    sums = q.sum(axis=-1, dtype=np.int32)
+    if (sums != QUANT_LEVELS).any():
+        raise StoreError(
+            f"{where} has corrupted probabilities ({int((sums != QUANT_LEVELS).sum())} pixels do not sum to 1); "
+            "prepare the store again"
+        )
+
+
+def check_labels(lab: np.ndarray, num_classes: int, where: str) -> None:
+    """Stored class indices must be classes or void."""
+    bad = (lab >= num_classes) & (lab != VOID_LABEL)
+    if bad.any():
+        raise StoreError(f"{where} has corrupted labels (values {np.unique(lab[bad])[:8].tolist()})")
+
+
 @dataclass
 class StoreEntry:
     file: str  # source path as given to sftgan-prepare (relative to its input root)
@@ -310,20 +327,10 @@ class Store:
         return self._array(i, "probs")
 
     def check_probs(self, i: int, q: np.ndarray) -> None:
-        """Rows of a (crop of a) stored prior must sum to exactly 255; anything else is corruption."""
-        sums = q.sum(axis=-1, dtype=np.int32)
-        if (sums != QUANT_LEVELS).any():
-            raise StoreError(
-                f"{self.root}: entry {i} ({self.entries[i].file}) has corrupted probabilities "
-                f"({int((sums != QUANT_LEVELS).sum())} pixels do not sum to 1); prepare the store again"
-            )
+        check_probs(q, f"{self.root}: entry {i} ({self.entries[i].file})")
 
     def check_labels(self, i: int, lab: np.ndarray) -> None:
-        bad = (lab >= self.num_classes) & (lab != VOID_LABEL)
-        if bad.any():
-            raise StoreError(
-                f"{self.root}: entry {i} ({self.entries[i].file}) has corrupted labels (values {np.unique(lab[bad])[:8].tolist()})"
-            )
+        check_labels(lab, self.num_classes, f"{self.root}: entry {i} ({self.entries[i].file})")
 
     def verify(self) -> None:
         """Check every entry's bytes against its hash (and its prior's rows); raise on the first bad entry."""
