@@ -122,6 +122,53 @@ def test_a_job_streams_without_the_source_images(tmp_path):
     assert len(batches) == 2 and batches[0]["hr"].shape == (2, 3, 32, 32)
 
 
+@pytest.fixture
+def s3(monkeypatch):
+    """An S3 API on localhost (moto's server) with a bucket, reached the way a job reaches AWS: ``s3://`` URLs and
+    the standard AWS variables. LitData moves chunks with obstore where it can; obstore refuses the
+    emulator's plain http, so its boto3 path runs here (the same requests; workers fork with it set)."""
+    import boto3
+    import litdata.streaming.downloader
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(litdata.streaming.downloader, "_OBSTORE_AVAILABLE", False)
+    boto3.client("s3").create_bucket(Bucket="bucket")
+    yield boto3.client("s3")
+    server.stop()
+
+
+def test_a_stream_in_object_storage_gives_the_same_samples(tmp_path, s3, monkeypatch):
+    monkeypatch.setenv("PL_GLOBAL_SEED", "2")
+    mmap = tiny_demo_datamodule(tmp_path, **AUGMENTED).datasets["train"]
+    streamed = _streamed(tmp_path, stream_root="s3://bucket/stores", stream_cache=str(tmp_path / "chunks"))
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="bucket")["Contents"]}
+    assert {"stores/train-labels/sftgan.json", "stores/train-labels/index.json"} <= keys
+    assert not (tmp_path / "train-labels-litdata").exists()  # nothing streamed to the local folder
+    epoch = _epochs_by_seed(streamed.train_dataloader(), 1)[0]
+    expected = [mmap[key] for key in EpochSampler(len(mmap), seed=2)]
+    assert sorted(epoch) == sorted(int(s["seed"]) for s in expected)
+    for sample in expected:
+        for key in KEYS:
+            torch.testing.assert_close(epoch[int(sample["seed"])][key][0], sample[key], rtol=0, atol=0, msg=key)
+    # sftgan-prepare format=litdata into the bucket, from a local staging store
+    images, labels = write_folder(tmp_path / "src", 2, 64, 64)
+    args = [f"input.images={images}", f"input.labels={labels}", "min_size=32", "progress=false", "format=litdata"]
+    out = ["out=s3://bucket/stores/mine", f"staging={tmp_path / 'mine'}"]
+    assert prepare_from_config(compose([*args, *out], config_name="prepare")) == 0
+    reader = StreamReader("s3://bucket/stores/mine", cache_dir=str(tmp_path / "chunks"))
+    assert len(reader) == 2 and np.array_equal(reader.load(1)[0], Store(tmp_path / "mine").image(1))
+
+
 def test_positions_invert_the_epoch_order():
     order = epoch_order(50, seed=3, epoch=2)
     positions = epoch_positions(50, seed=3, epoch=2)
