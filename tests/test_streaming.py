@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -96,8 +97,9 @@ def test_a_resumed_epoch_taken_to_its_length_is_not_replayed_in_the_next(tmp_pat
         dm.train_dataloader().load_state_dict(moved)
 
 
-def test_a_job_streams_without_the_source_images(tmp_path):
-    """What a cluster node has: the streams (here a folder standing for s3://), not the sources."""
+def test_a_job_streams_without_the_source_images(tmp_path, caplog):
+    """What a cluster node has: the streams (here a folder standing for s3://), not the sources; validation held
+    out of the training images (data.val unset) included."""
     images, labels = write_folder(tmp_path / "src", 4, 64, 64)
     args = {
         "train": {"layout": "folder", "images": str(images), "labels": str(labels)},
@@ -105,21 +107,21 @@ def test_a_job_streams_without_the_source_images(tmp_path):
         "stream_root": str(tmp_path / "streams"),
         "store_format": "litdata",
         "epoch_length": None,
-        "val_holdout": 0,
+        "val_holdout": 1,
         "crop_size": 32,
-        "batch_size": 2,
+        "batch_size": 1,
         "num_workers": 0,
     }
-    first = SFTGANDataModule(LabelPrior(), **args)
-    first.prepare_data()
-    assert (tmp_path / "streams" / "train-labels" / STREAM_INFO).exists()
+    SFTGANDataModule(LabelPrior(), **args).prepare_data()
+    assert {p.name for p in (tmp_path / "streams").iterdir()} == {"train-holdout1-labels", "val-holdout1-labels"}
     shutil.rmtree(tmp_path / "src")
     shutil.rmtree(tmp_path / "staging")
     node = SFTGANDataModule(LabelPrior(), **args)
-    node.prepare_data()  # finds the stream: nothing to prepare
-    node.setup()
-    batches = list(node.train_dataloader())
-    assert len(batches) == 2 and batches[0]["hr"].shape == (2, 3, 32, 32)
+    node.prepare_data()  # finds the streams: nothing to prepare
+    with caplog.at_level(logging.INFO):
+        node.setup()
+    assert "validating on 1 of the 4 images of data.train, held out of training" in caplog.text
+    assert len(list(node.train_dataloader())) == 3 and len(list(node.val_dataloader())) == 1
 
 
 @pytest.fixture

@@ -272,7 +272,6 @@ class SFTGANDataModule(L.LightningDataModule):
             log.warning("%s: %d files failed and are not in the store: %s", out, len(report.failures), report.failures)
 
     def prepare_data(self) -> None:
-        self._log_holdout()
         for split in SPLITS:
             spec = self._resolve(split)
             if spec is None or not self.use_store or spec.get("layout") == "paired":
@@ -302,10 +301,11 @@ class SFTGANDataModule(L.LightningDataModule):
         return reader
 
     def _log_holdout(self) -> None:
-        if self._holdout() and not getattr(self, "_holdout_logged", False):
+        """Say once which share of data.train validates, from the readers (a node that streams has no sources)."""
+        if self._holdout() and "val" in self.datasets and not getattr(self, "_holdout_logged", False):
             self._holdout_logged = True
-            n = len(items_from_spec(self.specs["train"], self.prior.class_names))
-            k = len(holdout_indices(n, self.val_holdout))
+            k = len(self.datasets["val"].reader)
+            n = k + len(self.datasets["train"].reader)
             log.info(
                 "data.val is not set: validating on %d of the %d images of data.train, held out of training "
                 "(data.val_holdout=%s; every %s-th image in name order)",
@@ -317,7 +317,6 @@ class SFTGANDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.prior.check_ready()
-        self._log_holdout()
         for split in SPLITS:
             spec = self._resolve(split)
             if spec is None or split in self.datasets:
@@ -350,6 +349,7 @@ class SFTGANDataModule(L.LightningDataModule):
                 )
             else:
                 self.datasets[split] = TripletDataset(reader, self.prior, self.scale, self.val_crop_size, train=False)
+        self._log_holdout()
 
     # ------------------------------------------------------------------ loaders
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
