@@ -33,7 +33,7 @@ class PixelType(str, Enum):
 
 
 class StoreFormat(str, Enum):
-    """How prepared data is stored (``data.store``, ``data.streaming``)."""
+    """How prepared data is stored (``data.store_format``, ``sftgan-prepare format=``)."""
 
     mmap = "mmap"  # one memory-mapped store per split on a local (or shared) file system
     litdata = "litdata"  # LitData chunks, streamed from a folder or object storage (s3://, gs://)
