@@ -3,23 +3,28 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test format bench ablation pipeline strength app screenshot notebook clean
+.PHONY: install test docs format bench ablation pipeline strength app screenshot notebook clean
 
 install: $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip >/dev/null
-	$(BIN)/python -m pip install -e ".[test]"
+	$(BIN)/python -m pip install -e ".[all,test,docs]"
 	@# the prior painter's browser test drives Debian's Chromium (Playwright cannot download its own here)
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# style (ruff format + lint), the import layers (import-linter), then the test suite
-test:
+# style (ruff format + lint), the import layers (import-linter), the docs site (strict), then the test suite
+test: docs
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
+
+# the docs site into build/site/ (MkDocs Material + mkdocstrings); strict: a broken link, a missing
+# reference or a stale API name fails the build
+docs:
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # apply the formatter and the linter's safe fixes
 format:
@@ -51,9 +56,9 @@ strength:
 app:
 	$(BIN)/sftgan-app
 
-# docs/app.png: the prior painter in headless Chromium, a demo scene painted and run (after python train.py)
+# docs/img/app.png: the prior painter in headless Chromium, a demo scene painted and run (after python train.py)
 screenshot:
-	$(BIN)/python scripts/app_screenshot.py --out docs/app.png
+	$(BIN)/python scripts/app_screenshot.py --out docs/img/app.png
 
 # re-run notebooks/demo.ipynb in place (outputs committed)
 notebook:

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results import Results
 from timing import best
 
 from sftgan_lit.app.session import AppModels
 from sftgan_lit.app.ui import PainterApp
-from sftgan_lit.categories import OUTDOOR_CLASSES, OUTDOOR_COLORS
+from sftgan_lit.categories import OUTDOOR_COLORS
 from sftgan_lit.data.io import write_png
-from sftgan_lit.inference.engines import choose, cpu_name
+from sftgan_lit.inference.engines import choose
 from sftgan_lit.inference.runtime import segmenter_engine
 from sftgan_lit.models import OutdoorSceneSeg, SFTGenerator, sftgan_pytorch
 from sftgan_lit.priors import SegmenterPrior, SegmentOptions
@@ -58,13 +59,20 @@ def main() -> None:
     torch.save(OutdoorSceneSeg().state_dict(), tmp / "segmenter.pth")
     choice = choose("auto", "auto", torch.device("cpu"))  # the app's default for the segmenter
     segment = SegmentOptions(precision=choice.precision, engine=segmenter_engine(choice))
-    print(f"CPU: {cpu_name()}, {args.threads} threads; LR {n}x{n} -> SR {4 * n}x{4 * n}; stroke {k}x{k} LR pixels")
-    print(f"segmenter on {choice.engine} {choice.precision} (sftgan-app's default); generator torch fp32")
-    print(
-        "| generator | first result (s) | of it: prior (s) | edit, incremental (s) | edit, full recompute (s) "
-        "| incremental speed-up | edit through the handler (s) |"
+    results = Results("app")
+    rows = results.table(
+        [
+            "generator",
+            "first result (s)",
+            "of it: prior (s)",
+            "edit, incremental (s)",
+            "edit, full recompute (s)",
+            "incremental speed-up",
+            "edit through the handler (s)",
+        ],
+        f"LR {n}x{n} -> SR {4 * n}x{4 * n}, a {k}x{k}-LR-pixel stroke; segmenter on {choice.engine} "
+        f"{choice.precision} (sftgan-app's default), generator torch fp32",
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
     demo = dict(num_features=32, num_blocks=4, cond_channels=16, cond_hidden_channels=32, sft_hidden_channels=16)
     for name, generator in (
         ("released size (64 x 16 blocks)", sftgan_pytorch()),
@@ -106,10 +114,18 @@ def main() -> None:
         session.set_paint_layer(None)
         session.run()
         handler_s = best(handler, args.repeats)
-        print(
-            f"| {name} | {first:.2f} | {prior_s:.2f} | {inc_s:.2f} | {full_s:.2f} | {full_s / inc_s:.2f}x | {handler_s:.2f} |"
+        rows.append(
+            [
+                name,
+                f"{first:.2f}",
+                f"{prior_s:.2f}",
+                f"{inc_s:.2f}",
+                f"{full_s:.2f}",
+                f"{full_s / inc_s:.2f}x",
+                f"{handler_s:.2f}",
+            ]
         )
-    print(f"classes: {', '.join(OUTDOOR_CLASSES)}")
+    results.save()
 
 
 if __name__ == "__main__":

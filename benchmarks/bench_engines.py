@@ -31,11 +31,12 @@ from unittest import mock
 
 import numpy as np
 import torch
+from results import Results
 from timing import best
 
 from sftgan_lit.data.demo import DemoConfig, test_scenes
 from sftgan_lit.inference import engines
-from sftgan_lit.inference.engines import GeneratorRunner, SegmenterRunner, choose, cpu_name
+from sftgan_lit.inference.engines import GeneratorRunner, SegmenterRunner, choose
 from sftgan_lit.inference.runtime import resolve_checkpoint
 from sftgan_lit.metrics import psnr_y
 from sftgan_lit.models import OutdoorSceneSeg, load_generator, load_segmenter, sftgan_pytorch
@@ -78,20 +79,20 @@ def main() -> None:
     ]
     s = args.lr_size
     mp = (4 * s) ** 2 / 1e6
-    print(
-        f"CPU: {cpu_name()}, {torch.get_num_threads()} threads; native bf16: {engines.native_bf16(torch.device('cpu'))}"
-    )
-    print(f"auto here: {choose('auto', 'auto', torch.device('cpu'))}")
+    results = Results("engines")
+    results.note(f"native bf16 on this CPU: {engines.native_bf16(torch.device('cpu'))}")
+    results.note(f"engine=auto precision=auto here: {choose('auto', 'auto', torch.device('cpu'))}")
     with mock.patch.object(engines, "cpu_flags", lambda: {"avx2", "avx512f"}):
-        print(f"auto on a CPU without native bf16: {choose('auto', 'auto', torch.device('cpu'))}")
+        results.note(f"the same on a CPU without native bf16: {choose('auto', 'auto', torch.device('cpu'))}")
     torch.manual_seed(0)
     generator, segmenter = sftgan_pytorch().eval(), OutdoorSceneSeg().eval()
     lr = torch.rand(1, 3, s, s)
     with torch.inference_mode():
         prior = segmenter(lr)
-    print(f"\nSpeed: released sizes, random weights, LR {s}x{s} -> {4 * s}x{4 * s}, s per output MP")
-    print("| engine | precision | segmenter | generator | end to end | vs torch fp32 |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    columns = ["engine", "precision", "segmenter", "generator", "end to end", "vs fp32"]
+    rows = results.table(
+        columns, f"seconds per output MP: released sizes, random weights, LR {s}x{s} -> {4 * s}x{4 * s}, batch 1"
+    )
     reference = None
     with tempfile.TemporaryDirectory() as tmp:
         for engine, precision in available:
@@ -100,21 +101,22 @@ def main() -> None:
             t_gen = best(lambda: generate(lr, prior), args.repeats) / mp
             total = t_seg + t_gen
             reference = reference or total
-            print(f"| {engine} | {precision} | {t_seg:.2f} | {t_gen:.2f} | {total:.2f} | {reference / total:.2f}x |")
-        cuda_rows(generator, segmenter, lr, mp, args.repeats)
-        quality(args, available, Path(tmp))
+            rows.append(
+                [engine, precision, f"{t_seg:.2f}", f"{t_gen:.2f}", f"{total:.2f}", f"{reference / total:.2f}x"]
+            )
+        cuda_rows(results, columns, generator, segmenter, lr, mp, args.repeats)
+        quality(results, args, available, Path(tmp))
+    results.save()
 
 
-def cuda_rows(generator, segmenter, lr, mp: float, repeats: int) -> None:
+def cuda_rows(results: Results, columns, generator, segmenter, lr, mp: float, repeats: int) -> None:
     """On a GPU (when one is present): torch fp32 / bf16 / fp16 autocast with channels_last, same table."""
     if not torch.cuda.is_available():
         return
     g = copy.deepcopy(generator).cuda().to(memory_format=torch.channels_last)
     s = copy.deepcopy(segmenter).cuda().to(memory_format=torch.channels_last)
     x = lr.cuda()
-    print(f"\nCUDA ({torch.cuda.get_device_name()}), s per output MP:")
-    print("| engine | precision | segmenter | generator | end to end | vs CUDA fp32 |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    rows = results.table(columns, f"seconds per output MP on {torch.cuda.get_device_name()}, channels_last")
     reference = None
     for precision, dtype in (("fp32", None), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
         ctx = torch.autocast("cuda", dtype=dtype) if dtype else contextlib.nullcontext()
@@ -131,29 +133,36 @@ def cuda_rows(generator, segmenter, lr, mp: float, repeats: int) -> None:
             prior = s(x).float()
         t_seg, t_gen = timed(lambda: s.coarse_logits(x)), timed(lambda: g(x, prior))
         reference = reference or t_seg + t_gen
-        print(
-            f"| torch cuda | {precision} | {t_seg:.3f} | {t_gen:.3f} | {t_seg + t_gen:.3f} | {reference / (t_seg + t_gen):.2f}x |"
+        total = t_seg + t_gen
+        rows.append(
+            ["torch cuda", precision, f"{t_seg:.3f}", f"{t_gen:.3f}", f"{total:.3f}", f"{reference / total:.2f}x"]
         )
 
 
-def quality(args, available, folder: Path) -> None:
+def quality(results: Results, args, available, folder: Path) -> None:
     try:
         generator = load_generator(resolve_checkpoint(args.generator), channels_last=False)
         segmenter = load_segmenter(args.segmenter)
     except FileNotFoundError as err:
-        print(f"\nQuality rows skipped: {err} (python train.py and make pipeline make the trained models)")
+        results.note(f"quality rows skipped: {err} (python train.py and make pipeline make the trained models)")
         return
     scenes = test_scenes(DemoConfig())  # the SFT-Net's test scenes
     # the segmenter's own test scenes (make pipeline trains it on data=context)
     context = test_scenes(DemoConfig(kind="context", size=128, num_train=64, num_val=8, num_test=16))
-    print(
-        f"\nQuality vs torch fp32: SR on {len(scenes)} demo test scenes (demo SFT-Net, {args.generator}, label-map "
-        f"prior); prior on {len(context)} context test scenes (LR-ASPP of make pipeline, {args.segmenter}):"
+    rows = results.table(
+        [
+            "engine",
+            "precision",
+            "prior argmax agreement",
+            "mean abs delta prob",
+            "SR PSNR-Y vs fp32 (min)",
+            "delta PSNR-Y vs HR",
+            "budgets",
+        ],
+        f"quality against torch fp32: SR on {len(scenes)} demo test scenes (the demo SFT-Net, label-map prior); "
+        f"prior on {len(context)} context test scenes (the LR-ASPP of make pipeline). Budgets: argmax agreement "
+        ">= 99%, SR PSNR-Y against fp32 >= 45 dB, PSNR-Y against HR within 0.05 dB of fp32's",
     )
-    print(
-        "| engine | precision | prior argmax agreement | mean abs delta prob | SR PSNR-Y vs fp32 (min) | delta PSNR-Y vs HR | budgets |"
-    )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
     ref = None
     for engine, precision in available:
         segment, generate = runners(generator, segmenter, engine, precision, folder)
@@ -174,9 +183,16 @@ def quality(args, available, folder: Path) -> None:
             [psnr_y(a, hr[None, :, : a.shape[2], : a.shape[3]]).item() for a, (hr, _, _) in zip(ref[1], scenes)]
         )
         ok = agree >= 0.99 and vs_fp32 >= 45 and abs(vs_hr - hr0) <= 0.05
-        print(
-            f"| {engine} | {precision} | {100 * agree:.2f}% | {dprob:.1e} | "
-            f"{'inf' if math.isinf(vs_fp32) else f'{vs_fp32:.1f}'} dB | {vs_hr - hr0:+.3f} dB | {'met' if ok else 'MISSED'} |"
+        rows.append(
+            [
+                engine,
+                precision,
+                f"{100 * agree:.2f}%",
+                f"{dprob:.1e}",
+                f"{'inf' if math.isinf(vs_fp32) else f'{vs_fp32:.1f}'} dB",
+                f"{vs_hr - hr0:+.3f} dB",
+                "met" if ok else "MISSED",
+            ]
         )
 
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from results import Results
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -92,9 +93,6 @@ def main() -> None:
     macs = count_conv_macs(ref, (lr, prior))
     flops = 2 * macs
     peak = matmul_gflops(device)
-    print(f"device={device} torch {torch.__version__} threads={torch.get_num_threads()}")
-    print(f"input LR {s}x{s}, batch {n} -> SR {4 * s}x{4 * s}; conv work {flops / 1e9:.1f} GFLOP per forward")
-    print(f"large matmul (4096^2 fp32): {peak:.1f} GFLOP/s")
 
     with torch.inference_mode():
         diff = (ours(lr, prior) - ref((lr, prior))).abs().max().item()
@@ -107,21 +105,27 @@ def main() -> None:
         ("sftgan_lit SFTGenerator, NCHW", lambda: ours(lr, prior)),
         ("sftgan_lit as loaded (channels_last)", lambda: ours_cl(lr, prior)),
     ]
+    results = Results("generator")
+    for line in (
+        f"LR {s}x{s}, batch {n} -> SR {4 * s}x{4 * s}; {flops / 1e9:.1f} GFLOP of convolutions per forward",
+        f"large matmul (4096^2 fp32) in the same run: {peak:.1f} GFLOP/s",
+    ):
+        results.note(line)
+    table = results.table(["model", "time / forward", "GFLOP/s", "of matmul peak", "speed-up"], f"{device.type}, fp32")
     times = {}
-    print(f"{'model':40s} {'time/fwd':>10s} {'GFLOP/s':>9s} {'of peak':>8s}")
     for name, fn in rows:
-        t = best_time(fn, args.repeats, device)
-        times[name] = t
-        print(f"{name:40s} {t * 1e3:8.1f}ms {flops / t / 1e9:9.1f} {flops / t / 1e9 / peak:8.1%}")
-    t_ref = times["original-style module (reference)"]
-    for name in rows[1:]:
-        print(f"speed-up of {name[0]!r} vs original-style module: {t_ref / times[name[0]]:.2f}x")
-    print(f"max |diff| vs original-style module: {diff:.2e}")
+        times[name] = t = best_time(fn, args.repeats, device)
+        speed = times[rows[0][0]] / t
+        table.append(
+            [name, f"{t * 1e3:.1f} ms", f"{flops / t / 1e9:.0f}", f"{flops / t / 1e9 / peak:.0%}", f"{speed:.2f}x"]
+        )
+    results.note(f"outputs agree with the original-style module to {diff:.1e} (max abs)")
 
     if device.type == "cuda":
         lr_cl, prior_cl = (t.contiguous(memory_format=torch.channels_last) for t in (lr, prior))
         t32 = best_time(lambda: ours(lr, prior), args.repeats, device)
-        print(f"{'CUDA fp32':40s} {n / t32:8.1f} img/s")
+        speed = results.table(["precision", "images / s", "vs fp32"], "CUDA throughput")
+        speed.append(["fp32", f"{n / t32:.0f}", "1.00x"])
         for dtype in (torch.float16, torch.bfloat16):
 
             def run(dtype=dtype):
@@ -129,9 +133,8 @@ def main() -> None:
                     return ours_cl(lr_cl, prior_cl)
 
             t = best_time(run, args.repeats, device)
-            print(
-                f"{'CUDA autocast ' + str(dtype).split('.')[-1] + ' + channels_last':40s} {n / t:8.1f} img/s  ({t32 / t:.2f}x fp32)"
-            )
+            speed.append([f"autocast {str(dtype).split('.')[-1]} + channels_last", f"{n / t:.0f}", f"{t32 / t:.2f}x"])
+    results.save(device, suffix="-cuda" if device.type == "cuda" else "")
 
 
 if __name__ == "__main__":

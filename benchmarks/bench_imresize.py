@@ -15,6 +15,7 @@ import math
 import time
 
 import torch
+from results import Results
 
 from sftgan_lit.imresize import imresize
 
@@ -89,8 +90,8 @@ def main() -> None:
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(0)
     cases = [("training crop 96x96 -> 24x24", (3, 96, 96), 20), ("DIV2K-size 2040x1356 -> 510x339", (3, 1356, 2040), 1)]
-    print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, best of {args.repeats}")
-    print(f"{'case':34s} {'reference':>12s} {'sftgan_lit':>12s} {'speed-up':>9s} {'max |diff|':>11s}")
+    results = Results("imresize")
+    rows = results.table(["case", "reference", "sftgan_lit", "speed-up", "max abs diff"], f"best of {args.repeats}")
     for name, shape, inner in cases:
         img = torch.rand(shape, generator=gen)
         ref_out = reference_imresize(img, 0.25)
@@ -107,7 +108,8 @@ def main() -> None:
 
         t_ref = time_it(run_ref, args.repeats) / inner
         t_ours = time_it(run_ours, args.repeats) / inner
-        print(f"{name:34s} {t_ref * 1e3:10.3f}ms {t_ours * 1e3:10.3f}ms {t_ref / t_ours:8.1f}x {diff:11.2e}")
+        rows.append([name, f"{t_ref * 1e3:.3f} ms", f"{t_ours * 1e3:.3f} ms", f"{t_ref / t_ours:.1f}x", f"{diff:.1e}"])
+    results.save()
 
 
 if __name__ == "__main__":

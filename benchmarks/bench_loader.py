@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from results import Results
 
 from sftgan_lit.data import SFTGANDataModule
 from sftgan_lit.priors import LabelPrior
@@ -82,21 +83,33 @@ def main() -> None:
         pixels = sum(e.height * e.width for e in store_dm.datasets["train"].reader.store.entries)
         train_store = stores / "train-labels"
         per_mp = {n: (train_store / f"{n}.bin").stat().st_size / pixels for n in ("images", "labels")}
-    print(
-        f"source: {args.scenes} demo scenes {args.size}x{args.size} + 8 background; demo generation + prepare {prep:.1f} s; store {mb:.1f} MB"
+    results = Results("loader")
+    results.note(
+        f"source: {args.scenes} demo scenes {args.size}x{args.size} + 8 background; demo generation + prepare "
+        f"{prep:.1f} s; store {mb:.1f} MB; LitData stream optimised in {optimise:.1f} s"
     )
-    print(f"batch 16, HR 96, {args.workers} workers, labels prior, {args.batches} batches timed")
-    print(
-        f"bytes per pixel in the store: image {per_mp['images']:.2f}, labels {per_mp['labels']:.2f}, "
-        f"cached 8-class prior {8:.2f} (uint8, by construction) vs 32 for the original's float32 .pth"
+    results.note(
+        f"bytes per pixel in the store: image {per_mp['images']:.2f}, labels {per_mp['labels']:.2f}, a cached "
+        "8-class prior 8 (uint8, by construction), against 32 for the original's float32 .pth files"
     )
-    print(f"decode PNGs each time : {rate_files:8.0f} triplets/s")
-    print(f"prepared store (mmap) : {rate_store:8.0f} triplets/s   ({rate_store / rate_files:.1f}x)")
-    print(f"  the same, epochs of one pass over the scenes: {rate_store_passes:8.0f} triplets/s")
-    print(
-        f"LitData stream (local), the same epochs: {rate_stream:8.0f} triplets/s   "
-        f"({rate_stream / rate_store_passes:.2f}x the mmap store; optimised in {optimise:.1f} s)"
+    rows = results.table(
+        ["reader", "triplets/s", "ratio"], f"batch 16, HR 96, {args.workers} workers, {args.batches} batches timed"
     )
+    rows += [
+        ["decode the source PNGs each time", f"{rate_files:.0f}", "1.00x"],
+        ["prepared store (memory-mapped), one endless epoch", f"{rate_store:.0f}", f"{rate_store / rate_files:.1f}x"],
+        [
+            "prepared store (memory-mapped), epochs of one pass",
+            f"{rate_store_passes:.0f}",
+            "1.00x (the stream's reference)",
+        ],
+        [
+            "LitData stream from a local folder, epochs of one pass",
+            f"{rate_stream:.0f}",
+            f"{rate_stream / rate_store_passes:.2f}x the store",
+        ],
+    ]
+    results.save()
 
 
 if __name__ == "__main__":

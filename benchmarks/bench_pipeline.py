@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+from results import Results
 from timing import best
 
 from sftgan_lit.categories import OUTDOOR_CLASSES, OUTDOOR_COLORS
-from sftgan_lit.inference.engines import cpu_name
 from sftgan_lit.inference.export import export_pipeline_onnx
 from sftgan_lit.models import OutdoorSceneSeg, sftgan_pytorch
 from sftgan_lit.pipeline import SFTGANPipeline
@@ -37,18 +37,18 @@ def main() -> None:
     s = args.lr_size
     lr = torch.rand(1, 3, s, s)
     mp = (4 * s) ** 2 / 1e6
-    print(
-        f"CPU: {cpu_name()}, {args.threads} threads; LR {s}x{s} -> SR {4 * s}x{4 * s} ({mp:.3f} MP); torch {torch.__version__}, onnxruntime {ort.__version__}"
+    results = Results("pipeline")
+    rows = results.table(
+        ["prior", "engine", "s per output MP", "vs torch eager fp32", "max abs diff vs eager fp32"],
+        f"LR {s}x{s} -> SR {4 * s}x{4 * s}, batch 1, onnxruntime {ort.__version__}",
     )
-    print("| prior | engine | s per output MP | vs torch eager fp32 | max abs diff vs eager fp32 |")
-    print("| --- | --- | --- | --- | --- |")
     generator = sftgan_pytorch().eval()
     for prior_name, segmenter in (("uniform", None), ("OutdoorSceneSeg", OutdoorSceneSeg().eval())):
         pipeline = SFTGANPipeline(generator, segmenter, OUTDOOR_CLASSES, OUTDOOR_COLORS).eval()
         with torch.inference_mode():
             reference = pipeline(lr).numpy()
             eager = best(lambda: pipeline(lr), args.repeats)
-        print(f"| {prior_name} | torch eager fp32 | {eager / mp:.2f} | 1.00x | 0 |")
+        rows.append([prior_name, "torch eager fp32", f"{eager / mp:.2f}", "1.00x", "0"])
         with tempfile.TemporaryDirectory() as tmp:
             for fp16 in (False, True):
                 path = export_pipeline_onnx(pipeline, Path(tmp) / f"p{int(fp16)}.onnx", fp16=fp16)
@@ -60,7 +60,8 @@ def main() -> None:
                 t = best(lambda: session.run(None, {"input": x}), args.repeats)
                 diff = float(np.abs(out - reference).max())
                 label = "onnxruntime fp16" if fp16 else "onnxruntime fp32"
-                print(f"| {prior_name} | {label} | {t / mp:.2f} | {eager / t:.2f}x | {diff:.1e} |")
+                rows.append([prior_name, label, f"{t / mp:.2f}", f"{eager / t:.2f}x", f"{diff:.1e}"])
+    results.save()
 
 
 if __name__ == "__main__":

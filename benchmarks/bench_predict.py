@@ -93,34 +93,43 @@ def _child(args: list[str], out: str | None = None) -> dict:
 
 def part1(small: bool, threads: int) -> None:
     import numpy as np
+    from results import Results
 
     k = 4 if small else 1
     tile = 256 // k
     (h1, w1), (h2, w2) = (750 // k, 1000 // k), (1500 // k, 2000 // k)
-    print(f"Full SFT-Net, {threads} threads; tile {tile} LR px, overlap = receptive field")
     whole = _child([str(h1), str(w1), "none", str(threads)], "/tmp/bench_whole.npy")
     tiled = _child([str(h1), str(w1), str(tile), str(threads)], "/tmp/bench_tiled.npy")
     big = _child([str(h2), str(w2), str(tile), str(threads)])
     r = whole["radius"]
     same = np.abs(np.load("/tmp/bench_whole.npy").astype(int) - np.load("/tmp/bench_tiled.npy").astype(int)).max()
-    for name, c, (h, w) in [("whole", whole, (h1, w1)), ("tiled", tiled, (h1, w1)), ("tiled", big, (h2, w2))]:
-        print(
-            f"  {w}x{h} LR -> {4 * w}x{4 * h}  {name:5s}: {c['seconds']:7.1f} s   peak RSS {c['peak_rss'] / GIB:5.2f} GiB "
-            f"(after model + inputs: {c['rss_before'] / GIB:.2f} GiB)"
+    results = Results("predict")
+    rows = results.table(["LR input -> output", "mode", "time", "peak RSS", "RSS after model + inputs"])
+    for name, c, (h, w) in [("whole image", whole, (h1, w1)), ("tiled", tiled, (h1, w1)), ("tiled", big, (h2, w2))]:
+        mode = name if name == "whole image" else f"tiles of {tile} LR px, overlap {r} (the receptive field)"
+        rows.append(
+            [
+                f"{w}x{h} -> {4 * w}x{4 * h}",
+                mode,
+                f"{c['seconds']:.1f} s",
+                f"{c['peak_rss'] / GIB:.2f} GiB",
+                f"{c['rss_before'] / GIB:.2f} GiB",
+            ]
         )
     bound = (tile + 2 * r) ** 2 / tile**2
     ratio = tiled["seconds"] / whole["seconds"]
     mem_ratio = big["peak_rss"] / tiled["peak_rss"]
-    print(f"  receptive field radius r = {r} LR px; (T+2r)^2/T^2 = {bound:.2f}")
-    print(
-        f"  tiled / whole time = {ratio:.2f}  (target <= {bound * 1.1:.2f}): {'OK' if ratio <= bound * 1.1 else 'MISSED'}"
+    results.note(
+        f"tiled / whole time = {ratio:.2f}; the recomputed overlap alone would allow (T + 2r)^2 / T^2 = {bound:.2f} "
+        f"(target <= {bound * 1.1:.2f}: {'met' if ratio <= bound * 1.1 else 'missed'})"
     )
-    print(
-        f"  tiled peak RSS {tiled['peak_rss'] / GIB:.2f} and {big['peak_rss'] / GIB:.2f} GiB (target < 2.5): "
-        f"{'OK' if max(tiled['peak_rss'], big['peak_rss']) < 2.5 * GIB else 'MISSED'}; ratio {mem_ratio:.3f} "
-        f"(target within 10%): {'OK' if abs(mem_ratio - 1) <= 0.1 else 'MISSED'}"
+    results.note(
+        f"tiled peak RSS for a 4x larger image: {mem_ratio:.3f} of the smaller one's (target within 10%: "
+        f"{'met' if abs(mem_ratio - 1) <= 0.1 else 'missed'}; under 2.5 GiB: "
+        f"{'met' if max(tiled['peak_rss'], big['peak_rss']) < 2.5 * GIB else 'missed'})"
     )
-    print(f"  tiled vs whole output: max |difference| = {same} (uint8, every 4th pixel)")
+    results.note(f"tiled against whole-image output: max abs difference {same} (uint8, every 4th pixel)")
+    results.save(suffix="-small" if small else "")
 
 
 def main() -> None:

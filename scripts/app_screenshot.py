@@ -2,7 +2,7 @@
 newest ``train.py`` export, pick a demo scene in headless Chromium, paint a rectangle as another class, run,
 and save the page.
 
-    python scripts/app_screenshot.py [--checkpoint latest] [--scene 3] [--cls building] [--out docs/app.png]
+    python scripts/app_screenshot.py [--checkpoint latest] [--scene 3] [--cls building] [--out docs/img/app.png]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="latest")
     parser.add_argument("--scene", type=int, default=3, help="index of the demo test scene")
     parser.add_argument("--cls", default="building", help="the class painted")
-    parser.add_argument("--out", default="docs/app.png")
+    parser.add_argument("--out", default="docs/img/app.png")
     args = parser.parse_args()
     models = load_models(args.checkpoint)
     color = models.colors[models.class_names.index(args.cls)]

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-
-TESTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TESTS))
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -26,3 +22,15 @@ os.environ["SFTGAN_CACHE"] = os.environ["SFTGAN_TEST_CACHE"]
 @pytest.fixture
 def rng() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    """A tiny random SFT-Net exported as a generator file (predict, eval and strength tests)."""
+    from sftgan_lit.models import export_generator
+
+    from helpers import tiny_generator
+
+    path = tmp_path_factory.mktemp("ckpt") / "generator.pth"
+    export_generator(tiny_generator(), path)
+    return path

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from PIL import Image
 
 from sftgan_lit.config import compose_config
 from sftgan_lit.models import OutdoorSceneSeg, SFTGenerator
+from sftgan_lit.priors import DenseProbs
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -205,3 +208,62 @@ class SigtermAt:
                     os.kill(os.getpid(), signal.SIGTERM)
 
         return _Kill()
+
+
+CLASSES = ["background", "sky", "water", "grass", "mountain", "building", "plant", "animal"]
+COLORS = [[0, 0, 0]] * 8
+
+
+def random_prior(h: int, w: int, classes: int = 8, seed: int = 0) -> DenseProbs:
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(1, classes, h // 4 + 1, w // 4 + 1, generator=gen) * 3
+    probs = torch.nn.functional.interpolate(logits, size=(4 * h, 4 * w), mode="bilinear").softmax(1)
+    return DenseProbs(probs[0], 4)
+
+
+def psnr_y_np(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> float:
+    """PSNR on the BT.601 luma of 8-bit RGB, border cropped: the literature's convention, in numpy."""
+
+    def y(img):
+        img = img.astype(np.float64)
+        return 16.0 + (65.481 * img[..., 0] + 128.553 * img[..., 1] + 24.966 * img[..., 2]) / 255.0
+
+    a, b = y(sr)[border:-border, border:-border], y(hr)[border:-border, border:-border]
+    return float(10 * np.log10(255.0**2 / np.mean((a - b) ** 2)))
+
+
+def compose_exact(name: str, overrides: list[str]):
+    """``conf/<name>.yaml`` composed for exact inference comparisons (torch fp32 whatever the CPU)."""
+    return compose(config_name=name, overrides=[*EXACT_INFERENCE, *overrides])
+
+
+def predict_cfg(tmp_path: Path, ckpt: Path, *overrides: str):
+    return compose_exact(
+        "predict", [f"checkpoint={ckpt}", f"out={tmp_path / 'out'}", "progress=false", *TINY_DATA, *overrides]
+    )
+
+
+def run_script(tmp_path, script, *args):
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args, *TINY_DATA],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+    )
+
+
+# predict/eval/prepare under a disk that fills up after the first output
+FULL_DISK = """
+import errno, os, sys
+real, calls = os.fsync, []
+def fsync(fd):  # the disk fills up after the first output
+    calls.append(fd)
+    if len(calls) > 1:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    real(fd)
+os.fsync = fsync
+from sftgan_lit.cli import {main}
+sys.exit({main}())
+"""

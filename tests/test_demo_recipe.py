@@ -25,8 +25,8 @@ TOY = [
     "trainer.limit_val_batches=1",
     "trainer.enable_progress_bar=false",
     "stages.fidelity.trainer.max_steps=700",
-    "stages.fidelity.optim.generator.lr=2e-3",
-    "stages.fidelity.optim.scheduler.milestones=[550]",
+    "stages.fidelity.module.optimizer_g.lr=2e-3",
+    "stages.fidelity.module.scheduler.milestones=[550]",
     "trainer.max_steps=20",
 ]
 

@@ -28,7 +28,7 @@ from sftgan_lit.models import (
     load_generator,
     load_segmenter,
 )
-from sftgan_lit.models.weights import infer_segmenter
+from sftgan_lit.models.registry import infer_segmenter
 from sftgan_lit.pipeline import SFTGANPipeline, export_pipeline, load_pipeline
 from sftgan_lit.priors import DenseProbs
 from sftgan_lit.state_dict import CheckpointError

@@ -38,7 +38,9 @@ def test_auto_picks_bf16_only_where_the_cpu_runs_it_natively(monkeypatch, flags,
 
 def test_explicit_choices_that_cannot_run_are_configuration_errors(monkeypatch):
     monkeypatch.setattr(engines, "installed", lambda e: e in ("torch", "onnxruntime"))
-    with pytest.raises(ConfigError, match="engine=openvino: the openvino package is not installed"):
+    with pytest.raises(
+        ConfigError, match=r"engine=openvino needs the 'engines' extra: pip install \"sftgan_lit\[engines\]\""
+    ):
         choose("openvino", "fp32", CPU)
     with pytest.raises(ConfigError, match="engine=onnxruntime runs fp32 on the CPU; got precision=bf16"):
         choose("onnxruntime", "bf16", CPU)

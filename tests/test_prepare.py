@@ -202,3 +202,35 @@ def test_a_finished_store_names_a_source_edited_since(tmp_path):
     Image.fromarray(edited).save(images / "001.png")
     stale = prepare(items, tmp_path / "store", LabelPrior(), min_size=32, progress=False)
     assert list(stale.failures) == ["001.png"] and "changed since it was prepared" in stale.failures["001.png"]
+
+
+def test_a_full_disk_stops_prepare_resumably(tmp_path, monkeypatch):
+    import errno
+
+    from sftgan_lit.data import Store, folder_items, prepare
+    from sftgan_lit.data import store as store_module
+
+    from helpers import write_folder
+
+    images, labels = write_folder(tmp_path / "src", 4)
+    real_fsync, real_add, adds = os.fsync, store_module.StoreWriter.add, []
+
+    def add(self, *args):
+        adds.append(args[0])
+        return real_add(self, *args)
+
+    def full(fd):
+        if len(adds) >= 3:  # the third entry: its data cannot be made durable
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(store_module.StoreWriter, "add", add)
+    monkeypatch.setattr(store_module.os, "fsync", full)
+    report = prepare(folder_items(images, labels), tmp_path / "store", LabelPrior(), min_size=32, progress=False)
+    assert not report.ok and report.written == 2 and not report.failures
+    assert "could not write 002.png into" in report.stopped and "No space left on device" in report.stopped
+    assert not (tmp_path / "store" / "complete.json").exists()  # unfinished: readers refuse it
+    monkeypatch.setattr(store_module.os, "fsync", real_fsync)
+    again = prepare(folder_items(images, labels), tmp_path / "store", LabelPrior(), min_size=32, progress=False)
+    assert again.ok and again.total == 4
+    assert [e.file for e in Store(tmp_path / "store").entries] == ["000.png", "001.png", "002.png", "003.png"]

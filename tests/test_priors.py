@@ -9,8 +9,9 @@ from hydra.utils import instantiate
 from sftgan_lit.data.store import dequantize_probs, quantize_probs
 from sftgan_lit.models import OutdoorSceneSeg
 from sftgan_lit.priors import LabelPrior, PriorError, SegmenterPrior, UniformPrior, validate_probs
+from sftgan_lit.train import build_models
 
-from helpers import compose, tiny_segmenter_file
+from helpers import TINY_MODEL, compose, tiny_segmenter_file
 
 
 def test_label_prior_one_hot_smoothing_and_void():
@@ -97,7 +98,8 @@ def test_segmenter_prior_matches_the_network_and_checks_class_count(tmp_path):
 
 @pytest.mark.parametrize("name", ["labels", "ade_outdoor", "uniform", "none"])
 def test_prior_configs_instantiate_and_drive_the_class_count(name):
-    cfg = compose(config_name="train", overrides=[f"prior={name}"])
+    cfg = compose(config_name="train", overrides=[f"prior={name}", *TINY_MODEL])
     prior = instantiate(cfg.prior)
-    assert prior.name == name and prior.num_classes == 8 == cfg.model.generator.num_classes
-    assert cfg.model.discriminator.num_classes == prior.num_classes
+    models = build_models(cfg, prior.num_classes)
+    assert prior.name == name and prior.num_classes == 8 == models["generator"].config.num_classes
+    assert models["discriminator"].num_classes == prior.num_classes

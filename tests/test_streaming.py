@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from sftgan_lit.cli import configuration_error, prepare_from_config
+from sftgan_lit.cli import configuration_error
 from sftgan_lit.config import ConfigError
 from sftgan_lit.data import SFTGANDataModule, Store, StoreError
+from sftgan_lit.data.prepare import prepare_from_config
 from sftgan_lit.data.sampling import EpochSampler, epoch_order, epoch_positions
 from sftgan_lit.data.streaming import STREAM_INFO, StreamingTriplets, StreamReader, write_stream
 from sftgan_lit.priors import LabelPrior

@@ -89,10 +89,10 @@ def test_conditioning_runs_at_5x_and_the_trunk_is_frozen_until_its_iteration(tmp
     overrides = [
         "trainer.max_steps=6",
         "trainer.limit_train_batches=3",
-        "optim.generator.lr=1e-3",
-        f"optim.param_groups={groups}",
-        "optim.ema_decay=null",
-        "optim.scheduler={_target_: torch.optim.lr_scheduler.MultiStepLR, _partial_: true, milestones: [2], gamma: 0.5}",
+        "module.optimizer_g.lr=1e-3",
+        f"module.param_groups={groups}",
+        "module.ema_decay=null",
+        "module.scheduler={_target_: torch.optim.lr_scheduler.MultiStepLR, _partial_: true, milestones: [2], gamma: 0.5}",
     ]
     _, objects = train(_cfg(tmp_path, overrides))
     module = objects["module"]
@@ -115,7 +115,7 @@ def test_d_init_iters_and_d_steps_per_g(tmp_path, monkeypatch):
     train(
         _cfg(
             tmp_path,
-            ["trainer.max_steps=4", "trainer.limit_train_batches=3", "optim.d_init_iters=1", "optim.d_steps_per_g=2"],
+            ["trainer.max_steps=4", "trainer.limit_train_batches=3", "module.d_init_iters=1", "module.d_steps_per_g=2"],
         )
     )
     # iteration 0: D only (warm-up); 1: D only (1 % 2); 2: G + D
@@ -221,7 +221,7 @@ def test_consecutive_nans_stop_the_run_naming_step_and_terms(tmp_path):
 @pytest.mark.parametrize("gan_type", ["vanilla", "lsgan", "ragan", "wgan_gp", "hinge"])
 def test_every_gan_type_trains(gan_type, tmp_path):
     metrics, _ = train(
-        _cfg(tmp_path, ["stages=null", f"loss.gan_type={gan_type}", "debug=fast_dev_run"], tiny_train=False)
+        _cfg(tmp_path, ["stages=null", f"module.objective.gan_type={gan_type}", "debug=fast_dev_run"], tiny_train=False)
     )
     assert np.isfinite(metrics["train/loss_g"]) and np.isfinite(metrics["train/loss_d"])
     if gan_type == "wgan_gp":
@@ -239,8 +239,8 @@ def test_experiment_sftgan_fast_dev_run(tmp_path):
             "data=demo",
             "prior=labels",
             f"init_from_srgan={tmp_path / 'srgan.pth'}",
-            "loss.perceptual.random_weights=true",
-            "loss.perceptual.layer=8",
+            "module.objective.perceptual.random_weights=true",
+            "module.objective.perceptual.layer=8",
             f"paths.output_dir={tmp_path}",
             *[o for o in TINY if o.startswith("data.")],
             "model.discriminator.input_size=32",
@@ -350,7 +350,7 @@ def test_sigterm_saves_a_checkpoint_that_resumes_exactly(tmp_path):
 
 
 def test_export_is_the_ema_generator_and_loads_with_load_generator(tmp_path):
-    _, objects = train(_cfg(tmp_path, ["optim.ema_decay=0.999"]))
+    _, objects = train(_cfg(tmp_path, ["module.ema_decay=0.999"]))
     g = load_generator(objects["export"], channels_last=False)
     ema = objects["module"].ema.module
     for (k, a), b in zip(ema.state_dict().items(), g.state_dict().values()):

@@ -23,12 +23,13 @@ from .models import (
     init_from_srgan,
     load_generator,
     load_segmenter,
+    package_version,
     sftgan_pytorch,
     sftgan_torch7,
     srresnet,
 )
 
-__version__ = "0.1.0"
+__version__ = package_version()  # the installed distribution's (pyproject.toml), read once
 
 __all__ = [
     "ACDDiscriminator",

@@ -39,6 +39,21 @@ class StoreFormat(str, Enum):
     litdata = "litdata"  # LitData chunks, streamed from a folder or object storage (s3://, gs://)
 
 
+class Layout(str, Enum):
+    """How a split's files are laid out (``data.train.layout``, ``sftgan-prepare input.layout``; ``data/splits.py``)."""
+
+    demo = "demo"  # the embedded demo set, generated on first use
+    folder = "folder"  # a folder of HR images, optional parallel label maps or priors
+    ost = "ost"  # one folder per class (the OST set)
+    paired = "paired"  # HR and given LR images side by side (benchmark sets: validation and test)
+
+
+class Degradation(str, Enum):
+    """How the LR is made from the HR (``data.degradation.kind``)."""
+
+    bicubic = "bicubic"  # MATLAB's imresize(hr, 1/scale), the paper's LR
+
+
 def choice(enum: type[Enum], value, key: str) -> str:
     """``value`` (a string or a member) as the plain string of a member of ``enum``; a ``ValueError`` naming ``key`` otherwise."""
     value = getattr(value, "value", value)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
 from pathlib import Path
 
@@ -79,13 +78,14 @@ def configuration_error(err: BaseException) -> str | None:
     constructor refused its arguments: a ``TypeError`` or Lightning's ``MisconfigurationException``).
     """
     from hydra.errors import InstantiationException
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from omegaconf.errors import MissingMandatoryValue
 
     node = None
     while isinstance(err, InstantiationException) and err.__cause__ is not None:
         node = node or next((ln.split(":", 1)[1].strip() for ln in str(err).splitlines() if "full_key:" in ln), None)
         err = err.__cause__
-    if node and (isinstance(err, TypeError) or type(err).__name__ == "MisconfigurationException"):
+    if node and isinstance(err, TypeError | MisconfigurationException):
         # a constructor refusing its arguments (e.g. Lightning's Trainer): the config node is the place to fix
         return f"{node}: {str(err).strip().splitlines()[0]}"
     if isinstance(err, MissingMandatoryValue):
@@ -124,6 +124,11 @@ def train_main() -> None:
 
     from .train import train
 
+    # hparams_search=loss_weights loads Hydra's Optuna sweeper plugin, the 'sweep' extra
+    if any(a.lstrip("+").startswith("hparams_search=") and not a.endswith("=null") for a in sys.argv[1:]):
+        if _missing_extra("sftgan-train", "hydra_plugins.hydra_optuna_sweeper", "hparams_search"):
+            sys.exit(2)
+
     @_hydra_main("sftgan-train", "train")
     def _main(cfg: DictConfig) -> float | None:
         metrics, objects = _setup_errors_exit("sftgan-train", train, cfg)
@@ -139,6 +144,18 @@ def train_main() -> None:
     _main()
 
 
+def _missing_extra(prog: str, module: str, feature: str) -> bool:
+    """Print one line naming the extra when ``module`` (for ``feature``) is not installed; True then."""
+    from .extras import MissingExtraError, require
+
+    try:
+        require(module, feature)
+    except MissingExtraError as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return True
+    return False
+
+
 def report_hook(cfg, metrics: dict, objects: dict):
     """``cfg.report`` (a ``_partial_`` callable) on the trained run, once (rank 0), when the run exported
     its models; returns what it returns (None when there is no report)."""
@@ -149,62 +166,13 @@ def report_hook(cfg, metrics: dict, objects: dict):
     return instantiate(cfg.report)(cfg=cfg, metrics=metrics, objects=objects)
 
 
-def prepare_from_config(cfg) -> int:
-    """``sftgan-prepare``'s work for a composed ``conf/prepare.yaml``; returns the exit code (1 if any file failed)."""
-    from hydra.utils import instantiate
-
-    from .choices import StoreFormat, choice
-    from .config import require, require_int
-    from .data.prepare import prepare
-    from .data.sources import items_from_spec
-    from .data.streaming import is_url, write_stream
-
-    prior = instantiate(cfg.prior)
-    spec = cfg.input
-    if spec.layout not in ("folder", "ost"):
-        raise ValueError(f"input.layout={spec.layout!r} is not folder or ost")
-    stream = StoreFormat(choice(StoreFormat, cfg.format, "format")) is StoreFormat.litdata
-    store = cfg.out
-    if stream:
-        require(cfg.staging or not is_url(cfg.out), "staging", cfg.staging, "a local folder when out is a URL")
-        store = cfg.staging or f"{cfg.out}-mmap"
-        require_int("workers", cfg.workers, 1)
-    items = items_from_spec(spec, prior.class_names, background=cfg.background and spec.layout == "folder", key="input")
-    report = prepare(
-        items,
-        store,
-        prior,
-        background=cfg.background,
-        modcrop_to=cfg.modcrop,
-        min_size=cfg.min_size,
-        scale=cfg.scale,
-        max_pixels=cfg.max_pixels,
-        limit=cfg.limit,
-        progress=cfg.progress,
-        device=cfg.device,
-    )
-    print(
-        f"sftgan-prepare: {report.store}: {report.written} written, {report.skipped_done} already done, {report.total} in store"
-    )
-    for name, reason in report.failures.items():
-        print(f"sftgan-prepare: FAILED {name}: {reason}", file=sys.stderr)
-    if report.stopped:
-        print(f"sftgan-prepare: STOPPED: {report.stopped}", file=sys.stderr)
-    if report.failures:
-        print(f"sftgan-prepare: {len(report.failures)} of {len(items)} files failed", file=sys.stderr)
-    if stream and (Path(store) / "complete.json").exists():
-        info = write_stream(store, cfg.out, cfg.chunk_bytes, cfg.workers, cfg.storage_options, progress=cfg.progress)
-        print(f"sftgan-prepare: {cfg.out}: LitData stream of {info['entries']} entries, made from {store}")
-        if not cfg.keep_staging:
-            shutil.rmtree(store)
-    return 0 if report.ok else 1
-
-
 def prepare_main() -> None:
     """``sftgan-prepare``: Hydra overrides as arguments (``conf/prepare.yaml``); exit code 1 if any file failed."""
 
     @_hydra_main("sftgan-prepare", "prepare")
     def _main(cfg) -> None:
+        from .data.prepare import prepare_from_config
+
         code = _setup_errors_exit("sftgan-prepare", prepare_from_config, cfg)
         if code:
             sys.exit(code)
@@ -256,30 +224,13 @@ def eval_main() -> None:
     _main()
 
 
-EXPORT_FORMATS = {
-    "safetensors": ".safetensors",  # the pipeline (prior + generator), no pickle
-    "pth": ".pth",  # the same as a torch.save file
-    "onnx": ".onnx",  # the pipeline, one input, fp32
-    "onnx-fp16": "_fp16.onnx",  # the same in float16
-    "torchscript": "_generator.ts",  # the two-input generator (lr, prior)
-    "generator-onnx": "_generator.onnx",  # the two-input generator as ONNX
-}
-
-
 def export_main(argv: list[str] | None = None) -> int:
     """``sftgan-export CHECKPOINT --out DIR``: one-file models for other tools (the prior and the generator as
     one pipeline: safetensors, ONNX fp32/fp16; the two-input generator: TorchScript, ONNX), each checked
     against the eager model at a size it was not traced at, and a model card (JSON + README.md)."""
-    from .inference.export import (
-        check_export,
-        check_image_to_image_onnx,
-        check_pipeline_onnx,
-        export_onnx,
-        export_pipeline_onnx,
-        export_torchscript,
-    )
+    from .inference.exporters import EXPORTERS
     from .inference.model_card import model_card, write_model_card
-    from .pipeline import export_pipeline, load_pipeline
+    from .pipeline import load_pipeline
 
     parser = argparse.ArgumentParser(prog="sftgan-export", description=export_main.__doc__)
     parser.add_argument(
@@ -293,9 +244,7 @@ def export_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--override", help="fixed edit: every pixel this class")
     parser.add_argument("--remap", help="fixed edit: source:target[,source:target]")
-    parser.add_argument(
-        "--format", nargs="+", choices=list(EXPORT_FORMATS), default=["safetensors", "onnx", "onnx-fp16"]
-    )
+    parser.add_argument("--format", nargs="+", choices=list(EXPORTERS), default=["safetensors", "onnx", "onnx-fp16"])
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     parser.add_argument(
         "--tolerance", type=float, default=1e-4, help="max |export - eager| accepted, fp32 (default 1e-4)"
@@ -307,6 +256,11 @@ def export_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .state_dict import CheckpointError
 
+    onnx = [f for f in args.format if f.endswith("onnx")]
+    if onnx and any(
+        _missing_extra("sftgan-export", m, f"--format {onnx[0]}") for m in ("onnx", "onnxscript", "onnxruntime")
+    ):
+        return 2
     for key in ("tolerance", "fp16_tolerance"):
         if not getattr(args, key) > 0:
             print(f"sftgan-export: --{key.replace('_', '-')}={getattr(args, key)}: must be > 0", file=sys.stderr)
@@ -318,7 +272,7 @@ def export_main(argv: list[str] | None = None) -> int:
         print(f"sftgan-export: {err}", file=sys.stderr)
         return 2
     out, stem = Path(args.out), args.name or Path(args.checkpoint).stem
-    paths = {fmt: out / f"{stem}{EXPORT_FORMATS[fmt]}" for fmt in args.format}
+    paths = {fmt: out / f"{stem}{EXPORTERS[fmt].suffix}" for fmt in args.format}
     source = Path(args.checkpoint).resolve()
     if any(p.resolve() == source for p in paths.values()):
         print(
@@ -328,19 +282,10 @@ def export_main(argv: list[str] | None = None) -> int:
         return 2
     failed, written = False, []
     for fmt, path in paths.items():
-        limit = args.fp16_tolerance if fmt == "onnx-fp16" else args.tolerance
-        if fmt in ("safetensors", "pth"):
-            export_pipeline(pipeline, path)
-            diff, note = _reload_difference(pipeline, load_pipeline(path)), "reloaded"
-        elif fmt in ("onnx", "onnx-fp16"):
-            export_pipeline_onnx(pipeline, path, fp16=fmt == "onnx-fp16", opset=args.opset)
-            rules = check_image_to_image_onnx(path)
-            diff = check_pipeline_onnx(pipeline, path)
-            note = f"chaiNNer rules pass: {rules['input_dtype']}, x{rules['scale']}, opset {rules['opset']}"
-        else:
-            g = pipeline.generator
-            path = export_torchscript(g, path) if fmt == "torchscript" else export_onnx(g, path, args.opset)
-            diff, note = check_export(g, path), "two inputs (lr, prior)"
+        exporter = EXPORTERS[fmt]
+        limit = args.fp16_tolerance if exporter.fp16 else args.tolerance
+        path = exporter.write(pipeline, path, args.opset)
+        diff, note = exporter.check(pipeline, path)
         written.append(path)
         print(f"sftgan-export: {path} ({note}; max |export - eager| = {diff:.2e} at a size it was not traced at)")
         if diff > limit:
@@ -350,15 +295,6 @@ def export_main(argv: list[str] | None = None) -> int:
     for path in write_model_card(card, out, stem):
         print(f"sftgan-export: {path}")
     return 1 if failed else 0
-
-
-def _reload_difference(pipeline, reloaded) -> float:
-    """Largest |reloaded - original| on a random (2, 3, 19, 33) LR."""
-    import torch
-
-    x = torch.rand(2, 3, 19, 33, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        return float((reloaded(x) - pipeline(x)).abs().max())
 
 
 def inspect_main(argv: list[str] | None = None) -> int:
@@ -418,6 +354,8 @@ def app_main(argv: list[str] | None = None) -> int:
             print(f"sftgan-app: --{key.replace('_', '-')}={getattr(args, key)}: out of range", file=sys.stderr)
             return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if _missing_extra("sftgan-app", "gradio", "sftgan-app"):
+        return 2
     from .app.ui import PainterApp, load_models, serve
 
     models = _setup_errors_exit(

@@ -2,8 +2,8 @@
 
 Typed schemas for the groups and entry points whose values are plain numbers and choices, so that a
 typo in a key or a wrong type fails when the config is composed, with Hydra's message, not in the
-middle of a run. ``conf/loss/*.yaml`` and ``conf/sft/*.yaml`` start from ``schema_loss`` /
-``schema_sft``; ``conf/predict.yaml`` and ``conf/eval.yaml`` from ``schema_predict`` / ``schema_eval``.
+middle of a run. ``conf/loss/*.yaml``, ``conf/sft/*.yaml`` and ``conf/data/*.yaml`` start from
+``schema_loss`` / ``schema_sft`` / ``schema_data``; ``conf/predict.yaml`` and ``conf/eval.yaml`` from ``schema_predict`` / ``schema_eval``.
 The schemas are registered by ``register_configs()``, which every entry point calls before composing
 (``cli``, ``compose_config``); importing this module registers nothing.
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-from .choices import Conditioning, GanType, PixelType
+from .choices import Conditioning, Degradation, GanType, Layout, PixelType, StoreFormat
 
 
 class ConfigError(ValueError):
@@ -53,7 +53,7 @@ class PerceptualSchema:
 
 @dataclass
 class LossSchema:
-    """``losses.SFTGANObjective``'s arguments."""
+    """``loss=``: ``losses.SFTGANObjective``'s arguments (its keys live at ``module.objective``)."""
 
     _target_: str = "sftgan_lit.losses.SFTGANObjective"
     w_pix: float = 0.0
@@ -70,6 +70,8 @@ class LossSchema:
 
 @dataclass
 class SFTSchema:
+    """``sft=``: where and how the prior enters the generator (its keys live at ``model.generator``)."""
+
     conditioning: Conditioning = Conditioning.sft
     num_cond_blocks: Optional[int] = None  # None: every residual block; k: the first k
     final_cond: bool = True  # the conditioning layer before the trunk's last conv
@@ -151,6 +153,100 @@ class TrainerSchema:
             value,
             "true, false or a number of batches",
         )
+
+
+@dataclass
+class DemoConfig:
+    """The embedded demo set (``data.demo``, ``data/demo.py``): scenes generated on first use, no download."""
+
+    seed: int = 0
+    size: int = 192  # scene side in HR pixels (a multiple of 8)
+    num_train: int = 48
+    num_val: int = 8
+    num_test: int = 8
+    num_background: int = 8  # photograph-only images for the background mix of the training split
+    # "outdoor": the 8 outdoor classes from skimage textures; "ambiguous": the prior ablation's scenes,
+    # whose 4 classes are identical at LR (data/ambiguous.py); "context": the same classes in bands whose
+    # order identifies them from the whole image only (the learned-prior pipeline)
+    kind: str = "outdoor"
+
+
+@dataclass
+class BackgroundSchema:
+    """The background-only images mixed into training at ``data.bg_ratio`` (prior all background, category 0)."""
+
+    images: Optional[str] = None  # a folder of HR images (e.g. DIV2K_train_HR)
+
+
+@dataclass
+class SplitSchema:
+    """One split (``data.train`` / ``data.val`` / ``data.test``): the keys of every layout. The layout's own
+    class (``data.splits``) takes the keys it has and refuses, in one line, a key of another layout."""
+
+    layout: Layout = Layout.folder  # demo | folder | ost | paired
+    images: Optional[str] = None  # folder: the HR images
+    labels: Optional[str] = None  # folder, ost, paired: parallel label maps (PNG, same stems)
+    priors: Optional[str] = None  # folder: parallel priors (.npy / .pt, (C, H, W) probabilities)
+    root: Optional[str] = None  # ost: the folder with one subfolder per class
+    hr: Optional[str] = None  # paired: the HR images
+    lr: Optional[str] = None  # paired: the given LR images
+    lr_suffix: Optional[str] = None  # paired: LR names are <HR stem><lr_suffix> (e.g. x4); null = ""
+    background: Optional[BackgroundSchema] = None  # train, folder / ost: the background mix
+
+
+@dataclass
+class GpuAugmentSchema:
+    """``data.gpu_augment``: kornia augmentation on the device (``data.gpu_augment.GpuAugment``)."""
+
+    hflip: float = 0.5  # probability
+    vflip: float = 0.0  # probability
+    rot90: bool = True  # random multiples of 90 degrees
+    crop: Optional[int] = None  # HR crop side after the loader's crop (null: none)
+
+
+@dataclass
+class DegradationSchema:
+    """``data.degradation``: how the training LR is made from the HR crop."""
+
+    kind: Degradation = Degradation.bicubic  # bicubic: MATLAB's imresize(hr, 1/scale), the paper's LR
+
+
+@dataclass
+class DataSchema:
+    """``data.``: the ``SFTGANDataModule``'s arguments (``conf/data/*.yaml`` start from it), typed so that a
+    typo or a wrong type fails at composition; the datamodule checks the ranges."""
+
+    _target_: str = "sftgan_lit.data.SFTGANDataModule"
+    _convert_: str = "all"  # plain dicts and lists reach the datamodule (and its worker processes)
+    train: Optional[SplitSchema] = None  # the training split
+    val: Optional[SplitSchema] = None  # null with a folder / ost training split: held out of it (val_holdout)
+    test: Optional[SplitSchema] = None
+    demo: Optional[DemoConfig] = None  # the demo set's settings (layout: demo)
+    degradation: DegradationSchema = field(default_factory=DegradationSchema)
+    cache_dir: Optional[str] = None  # where the demo set is generated (null: $SFTGAN_CACHE or ~/.cache/sftgan_lit)
+    store_root: Optional[str] = None  # prepared stores (null: next to the generated demo set)
+    use_store: bool = True  # false: decode the source files every time
+    prepare_missing: bool = True  # prepare missing stores (rank 0) instead of failing
+    verify_store: bool = True  # check every entry's hash when a store is opened
+    store_format: StoreFormat = StoreFormat.mmap  # mmap | litdata (stream chunks from stream_root)
+    stream_root: Optional[str] = None  # litdata: a folder or s3://bucket/prefix (null: beside each store)
+    stream_cache: Optional[str] = None  # litdata: where chunks of a remote stream are cached (null: LitData's)
+    storage_options: Optional[dict[str, Any]] = None  # litdata: object-storage options, e.g. {endpoint_url: ...}
+    scale: int = 4  # SR factor: the LR is 1/scale of the HR
+    crop_size: int = 96  # HR training crop (a multiple of scale)
+    scales: list[float] = field(default_factory=lambda: [1.0, 0.9, 0.8, 0.7, 0.6, 0.5])  # random source rescale
+    hflip: bool = True  # random horizontal flips
+    rotate: bool = True  # random vertical flips and transposes
+    bg_ratio: float = 0.1  # share of background samples (the original: about one in ten)
+    val_crop_size: Optional[int] = None  # null: whole validation images (cut to a multiple of 8)
+    val_holdout: Any = 0.1  # data.val null: this fraction (float) or count (int) of the training images validates
+    epoch_length: Optional[int] = None  # samples per epoch (random crops); null: one per image
+    batch_size: int = 16
+    val_batch_size: int = 4
+    num_workers: int = 2
+    pin_memory: bool = True
+    persistent_workers: bool = True
+    gpu_augment: Optional[GpuAugmentSchema] = None  # kornia on the device; null: none
 
 
 @dataclass
@@ -255,9 +351,11 @@ def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()
-    cs.store(group="loss", name="schema_loss", node=LossSchema)
-    cs.store(group="sft", name="schema_sft", node=SFTSchema)
+    # groups placed where their keys are used (their files' @package headers say the same)
+    cs.store(group="loss", name="schema_loss", node=LossSchema, package="module.objective")
+    cs.store(group="sft", name="schema_sft", node=SFTSchema, package="model.generator")
     cs.store(group="trainer", name="schema_trainer", node=TrainerSchema)
+    cs.store(group="data", name="schema_data", node=DataSchema)
     cs.store(name="schema_predict", node=PredictSchema)
     cs.store(name="schema_eval", node=EvalSchema)
 
@@ -275,9 +373,25 @@ def conf_dir() -> Path:
 
 
 def compose_config(config_name: str, overrides: list[str] | tuple[str, ...] = ()):
-    """Compose ``conf/<config_name>.yaml`` with Hydra ``overrides`` outside ``@hydra.main`` (tests, notebooks)."""
+    """Compose ``conf/<config_name>.yaml`` with Hydra ``overrides`` outside ``@hydra.main`` (tests, notebooks).
+
+    Args:
+        config_name: a root config of ``conf/``: ``train``, ``predict``, ``eval`` or ``prepare``.
+        overrides: Hydra overrides, as on the command line (``["trainer.max_steps=8", "prior=uniform"]``).
+
+    Returns:
+        The composed ``DictConfig`` (without the ``hydra`` node; Hydra's record of the run is set as
+        ``@hydra.main`` sets it, so the command line wins over every stage as it does there).
+    """
     from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
 
     register_configs()
     with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
-        return compose(config_name=config_name, overrides=list(overrides))
+        cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+    # as @hydra.main does: Hydra's record of the run (overrides, group choices) for train.pinned_keys
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg

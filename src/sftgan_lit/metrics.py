@@ -40,7 +40,16 @@ def y_8bit(img: torch.Tensor, crop_border: int = 0) -> torch.Tensor:
 
 
 def psnr_y(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 4) -> torch.Tensor:
-    """Per-image PSNR (dB) on Y: (N, 3, H, W) RGB [0, 1] pairs -> (N,) float64; ``inf`` for identical images."""
+    """Per-image PSNR (dB) on the BT.601 luma of the 8-bit-rounded images, the SR literature's protocol.
+
+    Args:
+        sr: the super-resolved images, ``(N, 3, H, W)`` RGB in [0, 1].
+        hr: the reference images, the same shape and range.
+        crop_border: pixels cropped from each side before measuring (the scale, by convention).
+
+    Returns:
+        ``(N,)`` float64 PSNR in dB; ``inf`` for identical images.
+    """
     _check(sr, hr)
     mse = (y_8bit(sr, crop_border) - y_8bit(hr, crop_border)).pow(2).flatten(1).mean(1)
     return 10.0 * torch.log10(255.0**2 / mse)
@@ -54,7 +63,17 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5, device=None) -> torch.T
 
 
 def ssim_y(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 4) -> torch.Tensor:
-    """Per-image SSIM on Y (0-255), the original formulation: (N, 3, H, W) RGB [0, 1] pairs -> (N,) float64."""
+    """Per-image SSIM on the 8-bit BT.601 luma (0-255), the original formulation (11x11 Gaussian window,
+    sigma 1.5, valid pixels only).
+
+    Args:
+        sr: the super-resolved images, ``(N, 3, H, W)`` RGB in [0, 1].
+        hr: the reference images, the same shape and range.
+        crop_border: pixels cropped from each side before measuring; at least 11x11 must remain.
+
+    Returns:
+        ``(N,)`` float64 SSIM in [-1, 1].
+    """
     _check(sr, hr)
     x, y = y_8bit(sr, crop_border), y_8bit(hr, crop_border)
     if min(x.shape[-2:]) < 11:

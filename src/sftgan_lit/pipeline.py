@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .models import SFTGenerator, load_generator, read_segmenter
-from .models.weights import (
+from .models.checkpoints import (
     CONFIG_KEY,
     RECORD_KEY,
     SEGMENTER_KEY,
@@ -75,8 +75,10 @@ class SFTGANPipeline(nn.Module):
     Args:
         generator: an ``SFTGenerator``.
         segmenter: a prior segmenter (``forward(lr) -> probs`` at the generator's scale); None: uniform prior.
-        class_names, colors: the prior's classes (one per generator class) and their RGB colours.
-        override, remap: fixed edits by class name (recorded in the exported metadata).
+        class_names: the prior's classes, one per generator class.
+        colors: their RGB colours, ``[r, g, b]`` in 0-255.
+        override: a fixed edit: every pixel this class (recorded in the exported metadata).
+        remap: a fixed edit: ``{source: target}`` class names (recorded in the exported metadata).
     """
 
     def __init__(
@@ -178,6 +180,15 @@ def load_pipeline(
     gets ``segmenter`` (a segmenter file or module) as its prior, or the uniform prior when None; the
     class names come from the generator's record, the segmenter's, or the 8 outdoor classes for the
     released 8-class layouts. ``override`` / ``remap`` add fixed edits to a generator-only file.
+
+    Args:
+        path: a pipeline export (``.safetensors`` / ``.pth``) or a generator file.
+        segmenter: the prior for a generator-only file: a segmenter file or module (None: uniform prior).
+        override: a class name: every pixel's prior is that class.
+        remap: ``{source: target}`` or ``"source:target,..."`` class remapping.
+
+    Returns:
+        The ``SFTGANPipeline`` in eval mode: ``(N, 3, h, w)`` RGB in [0, 1] -> ``(N, 3, scale*h, scale*w)``.
     """
     from .categories import NUM_OUTDOOR_CLASSES, OUTDOOR_CLASSES, OUTDOOR_COLORS
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -31,11 +32,14 @@ def count_parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def build_models(cfg: DictConfig) -> dict[str, torch.nn.Module]:
-    """Instantiate every network of ``cfg.model`` (generator + discriminator, or a segmenter); the
-    generator starts from ``cfg.init_generator`` (all its weights, e.g. an earlier stage's export) or
-    ``cfg.init_from_srgan`` (the trunk), a segmenter from ``cfg.init_segmenter``, when set."""
-    models = {name: instantiate(node) for name, node in cfg.model.items() if node is not None}
+def build_models(cfg: DictConfig, num_classes: int | None = None) -> dict[str, torch.nn.Module]:
+    """Instantiate every network of ``cfg.model`` (generator + discriminator, or a segmenter), each sized by
+    the prior's class count (``num_classes``; None: ``cfg.prior``'s); the generator starts from
+    ``cfg.init_generator`` (all its weights, e.g. an earlier stage's export) or ``cfg.init_from_srgan``
+    (the trunk), a segmenter from ``cfg.init_segmenter``, when set."""
+    if num_classes is None:
+        num_classes = instantiate(cfg.prior).num_classes
+    models = {name: instantiate(node, num_classes=num_classes) for name, node in cfg.model.items() if node is not None}
     if cfg.get("init_generator") and cfg.get("init_from_srgan"):
         raise ValueError("init_generator and init_from_srgan are both set; a generator starts from one of them")
     for key, name in (
@@ -88,12 +92,49 @@ def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **kwargs)
 
 
-def stage_configs(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
+def pinned_keys(cfg: DictConfig) -> list[str]:
+    """The dotted keys whose values every stage keeps from ``cfg``: the values the command line set and the
+    keys of the selected ``debug`` group (``conf/debug/``), read from Hydra's record of this run (set by
+    ``@hydra.main`` and by ``config.compose_config``). Group choices (``loss=pixel``) are compositions,
+    not values: they are not pinned. Keys under ``stages.NAME.`` are listed too: ``stage_configs`` lets
+    such a key win in its own stage over the same key set for all."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not HydraConfig.initialized() or HydraConfig.get().job.config_name != "train":
+        return []
+    record = HydraConfig.get()
+    groups = set(record.runtime.choices)
+    keys = []
+    for override in OverridesParser.create().parse_overrides(list(record.overrides.task)):
+        key = override.key_or_group
+        if override.is_delete() or override.package or key in groups or key.startswith("hydra."):
+            continue
+        keys.append(key)
+    debug = record.runtime.choices.get("debug")
+    if debug:
+        from .config import conf_dir
+
+        node = OmegaConf.load(conf_dir() / "debug" / f"{debug}.yaml")
+        keys += [k for k in _leaf_keys(node) if k != "defaults"]
+    return keys
+
+
+def _leaf_keys(node, prefix: str = "") -> list[str]:
+    """The dotted keys of ``node``'s leaves (a list or an empty dict is a leaf)."""
+    if not OmegaConf.is_dict(node) or not node:
+        return [prefix]
+    return [k for name, child in node.items() for k in _leaf_keys(child, f"{prefix}.{name}" if prefix else str(name))]
+
+
+def stage_configs(cfg: DictConfig, pinned: list[str] | tuple[str, ...] = ()) -> list[tuple[str, DictConfig]]:
     """The run's stages: ``[("", cfg)]``, or one ``(name, config)`` per entry of ``cfg.stages``.
 
     A stage's config is ``cfg`` with the stage's keys merged on top (a key the base config does not have
-    fails, as a typo would); it logs under ``<output_dir>/<name>/`` and exports into ``<output_dir>``;
-    ``init_from_stage: NAME`` starts its generator from that earlier stage's export.
+    fails, as a typo would), then the ``pinned`` keys (``pinned_keys``: the command line and the debug
+    group) set back to ``cfg``'s values, so that what the user set wins in every stage; it logs under
+    ``<output_dir>/<name>/`` and exports into ``<output_dir>``; ``init_from_stage: NAME`` starts its
+    generator from that earlier stage's generator.
     """
     if not cfg.get("stages"):
         return [("", cfg)]
@@ -101,67 +142,119 @@ def stage_configs(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
     base = cfg.copy()
     base.stages = None
     out = []
+    own = [k for k in pinned if k.startswith("stages.")]
     for name, stage in cfg.stages.items():
         if stage.get("init_from_stage") and stage.init_from_stage not in [n for n, _ in out]:
             raise ValueError(f"stages.{name}.init_from_stage={stage.init_from_stage} is not an earlier stage")
         stage_cfg = OmegaConf.merge(base, stage)
+        for key in pinned:
+            if key == "stages" or key.startswith("stages.") or any(_within(k, f"stages.{name}.{key}") for k in own):
+                continue
+            value = OmegaConf.select(base, key, throw_on_missing=False)
+            OmegaConf.update(stage_cfg, key, value, merge=False, force_add=True)
         stage_cfg.paths.output_dir = f"{root}/{name}"
         stage_cfg.export_dir = root
         out.append((str(name), stage_cfg))
     return out
 
 
+def _within(key: str, other: str) -> bool:
+    """``other`` is ``key`` or a key inside it (``trainer`` holds ``trainer.max_steps``), or holds ``key``."""
+    return key == other or key.startswith(other + ".") or other.startswith(key + ".")
+
+
+class StageError(ValueError):
+    """A stage's configuration that does not build: one line starting with ``stage <name>:``."""
+
+    @classmethod
+    def wrap(cls, name: str, err: BaseException) -> StageError:
+        from hydra.errors import InstantiationException
+
+        while isinstance(err, InstantiationException) and err.__cause__ is not None:
+            err = err.__cause__  # Hydra's wrapper: the constructor's own message is the one to show
+        first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        # a value the command line pinned may not fit every stage (e.g. module.objective.w_gan in a stage without D)
+        return cls(f"stage {name}: {first} (a key for one stage only: stages.{name}.KEY=VALUE; one stage: stages=null)")
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, object]]:
     """Run every stage (``stage_configs``); returns the last stage's metrics (and every stage's, prefixed
-    ``<stage>/``) and its objects, with each stage's under ``objects["stages"]``."""
+    ``<stage>/``) and its objects, with each stage's under ``objects["stages"]``.
+
+    A stage that starts from an earlier one (``init_from_stage``) gets its export, or, when that stage
+    exported nothing (a ``fast_dev_run``), its trained generator's weights in memory."""
     metrics: dict[str, float] = {}
     stages: dict[str, dict] = {}
     exports: dict[str, Path] = {}
+    handoff: dict[str, dict[str, torch.Tensor]] = {}
     objects: dict[str, object] = {}
     TrainerSchema.check(cfg.trainer)
-    stages_cfg = stage_configs(cfg)
+    stages_cfg = stage_configs(cfg, pinned_keys(cfg))
     for name, stage_cfg in stages_cfg:  # every stage's settings checked before the first one trains
         TrainerSchema.check(stage_cfg.trainer, f"stages.{name}.trainer")
     for name, stage_cfg in stages_cfg:
-        if stage_cfg.get("init_from_stage"):
-            if stage_cfg.init_from_stage not in exports:
-                raise RuntimeError(
-                    f"stage {name}: stage {stage_cfg.init_from_stage} exported nothing to start from "
-                    "(export=false or a fast_dev_run); run a single stage with stages=null"
-                )
-            stage_cfg.init_generator = str(exports[stage_cfg.init_from_stage])
+        init_state = None
+        source = stage_cfg.get("init_from_stage")
+        if source in exports:
+            stage_cfg.init_generator = str(exports[source])
+        elif source in handoff:
+            init_state = handoff[source]
+        elif source:
+            raise StageError(f"stage {name}: stage {source} left no generator to start from (export=false)")
         if name:
             log.info("=== stage %s ===", name)
-        stage_metrics, objects = train_stage(stage_cfg)
+        stage_metrics, objects = train_stage(stage_cfg, init_state=init_state, stage=name)
         metrics.update({f"{name}/{k}" if name else k: v for k, v in stage_metrics.items()})
         stages[name] = objects
         if "export" in objects:
             exports[name] = objects["export"]
+        elif hasattr(objects["module"], "eval_generator"):
+            handoff[name] = {k: v.detach().clone() for k, v in objects["module"].eval_generator.state_dict().items()}
     if len(stages) > 1:
         metrics.update(stage_metrics)
         objects = {**objects, "stages": stages, "exports": exports}
     return metrics, objects
 
 
-def train_stage(cfg: DictConfig) -> tuple[dict[str, float], dict[str, object]]:
-    """One stage: instantiate, fit, export (module docstring)."""
+def train_stage(
+    cfg: DictConfig, init_state: dict[str, torch.Tensor] | None = None, stage: str = ""
+) -> tuple[dict[str, float], dict[str, object]]:
+    """One stage: instantiate, fit, export (module docstring).
+
+    Args:
+        cfg: the stage's composed config (``stage_configs``).
+        init_state: the generator's starting weights (an earlier stage's, in memory), instead of
+            ``cfg.init_generator``.
+        stage: the stage's name; a config that does not build then raises ``StageError`` naming it.
+
+    Returns:
+        ``(metrics, objects)``: the logged scalars and the built objects (networks, prior, datamodule,
+        module, trainer, and ``export``: the exported file, when there is one).
+    """
     L.seed_everything(cfg.seed, workers=True)
-    prior = instantiate(cfg.prior)
-    log.info("prior: %s", prior.describe())
-    datamodule = instantiate(cfg.data, prior=prior)
-    models = build_models(cfg)
+    try:
+        prior = instantiate(cfg.prior)
+        log.info("prior: %s", prior.describe())
+        datamodule = instantiate(cfg.data, prior=prior)
+        models = build_models(cfg, prior.num_classes)
+        if init_state is not None:
+            load_strict(models["generator"], init_state, source="the previous stage's generator")
+        module = instantiate(cfg.module, prior=prior, **models)
+        loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+        callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+        trainer = build_trainer(cfg, callbacks, loggers)
+        if cfg.get("ckpt_path"):
+            check_resume(module, cfg.ckpt_path)
+    except (ValueError, TypeError, InstantiationException) as err:
+        if not stage:
+            raise
+        raise StageError.wrap(stage, err) from err
     metrics = {f"params/{name}": float(count_parameters(m)) for name, m in models.items()}
     for key, value in metrics.items():
         log.info("%s = %d", key, value)
-    module = instantiate(cfg.module, prior=prior, **models)
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    trainer = build_trainer(cfg, callbacks, loggers)
     container = OmegaConf.to_container(cfg, resolve=False)
     for logger in trainer.loggers:
         logger.log_hyperparams(container)
-    if cfg.get("ckpt_path"):
-        check_resume(module, cfg.ckpt_path)
     # resuming reads the checkpoint as every other load does: tensors and plain containers only
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1})
@@ -201,8 +294,10 @@ def check_resume(module: L.LightningModule, path: str) -> None:
 
 
 def _upload_artifact(trainer: L.Trainer, path: Path) -> None:
+    from lightning.pytorch.loggers import WandbLogger
+
     for logger in trainer.loggers:
-        if type(logger).__name__ == "WandbLogger":
+        if isinstance(logger, WandbLogger):
             import wandb
 
             artifact = wandb.Artifact(name=f"{path.stem}-{logger.experiment.id}", type="model")

@@ -8,7 +8,6 @@ from .prepare import PrepareReport, prepare
 from .readers import FileReader, StoreReader
 from .sources import SourceItem, folder_items, ost_items, paired_items
 from .store import Store, StoreError, StoreWriter, dequantize_probs, quantize_probs
-from .streaming import StreamReader, write_stream
 
 __all__ = [
     "ORIGINAL_SCALES",
@@ -23,7 +22,6 @@ __all__ = [
     "StoreError",
     "StoreReader",
     "StoreWriter",
-    "StreamReader",
     "TripletDataset",
     "collate",
     "default_cache_dir",
@@ -36,5 +34,4 @@ __all__ = [
     "quantize_probs",
     "read_image",
     "read_label_map",
-    "write_stream",
 ]

@@ -13,7 +13,7 @@ Batches are dicts::
 ``setup`` opens them (memory-mapped) and builds the datasets. ``on_after_batch_transfer`` runs on the
 device: optional kornia augmentation, LR creation when it was deferred, and online priors.
 
-A split is described by a dict (from ``conf/data/*.yaml``)::
+A split is one of the layouts of ``splits.py`` (from ``conf/data/*.yaml``, typed by ``config.SplitSchema``)::
 
     {layout: folder, images: DIR, labels: DIR?, priors: DIR?}
     {layout: ost, root: DIR, labels: DIR?}
@@ -21,17 +21,17 @@ A split is described by a dict (from ``conf/data/*.yaml``)::
     {layout: demo}                                                     # the embedded demo split
 and the training split may add ``background: {images: DIR}`` mixed in at ``bg_ratio``.
 
-``store_format``: ``mmap`` (default) reads each split's memory-mapped store; ``litdata`` streams the training
-split from LitData chunks and reads the others by index (``streaming.py``), from ``stream_root``, a folder
-or an ``s3://`` URL. Streams that are missing are made from the memory-mapped stores (prepared first);
-a finished stream is used as it is, so a cluster job needs no source images.
+``store_format`` chooses the backend once (``backends.py``): ``mmap`` (default) reads each split's
+memory-mapped store; ``litdata`` streams the training split from LitData chunks and reads the others by
+index, from ``stream_root``, a folder or an ``s3://`` URL. Streams that are missing are made from the
+memory-mapped stores (prepared first); a finished stream is used as it is, so a cluster job needs no
+source images.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -39,18 +39,18 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..choices import StoreFormat, choice
-from ..config import ConfigError, is_int, require, require_int
+from ..choices import Degradation, StoreFormat, choice
+from ..config import ConfigError, DemoConfig, is_int, require, require_int
 from ..priors import Prior
+from .backends import make_backend
 from .dataset import ORIGINAL_SCALES, PairedDataset, TripletDataset
-from .demo import DemoConfig, default_cache_dir, generate_demo
+from .demo import default_cache_dir, generate_demo
 from .gpu_augment import GpuAugment
 from .prepare import prepare
-from .readers import FileReader, StoreReader
-from .sampling import EpochSampler, ResumableLoader
-from .sources import SourceItem, items_from_spec, usable_items
-from .store import Store, StoreError, read_json
-from .streaming import StreamingTriplets, StreamLoader, StreamReader, join, read_info, write_stream
+from .readers import FileReader
+from .sources import SourceItem, usable_items
+from .splits import Split, split_from_config
+from .store import StoreError
 from .transforms import make_lr
 
 log = logging.getLogger(__name__)
@@ -85,15 +85,29 @@ def holdout_indices(n: int, holdout: float | int) -> list[int]:
 
 
 class SFTGANDataModule(L.LightningDataModule):
-    """See the module docstring. ``prior`` is a ``sftgan_lit.priors.Prior`` (``conf/prior/``)."""
+    """HR/LR/prior triplets for training, validation and test (see the module docstring).
+
+    Args:
+        prior: a ``sftgan_lit.priors.Prior`` (``conf/prior/``): the class set and where probabilities come from.
+        train: the training split, a ``splits.Split`` or its config mapping (``config.SplitSchema``).
+        val: the validation split; None with a folder / ost training split validates on ``val_holdout``
+            of its images.
+        test: the test split.
+        demo: the demo set's settings (``config.DemoConfig`` or its mapping), for ``layout: demo``.
+        degradation: how the training LR is made (``config.DegradationSchema``; ``bicubic``: MATLAB's
+            ``imresize(hr, 1/scale)``).
+
+    The other arguments are the ``data.*`` keys of the same names, described in ``config.DataSchema``.
+    """
 
     def __init__(
         self,
         prior: Prior,
-        train: Mapping | None = None,
-        val: Mapping | None = None,
-        test: Mapping | None = None,
-        demo: Mapping | None = None,
+        train: Mapping | Split | None = None,
+        val: Mapping | Split | None = None,
+        test: Mapping | Split | None = None,
+        demo: Mapping | DemoConfig | None = None,
+        degradation: Mapping | None = None,
         store_root: str | None = None,
         cache_dir: str | None = None,
         use_store: bool = True,
@@ -138,25 +152,29 @@ class SFTGANDataModule(L.LightningDataModule):
         require(ok, "data.scales", list(scales), "a non-empty list of numbers in (0, 1]")
         try:
             self.store_format = StoreFormat(choice(StoreFormat, store_format, "data.store_format"))
+            kind = getattr(degradation, "kind", None) or (degradation or {}).get("kind", Degradation.bicubic)
+            self.degradation = Degradation(choice(Degradation, kind, "data.degradation.kind"))
         except ValueError as err:
             raise ConfigError(str(err)) from None
-        if self.store_format is StoreFormat.litdata:
-            require(
-                use_store,
-                "data.use_store",
-                use_store,
-                "true with data.store_format=litdata (streams are made from stores)",
-            )
-            # a stream's epoch is one pass over its entries, in LitData's order
-            require(epoch_length is None, "data.epoch_length", epoch_length, "null with data.store_format=litdata")
+        self.backend = make_backend(
+            self.store_format, use_store, epoch_length, verify_store, stream_root, stream_cache, storage_options
+        )
         self.prior = prior
-        self.specs = {"train": train, "val": val, "test": test}
-        self.demo = DemoConfig(**demo) if demo is not None else None
+        self.splits: dict[str, Split | None] = {
+            "train": split_from_config(train, "data.train"),
+            "val": split_from_config(val, "data.val"),
+            "test": split_from_config(test, "data.test"),
+        }
+        if self.splits["train"] is not None and self.splits["train"].given_lr:
+            raise ConfigError(
+                "data.train.layout=paired: the paired layout (given LR) is for val/test; train needs HR images"
+            )
+        self.demo = DemoConfig(**demo) if isinstance(demo, Mapping) else demo
         if self.demo is None and self._uses_demo():
-            raise ValueError("layout: demo needs the data.demo settings (conf/data/demo.yaml)")
+            raise ConfigError("layout: demo needs the data.demo settings (conf/data/demo.yaml)")
         self.store_root = store_root
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-        self.use_store, self.prepare_missing, self.verify_store = use_store, prepare_missing, verify_store
+        self.use_store, self.prepare_missing = use_store, prepare_missing
         self.scale, self.crop_size, self.scales = scale, crop_size, tuple(scales)
         self.hflip, self.rotate, self.bg_ratio = hflip, rotate, bg_ratio
         self.val_crop_size, self.epoch_length = val_crop_size, epoch_length
@@ -165,59 +183,49 @@ class SFTGANDataModule(L.LightningDataModule):
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
         self.gpu_augment = GpuAugment(**gpu_augment) if gpu_augment else None
-        self.stream_root, self.stream_cache = stream_root, stream_cache
-        self.storage_options = dict(storage_options or {})
         self.datasets: dict[str, Dataset] = {}
 
     # ------------------------------------------------------------------ sources and stores
     def _uses_demo(self) -> bool:
-        return any(s is not None and s.get("layout") == "demo" for s in self.specs.values())
+        return any(s is not None and s.generated for s in self.splits.values())
 
     def demo_root(self) -> Path:
         """The generated demo set (made on first use under ``cache_dir``)."""
         return generate_demo(self.cache_dir / "demo", self.demo)
 
-    def _items(self, spec: Mapping, background: bool = False) -> list[SourceItem]:
-        # "demo" was turned into a folder spec by _resolve; "holdout" by _holdout
-        items = items_from_spec(spec, self.prior.class_names, background=background)
-        if background or "holdout" not in spec:
-            return items
-        held = set(holdout_indices(len(items), self.val_holdout))
-        return [item for i, item in enumerate(items) if (i in held) == (spec["holdout"] == "val")]
-
     def _holdout(self) -> bool:
-        """Validation held out of the training images: ``data.val`` not given, a folder/OST training split and
-        ``data.val_holdout`` > 0."""
-        train, val = self.specs["train"], self.specs["val"]
-        return (
-            val is None
-            and train is not None
-            and train.get("layout", "folder") in ("folder", "ost")
-            and bool(self.val_holdout)
-        )
+        """Validation held out of the training images: ``data.val`` not given, a training split that can give
+        up images (folder, ost) and ``data.val_holdout`` > 0."""
+        train = self.splits["train"]
+        return self.splits["val"] is None and train is not None and train.can_hold_out and bool(self.val_holdout)
 
-    def _usable(self, spec: Mapping, split: str, background: bool = False) -> list[SourceItem]:
+    def _source(self, split: str) -> Split | None:
+        """What ``split`` reads: its own split (the demo's resolved into the generated folders), or, for a
+        held-out validation, the training split."""
+        spec = self.splits[split]
+        if split == "val" and self._holdout():
+            spec = self.splits["train"]
+        return spec.resolve(self.demo_root(), split) if spec is not None and spec.generated else spec
+
+    def _items(self, split: str, background: bool = False) -> list[SourceItem]:
+        source = self._source(split)
+        if background:
+            return source.background_items()
+        items = source.items(self.prior.class_names)
+        if split not in ("train", "val") or not self._holdout():
+            return items
+        # the same (name-ordered) listing for both; each keeps its side of the deterministic holdout
+        held = set(holdout_indices(len(items), self.val_holdout))
+        return [item for i, item in enumerate(items) if (i in held) == (split == "val")]
+
+    def _usable(self, split: str, background: bool = False) -> list[SourceItem]:
         """What a split reads from files: images missing a partner file are named in the log and left out
         (``prepare`` records them as failures of the store instead)."""
-        return usable_items(self._items(spec, background), f"the {'background' if background else split} split")
+        return usable_items(self._items(split, background), f"the {'background' if background else split} split")
 
-    def _resolve(self, split: str) -> dict | None:
-        """The split's spec with ``layout: demo`` turned into the generated folders."""
-        spec = self.specs[split]
-        if self._holdout() and split in ("train", "val"):
-            # the same source listing for both; _items keeps one side of the (deterministic) holdout
-            spec = {**self.specs["train"], "holdout": split}
-            if split == "val":
-                spec.pop("background", None)
-        if spec is None:
-            return None
-        spec = dict(spec)
-        if spec.get("layout") == "demo":
-            root = self.demo_root()
-            spec = {"layout": "folder", "images": str(root / split / "images"), "labels": str(root / split / "labels")}
-            if split == "train":
-                spec["background"] = {"images": str(root / "background" / "images")}
-        return spec
+    def _background(self, split: str) -> bool:
+        """The training split mixes in background images."""
+        return split == "train" and self.bg_ratio > 0 and self._source(split).has_background
 
     def _store_dir(self, split: str, background: bool = False) -> Path:
         if self.store_root is not None:
@@ -225,7 +233,7 @@ class SFTGANDataModule(L.LightningDataModule):
         elif self._uses_demo():
             root = self.demo_root() / "stores"
         else:
-            raise ValueError(
+            raise ConfigError(
                 "data.store_root is not set: give a folder for prepared stores, or set data.use_store=false"
             )
         # Label maps serve the labels/uniform/none priors alike; cached probabilities belong to one prior.
@@ -235,22 +243,7 @@ class SFTGANDataModule(L.LightningDataModule):
             name += f"-holdout{self.val_holdout}"
         return root / f"{name}-{key}"
 
-    def _stream_dir(self, split: str, background: bool = False) -> str:
-        """Where a split's stream is: ``stream_root`` (a folder or URL) or beside its memory-mapped store."""
-        store = self._store_dir(split, background)
-        return join(self.stream_root, store.name) if self.stream_root else f"{store}-litdata"
-
-    def _prepare_split(self, split: str, spec: Mapping, background: bool = False) -> None:
-        if self.store_format is StoreFormat.litdata:
-            stream = self._stream_dir(split, background)
-            if read_info(stream, self.storage_options) is not None:
-                return
-            self._prepare_store(split, spec, background)
-            write_stream(self._store_dir(split, background), stream, storage_options=self.storage_options)
-            return
-        self._prepare_store(split, spec, background)
-
-    def _prepare_store(self, split: str, spec: Mapping, background: bool = False) -> None:
+    def _prepare_store(self, split: str, background: bool = False) -> None:
         out = self._store_dir(split, background)
         if (out / "complete.json").exists():
             return
@@ -258,7 +251,7 @@ class SFTGANDataModule(L.LightningDataModule):
             raise StoreError(
                 f"{out}: no prepared store; run sftgan-prepare for the {split} split or set data.prepare_missing=true"
             )
-        items = self._items(spec, background)
+        items = self._items(split, background)
         log.info("preparing %s split (%d images) into %s", "background" if background else split, len(items), out)
         report = prepare(
             items,
@@ -271,30 +264,33 @@ class SFTGANDataModule(L.LightningDataModule):
         if report.failures:
             log.warning("%s: %d files failed and are not in the store: %s", out, len(report.failures), report.failures)
 
-    def prepare_data(self) -> None:
+    def _stored_splits(self) -> list[tuple[str, bool]]:
+        """``(split, background)`` of every store this configuration reads."""
+        out = []
         for split in SPLITS:
-            spec = self._resolve(split)
-            if spec is None or not self.use_store or spec.get("layout") == "paired":
+            source = self._source(split)
+            if source is None or source.given_lr or not self.use_store:
                 continue
-            self._prepare_split(split, spec)
-            if split == "train" and spec.get("background") and self.bg_ratio > 0:
-                self._prepare_split(split, spec["background"], background=True)
+            out.append((split, False))
+            if self._background(split):
+                out.append((split, True))
+        return out
 
-    def _reader(self, split: str, spec: Mapping, background: bool = False):
+    def prepare_data(self) -> None:
+        for split, background in self._stored_splits():
+            self.backend.prepare(
+                self._store_dir(split, background), lambda s=split, b=background: self._prepare_store(s, b)
+            )
+
+    def _reader(self, split: str, background: bool = False):
         if not self.use_store:
-            return FileReader(self._usable(spec, split, background), self.prior.num_classes, background=background)
-        if self.store_format is StoreFormat.litdata:
-            location = self._stream_dir(split, background)
-            reader = StreamReader(location, self.prior.num_classes, self.stream_cache, self.storage_options)
-            failures = reader.info["failures"]
-        else:
-            location = self._store_dir(split, background)
-            reader = StoreReader(Store(location, num_classes=self.prior.num_classes, verify=self.verify_store))
-            failures = read_json(location / "complete.json").get("failures", {})
+            return FileReader(self._usable(split, background), self.prior.num_classes, background=background)
+        store_dir = self._store_dir(split, background)
+        reader, failures = self.backend.reader(store_dir, self.prior.num_classes)
         if failures:
             log.warning(
                 "%s: %d source files failed in sftgan-prepare and are missing: %s",
-                location,
+                self.backend.location(store_dir),
                 len(failures),
                 list(failures)[:5],
             )
@@ -318,21 +314,15 @@ class SFTGANDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.prior.check_ready()
         for split in SPLITS:
-            spec = self._resolve(split)
-            if spec is None or split in self.datasets:
+            source = self._source(split)
+            if source is None or split in self.datasets:
                 continue
-            if spec.get("layout") == "paired":
-                if split == "train":
-                    raise ValueError(
-                        "the paired layout (given LR) is for val/test; train needs HR images (folder or ost)"
-                    )
-                self.datasets[split] = PairedDataset(self._usable(spec, split), self.prior, self.scale)
+            if source.given_lr:
+                self.datasets[split] = PairedDataset(self._usable(split), self.prior, self.scale)
                 continue
-            reader = self._reader(split, spec)
+            reader = self._reader(split)
             if split == "train":
-                bg = None
-                if spec.get("background") and self.bg_ratio > 0:
-                    bg = self._reader(split, spec["background"], background=True)
+                bg = self._reader(split, background=True) if self._background(split) else None
                 self.datasets[split] = TripletDataset(
                     reader,
                     self.prior,
@@ -372,24 +362,8 @@ class SFTGANDataModule(L.LightningDataModule):
         }
         if not train:
             return DataLoader(self.datasets[split], shuffle=shuffle, **common)
-        # The training order and every sample's randomness follow from (seed, epoch, position) and the loader
-        # records how far an epoch got: a run stopped anywhere resumes exactly (data/sampling.py).
-        trainer = self.trainer
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # what L.seed_everything(cfg.seed) set
-        if self.store_format is StoreFormat.litdata:  # LitData shards, orders and checkpoints the stream itself
-            # its length is exact (LitData gives every rank and worker whole batches); Lightning warns for any
-            # iterable dataset with a length
-            warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
-            stream = StreamingTriplets(self.datasets[split], seed)
-            return StreamLoader(stream, drop_last=True, **common)
-        sampler = EpochSampler(
-            len(self.datasets[split]),
-            seed=seed,
-            num_replicas=trainer.world_size if trainer else 1,
-            rank=trainer.global_rank if trainer else 0,
-            shuffle=shuffle,
-        )
-        return ResumableLoader(self.datasets[split], sampler, self._batches_done, drop_last=True, **common)
+        return self.backend.train_loader(self.datasets[split], seed, self.trainer, self._batches_done, **common)
 
     def _batches_done(self) -> int:
         """Batches of the current epoch the trainer has finished (what a checkpoint taken now has trained on)."""

@@ -27,12 +27,13 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from ..categories import OUTDOOR_CLASSES
+from ..config import DemoConfig
 from .ambiguous import (
     AMBIGUOUS_CLASSES,
     BASE_PHOTOS,
@@ -62,20 +63,6 @@ HELD_OUT_ROWS = 128
 def default_cache_dir() -> Path:
     """``$SFTGAN_CACHE`` or ``~/.cache/sftgan_lit``: where demo data and prepared stores live."""
     return Path(os.environ.get("SFTGAN_CACHE", Path.home() / ".cache" / "sftgan_lit")).expanduser()
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    seed: int = 0
-    size: int = 192  # scene side in HR pixels (a multiple of 8)
-    num_train: int = 48
-    num_val: int = 8
-    num_test: int = 8
-    num_background: int = 8  # photograph-only images for the background mix of the training split
-    # "outdoor": the 8 outdoor classes from skimage textures; "ambiguous": the prior ablation's scenes,
-    # whose 4 classes are identical at LR (data/ambiguous.py); "context": the same classes in bands whose
-    # order identifies them from the whole image only (the learned-prior pipeline)
-    kind: str = "outdoor"
 
 
 def _photo(name: str) -> np.ndarray:
@@ -249,7 +236,7 @@ def _resize_photo(photo: np.ndarray, size: int) -> np.ndarray:
     return photo
 
 
-def generate_demo(root: str | os.PathLike | None = None, config: DemoConfig = DemoConfig()) -> Path:
+def generate_demo(root: str | os.PathLike | None = None, config: DemoConfig | None = None) -> Path:
     """Write the demo set (once) and return its folder.
 
     Layout (the ``folder`` layout with labels, so the demo exercises the same path as user data)::
@@ -258,6 +245,7 @@ def generate_demo(root: str | os.PathLike | None = None, config: DemoConfig = De
         ROOT/demo-v1-<hash>/background/images/NNNN.png
         ROOT/demo-v1-<hash>/demo.json     written last; its presence means the set is complete
     """
+    config = config or DemoConfig()
     if config.size % 8:
         raise ValueError(f"demo scene size must be a multiple of 8, got {config.size}")
     if config.kind not in ("outdoor", "ambiguous", "context"):
@@ -314,7 +302,7 @@ def generate_demo(root: str | os.PathLike | None = None, config: DemoConfig = De
     return out
 
 
-def test_scenes(config: DemoConfig = DemoConfig(), num_classes: int = 8, limit: int | None = None, scale: int = 4):
+def test_scenes(config: DemoConfig | None = None, num_classes: int = 8, limit: int | None = None, scale: int = 4):
     """The test split of a demo set (generated on first use) as tensors, what the reports and benchmarks
     evaluate on: per scene ``(HR (3, H, W) in [0, 1], LR (1, 3, H/scale, W/scale) = MATLAB bicubic of the HR
     rounded to 8 bits, one-hot label-map prior (1, num_classes, H, W))``; void labels count as the last class."""

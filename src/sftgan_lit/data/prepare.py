@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,3 +157,66 @@ def prepare(
         writer.close()
     report.total = len(writer.entries)
     return report
+
+
+def prepare_from_config(cfg) -> int:
+    """``sftgan-prepare``'s work for a composed ``conf/prepare.yaml``: check the input's files, write the store
+    (and the LitData stream for ``format=litdata``), print what was written and what failed by name.
+
+    Args:
+        cfg: the composed ``prepare`` config (``config.compose_config("prepare", overrides)``).
+
+    Returns:
+        The exit code: 0 when every file went in, 1 when some failed (each printed with its reason).
+    """
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from ..choices import StoreFormat, choice
+    from ..config import require, require_int
+    from .splits import split_from_config
+
+    prior = instantiate(cfg.prior)
+    spec = split_from_config(OmegaConf.to_container(cfg.input, resolve=True), "input")
+    if spec.given_lr or spec.generated:
+        raise ValueError(f"input.layout={cfg.input.layout}: must be folder or ost")
+    stream = StoreFormat(choice(StoreFormat, cfg.format, "format")) is StoreFormat.litdata
+    store = cfg.out
+    if stream:
+        from ..extras import require as require_extra
+
+        require_extra("litdata", "sftgan-prepare format=litdata")
+        from .streaming import is_url, write_stream
+
+        require(cfg.staging or not is_url(cfg.out), "staging", cfg.staging, "a local folder when out is a URL")
+        store = cfg.staging or f"{cfg.out}-mmap"
+        require_int("workers", cfg.workers, 1)
+    items = spec.items(prior.class_names, background=cfg.background)
+    report = prepare(
+        items,
+        store,
+        prior,
+        background=cfg.background,
+        modcrop_to=cfg.modcrop,
+        min_size=cfg.min_size,
+        scale=cfg.scale,
+        max_pixels=cfg.max_pixels,
+        limit=cfg.limit,
+        progress=cfg.progress,
+        device=cfg.device,
+    )
+    print(
+        f"sftgan-prepare: {report.store}: {report.written} written, {report.skipped_done} already done, {report.total} in store"
+    )
+    for name, reason in report.failures.items():
+        print(f"sftgan-prepare: FAILED {name}: {reason}", file=sys.stderr)
+    if report.stopped:
+        print(f"sftgan-prepare: STOPPED: {report.stopped}", file=sys.stderr)
+    if report.failures:
+        print(f"sftgan-prepare: {len(report.failures)} of {len(items)} files failed", file=sys.stderr)
+    if stream and (Path(store) / "complete.json").exists():
+        info = write_stream(store, cfg.out, cfg.chunk_bytes, cfg.workers, cfg.storage_options, progress=cfg.progress)
+        print(f"sftgan-prepare: {cfg.out}: LitData stream of {info['entries']} entries, made from {store}")
+        if not cfg.keep_staging:
+            shutil.rmtree(store)
+    return 0 if report.ok else 1

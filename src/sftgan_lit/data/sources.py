@@ -14,7 +14,7 @@ reading it raises an error naming both files, and the other images go on; never 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,29 +114,6 @@ def ost_items(
     if not items:
         raise FileNotFoundError(f"no images in the class folders of {root}")
     return items
-
-
-def items_from_spec(
-    spec: Mapping, class_names: Sequence[str], background: bool = False, key: str = "data.*"
-) -> list[SourceItem]:
-    """Source items of a layout given as a config dict (``conf/data/*.yaml``, ``conf/prepare.yaml``'s ``input``).
-
-    ``{layout: folder, images, labels?, priors?}``, ``{layout: ost, root, labels?}`` or ``{layout: paired,
-    hr, lr, labels?, lr_suffix?}``; ``background`` reads a folder as a background-only set (category 0).
-    ``key`` is the config key quoted in errors.
-    """
-    layout = spec.get("layout", "folder")
-    if layout == "folder" or background:
-        if not spec.get("images"):
-            raise ValueError(f"{key}.images is not set: give the folder of HR images")
-        return folder_items(spec["images"], spec.get("labels"), spec.get("priors"), category=0 if background else -1)
-    if layout == "ost":
-        if not spec.get("root"):
-            raise ValueError(f"{key}.layout=ost needs {key}.root (the folder with one subfolder per class)")
-        return ost_items(spec["root"], class_names, spec.get("labels"))
-    if layout == "paired":
-        return paired_items(spec["hr"], spec["lr"], spec.get("labels"), spec.get("lr_suffix", ""))
-    raise ValueError(f"{key}.layout={layout!r} is not one of folder, ost, paired, demo")
 
 
 def paired_items(

@@ -62,11 +62,6 @@ def erode(mask: np.ndarray, px: int) -> np.ndarray:
     return (-F.max_pool2d(-t, 2 * px + 1, stride=1, padding=px))[0, 0].numpy() > 0.5
 
 
-def _masked_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
-    mse = float(((a - b) ** 2)[mask].mean()) if mask.any() else float("nan")
-    return 10 * np.log10(255.0**2 / max(mse, 1e-10))
-
-
 def write_report(
     cfg,
     metrics: dict,

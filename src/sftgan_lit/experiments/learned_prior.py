@@ -67,7 +67,7 @@ FAST_SR = [
     "model.generator.cond_hidden_channels=8",
     "model.generator.sft_hidden_channels=4",
     "trainer.max_steps=4",
-    "optim.scheduler.milestones=[3]",
+    "module.scheduler.milestones=[3]",
 ]
 
 

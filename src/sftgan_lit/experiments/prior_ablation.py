@@ -44,9 +44,9 @@ VARIANTS: dict[str, list[str]] = {
 GAN_VARIANT = [
     "sft=every_block",
     "loss=sftgan",
-    "loss.w_pix=1.0",
-    "loss.perceptual.required=false",
-    "optim.use_discriminator=true",
+    "module.objective.w_pix=1.0",
+    "module.objective.perceptual.required=false",
+    "module.use_discriminator=true",
     "model.discriminator.input_size=48",
 ]
 # Smaller, for the test suite: about a minute for two models on 2 CPU cores.
@@ -63,7 +63,7 @@ FAST = [
     "model.generator.cond_hidden_channels=16",
     "model.generator.sft_hidden_channels=8",
     "trainer.max_steps=700",
-    "optim.scheduler.milestones=[550]",
+    "module.scheduler.milestones=[550]",
     "model.discriminator.input_size=32",
 ]
 BORDER = 4  # the x4 literature's crop, and the reach of bicubic padding effects at the image edge

@@ -31,6 +31,8 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
+from ..extras import missing as missing_extra
+from ..extras import require as require_extra
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +114,7 @@ def choose(engine: str, precision: str, device: torch.device) -> EngineChoice:
     if engine not in ENGINES:
         raise ConfigError(f"engine={engine}: must be one of {', '.join(ENGINES)}, auto")
     if not installed(engine):
-        raise ConfigError(f"engine={engine}: the {engine} package is not installed (pip install {engine})")
+        raise missing_extra(engine, f"engine={engine}", "engines")
     runs = {"onnxruntime": ("fp32",), "openvino": ("fp32", "bf16")}.get(engine)
     if runs is not None and (precision not in runs or device.type != "cpu"):
         raise ConfigError(
@@ -173,6 +175,9 @@ def _cached_session(
     first use (once per checkpoint)."""
     path = (folder or cache_dir()) / f"{kind}-{_digest(module, tag)}.onnx"
     if not path.is_file():
+        # the graph comes from torch's ONNX exporter, which needs onnx and onnxscript
+        for name in ("onnx", "onnxscript"):
+            require_extra(name, f"engine={engine}", "engines")
         log.info("exporting the %s for engine=%s to %s (once per checkpoint)", kind, engine, path)
         export(module, path)
     return _Session(engine, path, precision)

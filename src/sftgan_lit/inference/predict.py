@@ -135,6 +135,142 @@ def output_paths(files: list[Path], out: Path, save_prior: bool) -> dict[Path, P
     return dst
 
 
+@dataclass
+class Pending:
+    """An image read and waiting to run: its input and output files, LR ``(1, 3, h, w)``, prior map and how
+    the prior was made (for the log)."""
+
+    src: Path
+    dst: Path
+    lr: torch.Tensor
+    prior: PriorMap
+    how: str
+
+
+class Predictor:
+    """One predict run: the generator (and, with a strength map, the fidelity end it is blended with), the
+    options, the images waiting to run together, and the report of what was written, kept and refused.
+
+    Images that fit one tile and share a size run ``options.batch_size`` at a time (``add``, ``flush``); an
+    image of several tiles is streamed to disk band by band, never held whole. Writes are atomic; the first
+    one that fails (a full disk) stops the run, and what was not written is listed.
+    """
+
+    def __init__(
+        self, generator: SFTGenerator, prior: Prior, options: PredictSchema, runner=None, blend: Blend | None = None
+    ) -> None:
+        self.generator, self.prior, self.options = generator, prior, options
+        self.runner, self.blend = runner, blend
+        self.scale, self.tile = generator.scale, options.tile
+        radius = receptive_field(generator)
+        self.overlap = radius if options.overlap is None else options.overlap
+        log.info("tiles of %s LR px with %d px overlap (receptive field radius %d)", self.tile, self.overlap, radius)
+        self.report = PredictReport()
+        self.pending: list[Pending] = []
+
+    def fits(self, lr: torch.Tensor) -> bool:
+        """One tile: batched with images of its size; else streamed in bands."""
+        return self.tile is None or (lr.shape[-2] <= self.tile and lr.shape[-1] <= self.tile)
+
+    def add(self, item: Pending) -> None:
+        """Queue ``item``, running what is queued first when it cannot join it."""
+        queued = self.pending
+        if queued and (
+            not self.fits(item.lr) or queued[0].lr.shape != item.lr.shape or len(queued) >= self.options.batch_size
+        ):
+            self.flush()
+        self.pending.append(item)
+        if not self.fits(item.lr):
+            self.flush()
+
+    def flush(self) -> None:
+        """Run and write what is queued (nothing more once the run has stopped: those are listed as not done)."""
+        items, self.pending = self.pending, []
+        if self.report.stopped:
+            self.report.not_done.extend(item.src for item in items)
+            return
+        if not items:
+            return
+        if len(items) == 1 and not self.fits(items[0].lr):
+            self._stream(items[0])
+            return
+        labels_out = [self._labels_buffer(item.lr) for item in items]
+        pairs = [(item.lr, item.prior) for item in items]
+        args = (self.tile, self.overlap, self.options.batch_size, self.options.precision)
+        srs = super_resolve_many(self.generator, pairs, *args, labels_out, runner=self.runner)
+        if self.blend is not None:
+            lows = super_resolve_many(self.blend.generator, pairs, *args, runner=self.blend.runner)
+            srs = [self._blended(low, sr, sr.shape[:2], 0) for low, sr in zip(lows, srs)]
+        for item, sr, labels in zip(items, srs, labels_out):
+            if self.report.stopped:  # an earlier write of this batch failed: the rest of it is not written
+                self.report.not_done.append(item.src)
+                continue
+            try:
+                write_png(item.dst, sr)
+                if labels is not None:
+                    write_png(self._prior_path(item.dst), self._prior_rgb(labels))
+            except OSError as err:
+                self._stop(item.src, err)
+                continue
+            self.report.written.append(item.dst)
+            h, w = item.lr.shape[-2:]
+            log.info("%s -> %s (%dx%d -> %dx%d; %s)", item.src, item.dst, w, h, sr.shape[1], sr.shape[0], item.how)
+
+    def _stream(self, item: Pending) -> None:
+        """An image of several tiles: its output written band by band as the tiles finish (never held whole)."""
+        h, w = item.lr.shape[-2:]
+        size = (w * self.scale, h * self.scale)
+        save_prior = self.options.save_prior
+        args = (self.tile, self.overlap, self.options.batch_size, self.options.precision, save_prior)
+        try:
+            with (
+                PngStripWriter(item.dst, *size, 3) as out,
+                PngStripWriter(self._prior_path(item.dst), *size, 3) if save_prior else contextlib.nullcontext() as pr,
+            ):
+                bands = super_resolve_bands(self.generator, item.lr, item.prior, *args, runner=self.runner)
+                low = None
+                if self.blend is not None:
+                    low = super_resolve_bands(
+                        self.blend.generator, item.lr, item.prior, *args, runner=self.blend.runner
+                    )
+                top = 0
+                for band, labels in bands:
+                    if low is not None:
+                        band = self._blended(next(low)[0], band, (size[1], size[0]), top)
+                    top += band.shape[0]
+                    out.write(band)
+                    if pr is not None:
+                        pr.write(self._prior_rgb(labels))
+        except OSError as err:
+            self._stop(item.src, err)
+            return
+        self.report.written.append(item.dst)
+        log.info("%s -> %s (%dx%d -> %dx%d in bands of tiles; %s)", item.src, item.dst, w, h, *size, item.how)
+
+    def _blended(self, low: np.ndarray, high: np.ndarray, hr_size: tuple[int, int], top: int) -> np.ndarray:
+        """Output rows ``top ..`` of the fidelity end (``low``) and the GAN end (``high``), mixed under the
+        strength map: the one blend of both paths (whole images and streamed bands)."""
+        return mix(low, high, self.blend.strength.rows(hr_size, top, high.shape[0]))
+
+    def _labels_buffer(self, lr: torch.Tensor) -> np.ndarray | None:
+        if not self.options.save_prior:
+            return None
+        return np.empty((lr.shape[-2] * self.scale, lr.shape[-1] * self.scale), np.uint8)
+
+    @staticmethod
+    def _prior_path(dst: Path) -> Path:
+        return dst.with_name(dst.stem + "_prior.png")
+
+    def _prior_rgb(self, labels: np.ndarray) -> np.ndarray:
+        return (colorize(torch.from_numpy(labels), self.prior.colors) * 255).round().byte().permute(1, 2, 0).numpy()
+
+    def _stop(self, src: Path, err: OSError) -> None:
+        """No file is left half-written (atomic writes); the run stops and says why."""
+        self.report.failures[str(src)] = err.strerror or str(err)
+        self.report.stopped = f"{err.strerror or err} (nothing more is written; free space or another out=, then rerun)"
+        log.error("stopped at %s: %s", src, err)
+
+
 def predict_files(
     generator: SFTGenerator,
     files: list[Path],
@@ -147,104 +283,30 @@ def predict_files(
     runner=None,
     blend: Blend | None = None,
 ) -> PredictReport:
-    """Super-resolve ``files`` into ``out`` (see the module docstring). Images that fit one tile and share
-    a size are run ``options.batch_size`` at a time."""
-    report = PredictReport()
+    """Super-resolve ``files`` into ``out`` (see the module docstring).
+
+    Args:
+        generator: the SFT-Net (any scale; ``generator.scale`` sets the output size).
+        files: input images, in the order the report lists them.
+        out: the output folder (``<out>/<stem>.png``; planned before any work: no two inputs may write one
+            file and no output may replace an input).
+        prior: where each image's prior comes from (``Prior.image_map``).
+        reader: reads an input and its companions (``inputs.InputReader``: ``input=hr`` or ``lr``).
+        options: the typed predict options (tile, overlap, batch size, precision, save_prior, overwrite).
+        edits: prior edits on top of every image's map (override, mask, remap).
+        segment: how a segmenter prior runs (whole image or tiles, engine).
+        runner: the generator's engine (None: torch).
+        blend: a strength map and the fidelity end it blends in.
+
+    Returns:
+        The ``PredictReport``: outputs written, outputs kept (they existed), inputs refused with the reason,
+        and, when a write failed, why the run stopped and which inputs were not processed.
+    """
     start = time.perf_counter()
     destinations = output_paths(files, out, options.save_prior)
     out.mkdir(parents=True, exist_ok=True)
-    scale, tile = generator.scale, options.tile
-    radius = receptive_field(generator)
-    overlap = radius if options.overlap is None else options.overlap
-    log.info("tiles of %s LR px with %d px overlap (receptive field radius %d)", tile, overlap, radius)
-    pending: list[tuple[Path, Path, torch.Tensor, PriorMap, str]] = []
-
-    def fits(lr: torch.Tensor) -> bool:  # one tile: batched with images of its size, else streamed in bands
-        return tile is None or (lr.shape[-2] <= tile and lr.shape[-1] <= tile)
-
-    def stop(src: Path, err: OSError) -> None:  # no file is left half-written (atomic writes); the run stops
-        report.failures[str(src)] = err.strerror or str(err)
-        report.stopped = f"{err.strerror or err} (nothing more is written; free space or another out=, then rerun)"
-        log.error("stopped at %s: %s", src, err)
-
-    def prior_rgb(labels: np.ndarray) -> np.ndarray:
-        return (colorize(torch.from_numpy(labels), prior.colors) * 255).round().byte().permute(1, 2, 0).numpy()
-
-    def stream(src: Path, dst: Path, lr: torch.Tensor, pm: PriorMap, how: str) -> None:
-        """An image of several tiles: its output written band by band as the tiles finish (never held whole)."""
-        h, w = lr.shape[-2:]
-        size = (w * scale, h * scale)
-        prior_path = dst.with_name(dst.stem + "_prior.png")
-        try:
-            with (
-                PngStripWriter(dst, *size, 3) as out,
-                PngStripWriter(prior_path, *size, 3) if options.save_prior else contextlib.nullcontext() as out_prior,
-            ):
-                opts = (options.batch_size, options.precision, options.save_prior)
-                bands = super_resolve_bands(generator, lr, pm, tile, overlap, *opts, runner=runner)
-                low = (
-                    super_resolve_bands(blend.generator, lr, pm, tile, overlap, *opts, runner=blend.runner)
-                    if blend
-                    else None
-                )
-                top = 0
-                for band, labels in bands:
-                    if blend is not None:  # the fidelity model's band, mixed in under the strength map
-                        band = mix(next(low)[0], band, blend.strength.rows((size[1], size[0]), top, band.shape[0]))
-                    top += band.shape[0]
-                    out.write(band)
-                    if out_prior is not None:
-                        out_prior.write(prior_rgb(labels))
-        except OSError as err:
-            stop(src, err)
-            return
-        report.written.append(dst)
-        log.info("%s -> %s (%dx%d -> %dx%d in bands of tiles; %s)", src, dst, w, h, *size, how)
-
-    def flush() -> None:
-        if report.stopped:  # an output could not be written: nothing more is computed or written
-            report.not_done.extend(src for src, *_ in pending)
-            pending.clear()
-        if not pending:
-            return
-        if len(pending) == 1 and not fits(pending[0][2]):
-            stream(*pending.pop())
-            return
-        labels_out = [
-            np.empty((lr.shape[-2] * scale, lr.shape[-1] * scale), np.uint8) if options.save_prior else None
-            for _, _, lr, _, _ in pending
-        ]
-        srs = super_resolve_many(
-            generator,
-            [(lr, pm) for _, _, lr, pm, _ in pending],
-            tile,
-            overlap,
-            options.batch_size,
-            options.precision,
-            labels_out,
-            runner=runner,
-        )
-        if blend is not None:  # the fidelity model's outputs, mixed in under the strength map
-            args = ([(lr, pm) for _, _, lr, pm, _ in pending], tile, overlap, options.batch_size, options.precision)
-            lows = super_resolve_many(blend.generator, *args, runner=blend.runner)
-            srs = [mix(low, sr, blend.strength.rows(sr.shape[:2], 0, sr.shape[0])) for low, sr in zip(lows, srs)]
-        for (src, dst, lr, _, how), sr, lab in zip(pending, srs, labels_out):
-            if report.stopped:  # an earlier write of this batch failed: the rest of it is not written
-                report.not_done.append(src)
-                continue
-            try:
-                write_png(dst, sr)
-                if lab is not None:
-                    write_png(dst.with_name(dst.stem + "_prior.png"), prior_rgb(lab))
-            except OSError as err:
-                stop(src, err)
-                continue
-            report.written.append(dst)
-            log.info(
-                "%s -> %s (%dx%d -> %dx%d; %s)", src, dst, lr.shape[-1], lr.shape[-2], sr.shape[1], sr.shape[0], how
-            )
-        pending.clear()
-
+    run = Predictor(generator, prior, options, runner, blend)
+    report = run.report
     for src in tqdm(files, desc="sftgan-predict", unit="img", disable=not options.progress):
         if report.stopped:
             report.not_done.append(src)
@@ -256,20 +318,15 @@ def predict_files(
             continue
         try:
             item = reader.read(src, with_labels=prior.needs_labels)
-            pm, how = prior.image_map(item.lr, scale, item.labels, item.probs, edits, segment)
+            pm, how = prior.image_map(item.lr, run.scale, item.labels, item.probs, edits, segment)
             if blend is not None:
-                blend.strength.check((item.lr.shape[-2] * scale, item.lr.shape[-1] * scale))
+                blend.strength.check((item.lr.shape[-2] * run.scale, item.lr.shape[-1] * run.scale))
         except INPUT_ERRORS as err:
             report.failures[str(src)] = str(err)
             log.error("skipped %s: %s", src, err)
             continue
-        lr = item.lr
-        if pending and (not fits(lr) or pending[0][2].shape != lr.shape or len(pending) >= options.batch_size):
-            flush()
-        pending.append((src, dst, lr, pm, how))
-        if not fits(lr):
-            flush()
-    flush()
+        run.add(Pending(src, dst, item.lr, pm, how))
+    run.flush()
     order = {src: i for i, src in enumerate(files)}
     report.not_done.sort(key=order.__getitem__)
     report.seconds = time.perf_counter() - start

@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 
 from ..models import generator_from_state_dict
-from ..models.weights import infer_segmenter
+from ..models.registry import infer_segmenter
 from ..pipeline import SFTGANPipeline
 
 ARCH_ID = "SFTGAN"
@@ -111,7 +111,9 @@ def install(segmenter: str | os.PathLike | None = None, registry=None) -> None:
     """Register the SFTGAN architecture with spandrel (``spandrel.MAIN_REGISTRY`` unless ``registry``), once;
     ``segmenter``: the prior for generator-only files (a segmenter file ``load_segmenter`` reads), None:
     the uniform prior. Calling it again changes the segmenter."""
-    import spandrel
+    from ..extras import require
+
+    spandrel = require("spandrel", "spandrel_support.install()")
 
     if segmenter is not None and not os.path.isfile(segmenter):
         raise FileNotFoundError(f"install(segmenter={segmenter}): file not found")

@@ -286,7 +286,25 @@ def super_resolve(
     hr_rows: int | None = 64,
     runner=None,
 ) -> np.ndarray:
-    """One image: see ``super_resolve_many``. Returns SR uint8 ``(scale*h, scale*w, 3)`` (float32 with ``as_float``)."""
+    """Super-resolve one image in tiles whose overlap covers the receptive field, so the stitched result equals
+    a whole-image pass (``super_resolve_many`` runs several).
+
+    Args:
+        generator: the SFT-Net.
+        lr: the LR image, ``(1, 3, h, w)`` RGB in [0, 1].
+        prior: the image's ``PriorMap`` (any window of its prior on demand); None for a generator without prior.
+        tile: tile side in LR pixels (None: the whole image at once).
+        overlap: LR pixels of context around each tile (None: the receptive field radius).
+        batch_size: tiles per generator call.
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast).
+        labels_out: an ``(scale*h, scale*w)`` uint8 array to receive the prior's argmax, or None.
+        as_float: return float32 in [0, 1] unrounded instead of uint8.
+        hr_rows: the upsampling layers run in strips of this many LR rows (bounded memory).
+        runner: an engine's generator runner (None: torch).
+
+    Returns:
+        The SR image, uint8 ``(scale*h, scale*w, 3)`` (float32 with ``as_float``).
+    """
     outs = super_resolve_many(
         generator, [(lr, prior)], tile, overlap, batch_size, precision, [labels_out], as_float, hr_rows, runner
     )

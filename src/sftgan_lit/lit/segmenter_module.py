@@ -30,7 +30,8 @@ class SegmenterModule(L.LightningModule):
     segmenter: a ``models.Segmenter`` (``LRASPPSegmenter``, ``OutdoorSceneSeg``).
     prior: the prior whose classes the labels are (names and colours are recorded in the export).
     optimizer: ``_partial_`` optimizer factory (``params=`` is given here).
-    scheduler: optional ``_partial_`` scheduler factory, stepped every optimiser step.
+    scheduler: optional ``_partial_`` scheduler factory, stepped every optimiser step; a ``total_steps``
+        left at None is the run's length (``trainer.estimated_stepping_batches``).
     class_weights: optional per-class weights of the cross-entropy.
     label_smoothing: cross-entropy label smoothing (softens over-confident probabilities).
     ece_bins: bins of the calibration error.
@@ -139,7 +140,12 @@ class SegmenterModule(L.LightningModule):
         opt = self.optimizer(params=self.segmenter.parameters())
         if self.scheduler is None:
             return opt
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler(optimizer=opt), "interval": "step"}}
+        extra = {}
+        if "total_steps" in getattr(self.scheduler, "keywords", {}) and self.scheduler.keywords["total_steps"] is None:
+            # a schedule over the whole run (OneCycleLR) left at null: the run's length, from the trainer
+            extra["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler(optimizer=opt, **extra)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     #: the file name ``train()`` exports to unless ``export_name`` says otherwise
     export_name = "segmenter.pth"

@@ -122,7 +122,7 @@ class SFTGANModule(L.LightningModule):
         self.scheduler = scheduler
         if not use_discriminator and objective.needs_discriminator:
             raise ValueError(
-                "use_discriminator=false needs loss.w_gan=0 and loss.w_cls_g=0 (the GAN terms need a trained D)"
+                "module.use_discriminator=false needs module.objective.w_gan=0 and module.objective.w_cls_g=0 (the GAN terms need a trained D)"
             )
         if d_steps_per_g < 1:
             raise ValueError(f"d_steps_per_g must be >= 1, got {d_steps_per_g}")
@@ -150,7 +150,7 @@ class SFTGANModule(L.LightningModule):
         for i, spec in enumerate(specs):
             part = spec.get("part")
             if part not in PARTS:
-                raise ValueError(f"optim.param_groups[{i}].part={part!r} is not one of {', '.join(PARTS)}")
+                raise ValueError(f"module.param_groups[{i}].part={part!r} is not one of {', '.join(PARTS)}")
             groups.append(
                 {
                     "name": spec.get("name", f"group{i}"),
@@ -170,7 +170,7 @@ class SFTGANModule(L.LightningModule):
             group = next((g for g in groups if holds[g["part"]](p)), None)
             if group is None:
                 raise ValueError(
-                    f"generator parameter {name!r} is in no optim.param_groups part; add a group with part: all"
+                    f"generator parameter {name!r} is in no module.param_groups part; add a group with part: all"
                 )
             group["params"].append(p)
             group["names"].append(name)
@@ -238,7 +238,7 @@ class SFTGANModule(L.LightningModule):
             raise NonFiniteLossError(
                 f"{self._nonfinite_streak} consecutive non-finite updates; last at iteration {self.iterations.value} "
                 f"(global step {self.trainer.global_step}) with loss terms {detail}. Lower the learning rate, "
-                "set optim.clip_grad_norm, or check the data"
+                "set module.clip_grad_norm, or check the data"
             )
         return False
 

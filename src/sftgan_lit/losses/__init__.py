@@ -1,11 +1,10 @@
 """Losses: GAN formulations, perceptual (VGG19 features) and pixel terms, and the SFTGAN objective."""
 
-from .gan import GAN_TYPES, GANLoss, gradient_penalty
+from .gan import GANLoss, gradient_penalty
 from .objective import SFTGANObjective, category_loss
 from .perceptual import PerceptualLoss, pixel_loss
 
 __all__ = [
-    "GAN_TYPES",
     "GANLoss",
     "PerceptualLoss",
     "SFTGANObjective",

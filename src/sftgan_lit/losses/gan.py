@@ -14,13 +14,11 @@ from torch import nn
 
 from ..choices import GanType, choice
 
-GAN_TYPES = tuple(t.value for t in GanType)
-
 
 class GANLoss(nn.Module):
     def __init__(self, gan_type: str = "vanilla") -> None:
         super().__init__()
-        self.gan_type = choice(GanType, gan_type, "loss.gan_type")
+        self.gan_type = choice(GanType, gan_type, "module.objective.gan_type")
 
     @staticmethod
     def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:

@@ -67,8 +67,8 @@ class SFTGANObjective(nn.Module):
         super().__init__()
         self.w_pix, self.w_percep, self.w_gan, self.w_cls, self.w_gp = w_pix, w_percep, w_gan, w_cls, w_gp
         self.w_cls_g = w_gan if w_cls_g is None else w_cls_g
-        self.pixel_type = choice(PixelType, pixel_type, "loss.pixel_type")
-        self.gan_type = choice(GanType, gan_type, "loss.gan_type")
+        self.pixel_type = choice(PixelType, pixel_type, "module.objective.pixel_type")
+        self.gan_type = choice(GanType, gan_type, "module.objective.gan_type")
         self.gan = GANLoss(self.gan_type)
         self.perceptual: PerceptualLoss | None = None
         if w_percep and perceptual is not None:

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, kind: str = "l1") -> torch.Tensor:
     """Mean L1 or squared error (``choices.PixelType``) between two image batches."""
-    kind = choice(PixelType, kind, "loss.pixel_type")
+    kind = choice(PixelType, kind, "module.objective.pixel_type")
     return F.l1_loss(sr, hr) if kind == PixelType.l1.value else F.mse_loss(sr, hr)
 
 
@@ -35,15 +35,19 @@ class PerceptualLoss(nn.Module):
         self.available = True
         if random_weights:
             # exercises the code path in tests; a perceptual loss on random features is not the method
-            log.warning("perceptual loss uses RANDOM VGG19 weights (loss.perceptual.random_weights=true): tests only")
+            log.warning(
+                "perceptual loss uses RANDOM VGG19 weights (module.objective.perceptual.random_weights=true): tests only"
+            )
         try:
             self.vgg = VGGFeatureExtractor(layer=layer, weights_path=weights, pretrained=not random_weights)
         except FileNotFoundError as err:
             if required:
                 raise FileNotFoundError(
-                    f"{err}\n(set loss.perceptual.weights=PATH, or loss.w_percep=0 to train without it)"
+                    f"{err}\n(set module.objective.perceptual.weights=PATH, or module.objective.w_percep=0 to train without it)"
                 ) from err
-            log.warning("perceptual loss DISABLED: %s; training runs without it (loss.w_percep has no effect)", err)
+            log.warning(
+                "perceptual loss DISABLED: %s; training runs without it (module.objective.w_percep has no effect)", err
+            )
             self.available = False
             self.vgg = None
         if self.vgg is not None:

@@ -1,37 +1,45 @@
 """Plain ``torch.nn`` networks of SFTGAN (no Lightning, no Hydra), their variants and their checkpoint files."""
 
+from .checkpoints import (
+    LIGHTNING_GENERATOR_PREFIXES,
+    export_generator,
+    export_segmenter,
+    generator_from_state_dict,
+    load_generator,
+    load_segmenter,
+    package_version,
+    read_segmenter,
+)
 from .concat import ConcatLayer
 from .condition import ConditionNet
 from .discriminator import ACDDiscriminator
 from .generator import GeneratorConfig, ResBlockSFT, SFTGenerator
 from .init import scaled_kaiming_
+from .interpolation import interpolate_generators
 from .lraspp import LRASPPSegmenter
 from .protocols import Segmenter
-from .segmenter import OutdoorSceneSeg, Res131
-from .sft import SFTLayer
-from .srgan import convert_srgan_state_dict, init_conditioning_small, init_from_srgan, srgan_key_map
-from .vgg import VGGFeatureExtractor
-from .weights import (
+from .registry import (
+    ARCHITECTURES,
     GENERATOR_VARIANTS,
-    LIGHTNING_GENERATOR_PREFIXES,
     SEGMENTER_ARCHS,
+    Architecture,
     GeneratorVariant,
     build_generator,
-    export_generator,
-    export_segmenter,
-    generator_from_state_dict,
     infer_generator_config,
-    interpolate_generators,
-    load_generator,
-    load_segmenter,
-    read_segmenter,
+    infer_segmenter,
     sftgan_pytorch,
     sftgan_torch7,
     srresnet,
 )
+from .segmenter import OutdoorSceneSeg, Res131
+from .sft import SFTLayer
+from .srgan import convert_srgan_state_dict, init_conditioning_small, init_from_srgan, srgan_key_map
+from .vgg import VGGFeatureExtractor
 
 __all__ = [
+    "ARCHITECTURES",
     "ACDDiscriminator",
+    "Architecture",
     "ConcatLayer",
     "ConditionNet",
     "GENERATOR_VARIANTS",
@@ -52,6 +60,8 @@ __all__ = [
     "export_generator",
     "export_segmenter",
     "generator_from_state_dict",
+    "infer_segmenter",
+    "package_version",
     "infer_generator_config",
     "init_conditioning_small",
     "init_from_srgan",

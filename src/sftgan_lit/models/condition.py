@@ -11,6 +11,13 @@ class ConditionNet(nn.Sequential):
     Input: prior probabilities (N, num_classes, scale*h, scale*w). Output: conditions
     (N, out_channels, h, w), shared by every SFT layer of the generator. Indices of the layers match
     the original checkpoints (``CondNet.0`` ... ``CondNet.8``).
+
+    Args:
+        num_classes: channels of the prior (its class count).
+        out_channels: channels of the condition the SFT layers read.
+        hidden_channels: width of the hidden layers.
+        num_hidden_layers: 1x1 convs after the strided one.
+        scale: the SR factor: the strided conv brings the HR-size prior to the LR grid.
     """
 
     def __init__(

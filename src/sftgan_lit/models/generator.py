@@ -15,7 +15,7 @@ to the features) or ``none`` (no prior at all: SRResNet). Module names follow th
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import torch
@@ -59,7 +59,6 @@ class GeneratorConfig:
     # None: PyTorch's default initialisation. A float s: the original training code's initialisation
     # (Kaiming-normal, fan-in, weights x s, biases 0; BasicSR used s = 0.1) for training from scratch.
     weight_init_scale: float | None = None
-    extra: dict = field(default_factory=dict)  # room for future options without breaking old exports
 
     def check(self) -> None:
         """Sizes are integers >= 1 (``num_classes`` >= 0: an SRResNet has none); a ``ConfigError`` names the key."""
@@ -153,7 +152,7 @@ class SFTGenerator(nn.Module):
         if not 0 <= n_cond <= cfg.num_blocks:
             raise ValueError(f"num_cond_blocks must be in [0, {cfg.num_blocks}] or None, got {cfg.num_cond_blocks}")
         self.config = cfg
-        # what the file it was loaded from records about it (classes, training facts; models.weights)
+        # what the file it was loaded from records about it (classes, training facts; models.checkpoints)
         self.record: dict = {}
         nf = cfg.num_features
         uses_prior = cfg.conditioning != "none" and (n_cond > 0 or cfg.final_cond)

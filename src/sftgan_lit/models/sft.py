@@ -21,6 +21,13 @@ class SFTLayer(nn.Module):
 
     Shapes: features (N, feat_channels, h, w); condition (N, cond_channels, h, w), or
     (N, cond_channels, 1, 1) for per-image (FiLM-style) modulation, which broadcasts over the pixels.
+
+    Args:
+        feat_channels: channels of the features it modulates.
+        cond_channels: channels of the shared condition (``ConditionNet``'s output).
+        hidden_channels: width of each branch's hidden 1x1 conv.
+        formula: ``residual`` (``F * (1 + gamma) + beta``) or ``plain`` (``F * gamma + beta``).
+        negative_slope: the LeakyReLU slope inside the branches (0.1 PyTorch release, 0.01 Torch7).
     """
 
     def __init__(

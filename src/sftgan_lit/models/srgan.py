@@ -65,6 +65,15 @@ def init_from_srgan(
     ``srgan`` is the original's SRGAN/SRResNet layout (``model.0.weight`` ...) or this package's own
     layout (an SRResNet trained with ``experiment=srresnet_pretrain``, its ``generator.pth``). Every
     trunk/upsampler parameter of ``generator`` must be provided, with matching shapes.
+
+    Args:
+        generator: the SFT-Net to initialise (changed in place; untouched when the checkpoint does not fit).
+        srgan: a file path or a state dict in either layout.
+        init_scale: the scale of the Kaiming-normal initialisation of the SFT and condition layers.
+
+    Returns:
+        ``generator``. A checkpoint that does not fit raises one ``CheckpointError`` listing the missing,
+        unexpected and mis-shaped keys.
     """
     source = str(srgan) if not isinstance(srgan, Mapping) else "SRGAN state dict"
     sd = load_state_dict_file(srgan) if not isinstance(srgan, Mapping) else dict(srgan)

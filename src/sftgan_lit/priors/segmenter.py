@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
+from ..models.checkpoints import read_segmenter
 from ..models.protocols import Segmenter
-from ..models.weights import read_segmenter
 from ..precision import autocast
 from ..tensors import check_image
 from .base import Prior, SegmentOptions
@@ -35,8 +35,8 @@ class SegmenterPrior(Prior):
         weights: path to the segmenter checkpoint (``segmentation_OST_bic.pth`` for ``ade_outdoor``).
         mode: ``"cached"`` (computed by ``sftgan-prepare``) or ``"online"`` (per batch on the device).
         arch: constructor arguments of ``OutdoorSceneSeg`` when the checkpoint is not the released size.
-        batch_size: images per segmenter call in ``sftgan-prepare``.
         weights_key: the config key that sets ``weights``, quoted in errors.
+        **kwargs: ``Prior``'s arguments (class names and colours: ``conf/classes/``).
     """
 
     def __init__(
