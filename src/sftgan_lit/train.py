@@ -168,8 +168,7 @@ class StageError(ValueError):
 
     @classmethod
     def wrap(cls, name: str, err: BaseException) -> StageError:
-        from hydra.errors import InstantiationException
-
+        """The error of stage ``name`` from what its construction raised (Hydra's wrapper unwrapped)."""
         while isinstance(err, InstantiationException) and err.__cause__ is not None:
             err = err.__cause__  # Hydra's wrapper: the constructor's own message is the one to show
         first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
@@ -200,7 +199,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, object]]:
         elif source in handoff:
             init_state = handoff[source]
         elif source:
-            raise StageError(f"stage {name}: stage {source} left no generator to start from (export=false)")
+            raise StageError(f"stage {name}: stage {source} left no generator to start from")
         if name:
             log.info("=== stage %s ===", name)
         stage_metrics, objects = train_stage(stage_cfg, init_state=init_state, stage=name)

@@ -1,6 +1,6 @@
 """Texture strength table: the demo recipe's two ends (fidelity stage, GAN stage) interpolated at 0, 0.25,
 0.5, 0.75, 1 on the held-out demo scenes: high-frequency energy of the Y channel (texture) and PSNR-Y
-against HR (fidelity).
+against HR (fidelity). Writes ``strength.json`` and ``report.md`` to ``--out``.
 
     python -m sftgan_lit.experiments.texture_strength [--checkpoint latest] [--out outputs/strength]
 
@@ -61,22 +61,28 @@ def main() -> None:
     ckpt = resolve_checkpoint(args.checkpoint)
     fid = fidelity_checkpoint(args.checkpoint_fidelity, ckpt)
     rows = strength_table(ckpt, fid)
-    print(f"Texture strength on the demo test scenes: {fid} (0) .. {ckpt} (1)")
-    print("| strength | HF energy of Y (x1e3) | PSNR-Y (dB) |")
-    print("| --- | --- | --- |")
+    lines = [
+        "# Texture strength",
+        "",
+        f"The demo test scenes: {fid.name} (strength 0) .. {ckpt.name} (strength 1), weights interpolated.",
+        "",
+        "| strength | HF energy of Y (3x3 Laplacian, x1e3) | PSNR-Y (dB) |",
+        "| --- | --- | --- |",
+    ]
     for r in rows:
         psnr = f"{r['psnr_y']:.2f}" if "psnr_y" in r else "-"
         name = r["strength"] if isinstance(r["strength"], str) else f"{r['strength']:.2f}"
-        print(f"| {name} | {r['hf_energy_y']:.3f} | {psnr} |")
+        lines.append(f"| {name} | {r['hf_energy_y']:.3f} | {psnr} |")
     energies = [r["hf_energy_y"] for r in rows[:-1]]
     psnrs = [r["psnr_y"] for r in rows[:-1]]
     rising = all(b > a for a, b in zip(energies, energies[1:]))
     falling = all(b < a for a, b in zip(psnrs, psnrs[1:]))
-    print(f"texture energy rises monotonically: {rising}; PSNR-Y falls monotonically: {falling}")
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "strength.json").write_text(
-        json.dumps({"rows": rows, "rising": rising, "falling": falling}, indent=1)
-    )
+    lines += ["", f"Texture energy rises monotonically: {rising}; PSNR-Y falls monotonically: {falling}."]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "strength.json").write_text(json.dumps({"rows": rows, "rising": rising, "falling": falling}, indent=1))
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
