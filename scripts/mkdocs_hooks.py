@@ -100,7 +100,12 @@ def schema_table(name: str, prefix: str = "") -> str:
             nested.append((tp.__name__, key + "."))
         rows.append(f"| `{key}` | {_type_name(tp)} | {_default(f)} | {comments.get(f.name, '')} |")
     doc = inspect.getdoc(cls) or ""
-    out = [doc.split("\n\n")[0].replace("\n", " "), "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+    out = [
+        doc.split("\n\n")[0].replace("\n", " "),
+        "",
+        "| key | type | default | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
     out += rows
     for sub, sub_prefix in nested:
         out += ["", f"`{sub_prefix.rstrip('.')}`:", "", schema_table(sub, sub_prefix)]
