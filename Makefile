@@ -19,7 +19,7 @@ test: docs
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 # the docs site into build/site/ (MkDocs Material + mkdocstrings); strict: a broken link, a missing
 # reference or a stale API name fails the build
