@@ -71,3 +71,22 @@ def test_required_keys_are_named_when_missing(tmp_path):
 def test_a_paired_training_split_is_refused_at_construction():
     with pytest.raises(ConfigError, match=r"data\.train\.layout=paired: .* for val/test"):
         SFTGANDataModule(LabelPrior(), train={"layout": "paired", "hr": "/h", "lr": "/l"})
+
+
+def test_a_null_section_takes_a_mapping_from_the_command_line(tmp_path):
+    """``data.val`` (null in data=folder) and ``data.gpu_augment`` (null by default) set as mappings on the
+    command line, as the docs show: they compose and build (a typed null node could not take them)."""
+    cfg = compose(
+        [
+            "data=folder",
+            f"data.train.images={tmp_path}",
+            f"data.store_root={tmp_path / 'stores'}",
+            f"data.val={{layout: paired, hr: {tmp_path / 'hr'}, lr: {tmp_path / 'lr'}}}",
+            "data.gpu_augment={crop: 32}",
+        ]
+    )
+    dm = instantiate(cfg.data, prior=LabelPrior())
+    assert dm.splits["val"] == PairedSplit("data.val", hr=str(tmp_path / "hr"), lr=str(tmp_path / "lr"))
+    assert dm.gpu_augment is not None
+    with pytest.raises(Exception, match=r"data\.val\.layout=tiles: must be one of demo, folder, ost, paired"):
+        instantiate(compose(["data.val.layout=tiles"]).data, prior=LabelPrior())

@@ -195,16 +195,6 @@ class SplitSchema:
 
 
 @dataclass
-class GpuAugmentSchema:
-    """``data.gpu_augment``: kornia augmentation on the device (``data.gpu_augment.GpuAugment``)."""
-
-    hflip: float = 0.5  # probability
-    vflip: float = 0.0  # probability
-    rot90: bool = True  # random multiples of 90 degrees
-    crop: Optional[int] = None  # HR crop side after the loader's crop (null: none)
-
-
-@dataclass
 class DegradationSchema:
     """``data.degradation``: how the training LR is made from the HR crop."""
 
@@ -218,9 +208,12 @@ class DataSchema:
 
     _target_: str = "sftgan_lit.data.SFTGANDataModule"
     _convert_: str = "all"  # plain dicts and lists reach the datamodule (and its worker processes)
+    # A split's keys are SplitSchema's; the layout's class (data.splits) refuses a key of another layout in
+    # one line. val, test and gpu_augment are often null, and a mapping given on the command line cannot be
+    # merged into a null typed node (omegaconf), so those three are untyped here and checked when built.
     train: Optional[SplitSchema] = None  # the training split
-    val: Optional[SplitSchema] = None  # null with a folder / ost training split: held out of it (val_holdout)
-    test: Optional[SplitSchema] = None
+    val: Any = None  # a split like train; null with a folder / ost training split: held out of it (val_holdout)
+    test: Any = None  # a split like train
     demo: Optional[DemoConfig] = None  # the demo set's settings (layout: demo)
     degradation: DegradationSchema = field(default_factory=DegradationSchema)
     cache_dir: Optional[str] = None  # where the demo set is generated (null: $SFTGAN_CACHE or ~/.cache/sftgan_lit)
@@ -246,7 +239,7 @@ class DataSchema:
     num_workers: int = 2
     pin_memory: bool = True
     persistent_workers: bool = True
-    gpu_augment: Optional[GpuAugmentSchema] = None  # kornia on the device; null: none
+    gpu_augment: Any = None  # kornia on the device: {hflip: 0.5, vflip: 0.0, rot90: true, crop: null}; null: none
 
 
 @dataclass
