@@ -74,7 +74,7 @@ def test_a_paired_training_split_is_refused_at_construction():
 
 
 def test_a_null_section_takes_a_mapping_from_the_command_line(tmp_path):
-    """``data.val`` (null in data=folder) and ``data.gpu_augment`` (null by default) set as mappings on the
+    """``data.val`` (null in data=folder), ``data.gpu_augment`` and ``data.storage_options`` (null by default) set as mappings on the
     command line, as the docs show: they compose and build (a typed null node could not take them)."""
     cfg = compose(
         [
@@ -83,6 +83,7 @@ def test_a_null_section_takes_a_mapping_from_the_command_line(tmp_path):
             f"data.store_root={tmp_path / 'stores'}",
             f"data.val={{layout: paired, hr: {tmp_path / 'hr'}, lr: {tmp_path / 'lr'}}}",
             "data.gpu_augment={crop: 32}",
+            "data.storage_options={endpoint_url: http://127.0.0.1:9}",
         ]
     )
     dm = instantiate(cfg.data, prior=LabelPrior())

@@ -209,8 +209,8 @@ class DataSchema:
     _target_: str = "sftgan_lit.data.SFTGANDataModule"
     _convert_: str = "all"  # plain dicts and lists reach the datamodule (and its worker processes)
     # A split's keys are SplitSchema's; the layout's class (data.splits) refuses a key of another layout in
-    # one line. val, test and gpu_augment are often null, and a mapping given on the command line cannot be
-    # merged into a null typed node (omegaconf), so those three are untyped here and checked when built.
+    # one line. val, test, gpu_augment and storage_options are often null, and a mapping given on the command
+    # line cannot be merged into a null typed node (omegaconf), so those are untyped here and checked when built.
     train: Optional[SplitSchema] = None  # the training split
     val: Any = None  # a split like train; null with a folder / ost training split: held out of it (val_holdout)
     test: Any = None  # a split like train
@@ -224,7 +224,7 @@ class DataSchema:
     store_format: StoreFormat = StoreFormat.mmap  # mmap | litdata (stream chunks from stream_root)
     stream_root: Optional[str] = None  # litdata: a folder or s3://bucket/prefix (null: beside each store)
     stream_cache: Optional[str] = None  # litdata: where chunks of a remote stream are cached (null: LitData's)
-    storage_options: Optional[dict[str, Any]] = None  # litdata: object-storage options, e.g. {endpoint_url: ...}
+    storage_options: Any = None  # litdata: object-storage options, e.g. {endpoint_url: ...} (untyped: see val)
     scale: int = 4  # SR factor: the LR is 1/scale of the HR
     crop_size: int = 96  # HR training crop (a multiple of scale)
     scales: list[float] = field(default_factory=lambda: [1.0, 0.9, 0.8, 0.7, 0.6, 0.5])  # random source rescale
