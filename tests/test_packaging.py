@@ -164,7 +164,7 @@ def test_the_package_imports_and_trains_without_any_extra(tmp_path):
     "entry,args,extra",
     [
         ("sftgan_lit.cli:app_main", ["--checkpoint", "x.pth"], "app"),
-        ("sftgan_lit.cli:export_main", ["x.pth", "--format", "onnx"], "export"),
+        ("sftgan_lit.cli:export_main", ["x.pth", "--format", "safetensors", "onnx-fp16"], "export"),
         ("sftgan_lit.cli:predict_main", ["images=demo", "engine=openvino", "checkpoint=x.pth"], "engines"),
         ("sftgan_lit.cli:train_main", ["data.store_format=litdata", "debug=fast_dev_run", "stages=null"], "stream"),
         ("sftgan_lit.cli:train_main", ["hparams_search=loss_weights"], "sweep"),

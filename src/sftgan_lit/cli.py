@@ -256,11 +256,9 @@ def export_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .state_dict import CheckpointError
 
-    onnx = [f for f in args.format if f.endswith("onnx")]
-    if onnx and any(
-        _missing_extra("sftgan-export", m, f"--format {onnx[0]}") for m in ("onnx", "onnxscript", "onnxruntime")
-    ):
-        return 2
+    for fmt in args.format:  # each format's optional packages, before any work
+        if any(_missing_extra("sftgan-export", m, f"--format {fmt}") for m in EXPORTERS[fmt].modules):
+            return 2
     for key in ("tolerance", "fp16_tolerance"):
         if not getattr(args, key) > 0:
             print(f"sftgan-export: --{key.replace('_', '-')}={getattr(args, key)}: must be > 0", file=sys.stderr)
