@@ -21,7 +21,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from .config import TrainerSchema
+from .config import TrainerSchema, conf_dir
 from .models import LIGHTNING_GENERATOR_PREFIXES, init_from_srgan
 from .state_dict import load_checkpoint_file, load_state_dict_file, load_strict, unwrap_state_dict
 
@@ -113,8 +113,6 @@ def pinned_keys(cfg: DictConfig) -> list[str]:
         keys.append(key)
     debug = record.runtime.choices.get("debug")
     if debug:
-        from .config import conf_dir
-
         node = OmegaConf.load(conf_dir() / "debug" / f"{debug}.yaml")
         keys += [k for k in _leaf_keys(node) if k != "defaults"]
     return keys
@@ -189,6 +187,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, object]]:
     objects: dict[str, object] = {}
     TrainerSchema.check(cfg.trainer)
     stages_cfg = stage_configs(cfg, pinned_keys(cfg))
+    started_from = {stage_cfg.get("init_from_stage") for _, stage_cfg in stages_cfg}
     for name, stage_cfg in stages_cfg:  # every stage's settings checked before the first one trains
         TrainerSchema.check(stage_cfg.trainer, f"stages.{name}.trainer")
     for name, stage_cfg in stages_cfg:
@@ -207,7 +206,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, object]]:
         stages[name] = objects
         if "export" in objects:
             exports[name] = objects["export"]
-        elif hasattr(objects["module"], "eval_generator"):
+        elif name in started_from and hasattr(objects["module"], "eval_generator"):
             handoff[name] = {k: v.detach().clone() for k, v in objects["module"].eval_generator.state_dict().items()}
     if len(stages) > 1:
         metrics.update(stage_metrics)

@@ -21,7 +21,6 @@ at odd sizes.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
+from ..extras import installed as module_installed
 from ..extras import missing as missing_extra
 from ..extras import require as require_extra
 
@@ -71,7 +71,8 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def installed(engine: str) -> bool:
-    return engine == "torch" or importlib.util.find_spec(engine) is not None
+    """Whether ``engine``'s package is there (torch always is)."""
+    return engine == "torch" or module_installed(engine)
 
 
 @dataclass(frozen=True)
