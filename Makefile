@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test docs format bench ablation pipeline strength app screenshot notebook clean
+.PHONY: install test docs format bench ablation pipeline strength real app screenshot notebook clean
 
 install: $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip >/dev/null
@@ -36,6 +36,7 @@ bench:
 	$(BIN)/python benchmarks/bench_generator.py
 	$(BIN)/python benchmarks/bench_loader.py
 	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_degradations.py
 	$(BIN)/python benchmarks/bench_predict.py
 	$(BIN)/python benchmarks/bench_engines.py
 	$(BIN)/python benchmarks/bench_pipeline.py
@@ -51,6 +52,10 @@ pipeline:
 # the demo recipe's two ends interpolated at 0 .. 1: texture energy and PSNR-Y (after python train.py)
 strength:
 	$(BIN)/python -m sftgan_lit.experiments.texture_strength --out outputs/strength
+
+# the demo recipe on bicubic and on Real-ESRGAN's degradations, and its report (docs/real-world.md)
+real:
+	$(BIN)/python train.py experiment=demo_real
 
 # the prior painter on http://127.0.0.1:7860/ with the newest train.py export (python train.py makes one)
 app:

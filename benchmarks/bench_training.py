@@ -52,9 +52,9 @@ def make_batch(n: int = 16, size: int = 96) -> dict:
     }
 
 
-def networks():
+def networks(d_input: int = 96):
     torch.manual_seed(0)
-    return sftgan_pytorch(), ACDDiscriminator(), PerceptualLoss(random_weights=True)
+    return sftgan_pytorch(), ACDDiscriminator(input_size=d_input), PerceptualLoss(random_weights=True)
 
 
 class IterationTimer(L.Callback):
@@ -90,8 +90,8 @@ def lightning_iterations(batch: dict, iters: int, device: str, precision: str) -
     return timer.times
 
 
-def plain_iterations(batch: dict, iters: int, device: str, precision: str) -> list[float]:
-    g, d, percep = networks()
+def plain_iterations(batch: dict, iters: int, device: str, precision: str, d_input: int = 96) -> list[float]:
+    g, d, percep = networks(d_input)
     g, d, percep = g.to(device), d.to(device), percep.to(device)
     ema = EMA(g, 0.999)
     gan = GANLoss("vanilla")

@@ -4,8 +4,9 @@ Markers in a page's Markdown are replaced before it is rendered:
 
 - ``<!-- config-groups -->``: every option of every config group in ``conf/``, with the first comment of
   its file;
-- ``<!-- config-schema: NAME [PREFIX] -->``: the keys of the typed schema ``sftgan_lit.config.NAME`` (type,
-  default, the comment beside the field in the source), each written ``PREFIX<key>``;
+- ``<!-- config-schema: NAME [PREFIX] -->``: the keys of the typed schema ``sftgan_lit.config.NAME`` (or
+  ``sftgan_lit.MODULE.CLASS`` for ``NAME = MODULE.CLASS``: type, default, the comment beside the field in the
+  source), each written ``PREFIX<key>``;
 - ``<!-- bench: NAME -->``: the tables of ``docs/benchmarks/NAME.json``, which ``benchmarks/bench_NAME.py``
   writes, with the machine it ran on;
 - ``<!-- include: PATH -->``: a file of the repository (CHANGELOG.md).
@@ -64,27 +65,33 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp)).replace("typing.", "")
 
 
-def _default(f: dataclasses.Field) -> str:
-    if f.default is not dataclasses.MISSING:
-        value = f.default
-    elif f.default_factory is not dataclasses.MISSING:
-        value = f.default_factory()
-        if dataclasses.is_dataclass(value):
-            return "(section below)"
-    else:
-        return "required"
+def _value(value) -> str:
+    if dataclasses.is_dataclass(value):
+        return "(section below)"
     if isinstance(value, enum.Enum):
         value = value.value
     return "null" if value is None else f"`{json.dumps(value) if not isinstance(value, str) else value}`"
 
 
-def schema_table(name: str, prefix: str = "") -> str:
-    """A Markdown table of the keys of ``sftgan_lit.config.<name>`` (and of its nested schemas after it)."""
-    from sftgan_lit import config
+def _default(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING:
+        return _value(f.default)
+    if f.default_factory is not dataclasses.MISSING:
+        return _value(f.default_factory())
+    return "required"
 
-    cls = getattr(config, name, None)
+
+def schema_table(name: str, prefix: str = "", defaults=None) -> str:
+    """A Markdown table of the keys of ``sftgan_lit.config.<name>``, or ``sftgan_lit.<module>.<class>`` for a
+    dotted name (and of its nested schemas after it); ``defaults``: the instance whose values are the defaults
+    (a nested section whose default differs from its class's, e.g. a second stage)."""
+    import importlib
+
+    module_name, _, class_name = name.rpartition(".")
+    module = importlib.import_module(f"sftgan_lit.{module_name or 'config'}")
+    cls = getattr(module, class_name, None)
     if cls is None or not dataclasses.is_dataclass(cls):
-        raise DocsError(f"<!-- config-schema: {name} -->: sftgan_lit.config has no schema {name}")
+        raise DocsError(f"<!-- config-schema: {name} -->: {module.__name__} has no schema {class_name}")
     hints = typing.get_type_hints(cls)
     comments = {}
     for klass in reversed(cls.__mro__):
@@ -96,9 +103,13 @@ def schema_table(name: str, prefix: str = "") -> str:
             continue
         tp = hints.get(f.name, f.type)
         key = f"{prefix}{f.name}"
+        default = _value(getattr(defaults, f.name)) if defaults is not None else _default(f)
         if dataclasses.is_dataclass(tp):
-            nested.append((tp.__name__, key + "."))
-        rows.append(f"| `{key}` | {_type_name(tp)} | {_default(f)} | {comments.get(f.name, '')} |")
+            section = getattr(defaults, f.name) if defaults is not None else None
+            if section is None and f.default_factory is not dataclasses.MISSING:
+                section = f.default_factory()
+            nested.append((f"{module_name}.{tp.__name__}" if module_name else tp.__name__, key + ".", section))
+        rows.append(f"| `{key}` | {_type_name(tp)} | {default} | {comments.get(f.name, '')} |")
     doc = inspect.getdoc(cls) or ""
     out = [
         doc.split("\n\n")[0].replace("\n", " "),
@@ -107,8 +118,8 @@ def schema_table(name: str, prefix: str = "") -> str:
         "| --- | --- | --- | --- |",
     ]
     out += rows
-    for sub, sub_prefix in nested:
-        out += ["", f"`{sub_prefix.rstrip('.')}`:", "", schema_table(sub, sub_prefix)]
+    for sub, sub_prefix, section in nested:
+        out += ["", f"`{sub_prefix.rstrip('.')}`:", "", schema_table(sub, sub_prefix, section)]
     return "\n".join(out)
 
 

@@ -24,6 +24,7 @@ from sftgan_lit.app.session import (
 )
 from sftgan_lit.app.ui import PainterApp, load_models
 from sftgan_lit.categories import OUTDOOR_CLASSES, OUTDOOR_COLORS
+from sftgan_lit.imresize import imresize
 from sftgan_lit.models import export_generator
 from sftgan_lit.priors import class_mask_from_image
 
@@ -199,8 +200,7 @@ def _upload(app, path, mode="LR (super-resolve as is)", key=None):
 def test_bad_uploads_are_refused_in_the_page(app, tmp_path):
     cases = {
         "text.png": lambda p: p.write_text("not an image"),
-        "alpha.png": lambda p: Image.new("RGBA", (16, 16), (1, 2, 3, 0)).save(p),
-        "deep.png": lambda p: Image.fromarray(np.full((16, 16), 1000, np.uint16)).save(p),
+        "cmyk.jpg": lambda p: Image.new("CMYK", (16, 16)).save(p),
         "huge.png": lambda p: Image.new("RGB", (300, 300)).save(p),  # LR over the app's limit
         "bomb.png": lambda p: Image.new("RGB", (9000, 8000)).save(p),  # over the decompression-bomb guard
     }
@@ -218,6 +218,22 @@ def test_bad_uploads_are_refused_in_the_page(app, tmp_path):
     assert "75x75 LR" in message and key
     out = app.upload(str(tmp_path / "ok.png"), "HR (downscale x4 first)", key)
     assert out[6].endswith("ok_sr.png") and out[7].endswith("ok_prior.png")  # downloads named after the upload
+
+
+def test_rgba_and_16_bit_grey_uploads_keep_their_alpha_and_greyness_in_the_download(app, tmp_path):
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (12, 14, 4), np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(rng.integers(0, 65536, (12, 14)).astype(np.uint16)).save(tmp_path / "deep.png")
+    out = app.upload(str(tmp_path / "rgba.png"), "LR (super-resolve as is)", None)
+    assert not out[5].startswith("**Refused:**")
+    download = np.asarray(Image.open(out[6]))
+    assert download.shape == (48, 56, 4)
+    up = imresize(torch.from_numpy(rgba[..., 3]).float()[None, None] / 255, 4).clamp(0, 1)[0, 0].numpy()
+    assert np.array_equal(download[..., 3], np.round(up * 255).astype(np.uint8))
+    assert np.array_equal(download[..., :3], out[4][1])  # the colour is what the page shows
+    out = app.upload(str(tmp_path / "deep.png"), "LR (super-resolve as is)", None)
+    assert Image.open(out[6]).mode == "L"
 
 
 def test_sessions_are_separate_and_bounded(app):

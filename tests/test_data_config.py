@@ -24,7 +24,7 @@ from helpers import compose
         "data.batch_size=abc",  # a wrong type
         "data.train.layout=tiles",  # not a layout
         "data.store_format=zarr",  # not a store format
-        "data.degradation.kind=jpeg",  # not a degradation (yet)
+        "data.degradation.blur=3",  # bicubic has no such key
         "data.demo.size=big",
     ],
 )
@@ -68,9 +68,12 @@ def test_required_keys_are_named_when_missing(tmp_path):
         dm.prepare_data()
 
 
-def test_a_paired_training_split_is_refused_at_construction():
-    with pytest.raises(ConfigError, match=r"data\.train\.layout=paired: .* for val/test"):
-        SFTGANDataModule(LabelPrior(), train={"layout": "paired", "hr": "/h", "lr": "/l"})
+def test_a_paired_training_split_is_read_from_files_not_streamed():
+    SFTGANDataModule(LabelPrior(), train={"layout": "paired", "hr": "/h", "lr": "/l"})  # trains (data=paired)
+    with pytest.raises(
+        ConfigError, match=r"data\.store_format=litdata: a paired training split .* set data.store_format=mmap"
+    ):
+        SFTGANDataModule(LabelPrior(), train={"layout": "paired", "hr": "/h", "lr": "/l"}, store_format="litdata")
 
 
 def test_a_null_section_takes_a_mapping_from_the_command_line(tmp_path):

@@ -51,3 +51,30 @@ def test_two_stages_export_both_ends_and_report(tmp_path):
     # the recipe's first promise holds even at toy size: the fidelity stage beats bicubic
     gain = saved["metrics"]["stage 1"]["psnr_y"] - saved["metrics"]["bicubic"]["psnr_y"]
     assert gain > 0.5, saved["metrics"]
+
+
+def test_demo_real_trains_both_models_and_reports_under_the_test_degradations(tmp_path):
+    """experiment=demo_real at toy size: four stages, the bicubic and the degradation-trained exports, and the
+    report under every test degradation (its targets are printed; at toy size they are not expected to hold)."""
+    from sftgan_lit.experiments.real_report import TEST_DEGRADATIONS
+
+    toy = [
+        *TOY,
+        "experiment=demo_real",
+        "stages.fidelity.trainer.max_steps=20",
+        "stages.real_fidelity.trainer.max_steps=6",
+        "trainer.max_steps=4",
+        "data.degradation.pool_size=16",
+    ]
+    cfg = compose([*toy, f"paths.output_dir={tmp_path}"])
+    metrics, objects = train(cfg)
+    assert set(objects["exports"]) == {"fidelity", "gan", "real_fidelity", "real_gan"}
+    assert objects["stages"]["gan"]["datamodule"].degradation.name == "bicubic"
+    assert objects["stages"]["real_gan"]["datamodule"].degradation.name == "realesrgan"
+    report = report_hook(cfg, metrics, objects)
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert list(saved["psnr_y"]) == list(TEST_DEGRADATIONS) and (tmp_path / "report.png").stat().st_size > 0
+    assert [t["met"] for t in saved["targets"]] == [t["met"] for t in report["targets"]]
+    # the test LRs differ from the clean one, and bicubic x4 of a degraded LR is further from the HR
+    rows = saved["psnr_y"]
+    assert all(rows[t]["bicubic"] < rows["clean"]["bicubic"] for t in ("JPEG q40", "noise 10", "blur", "draw 1"))

@@ -53,36 +53,110 @@ def test_predict_on_demo_hr_matches_the_eager_model(tmp_path, tiny_ckpt):
     assert np.array_equal(prior_png, colors[labels])
 
 
-def test_predict_lr_odd_sizes_and_awkward_files(tmp_path, tiny_ckpt):
+def _samples(path: Path) -> np.ndarray:
+    """A PNG's samples as stored (16-bit kept), ``(H, W, C)``."""
+    import imagecodecs
+
+    a = imagecodecs.png_decode(path.read_bytes())
+    return a[..., None] if a.ndim == 2 else a
+
+
+def test_predict_lr_odd_sizes_and_the_images_people_have(tmp_path, tiny_ckpt):
+    """Grey, RGBA and 16-bit inputs are super-resolved, not refused, and written in their own format."""
     rng = np.random.default_rng(0)
     src = tmp_path / "in"
     src.mkdir()
     rgb = rng.integers(0, 256, (23, 37, 3), np.uint8)
+    alpha = rng.integers(0, 256, rgb.shape[:2], np.uint8)
     Image.fromarray(rgb).save(src / "odd.png")
     Image.fromarray(rgb[..., 0]).save(src / "gray.png")
     Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])).save(src / "rgba_opaque.png")
-    Image.fromarray(np.dstack([rgb, rng.integers(0, 256, rgb.shape[:2], np.uint8)])).save(src / "rgba_transparent.png")
-    Image.fromarray(rgb[..., 1].astype(np.uint16) * 257).save(src / "gray16.png")  # exact 8-bit values in 16 bits
-    Image.fromarray(rgb[..., 1].astype(np.uint16) * 257 + 1).save(src / "deep16.png")  # real 16-bit precision
+    Image.fromarray(np.dstack([rgb, alpha])).save(src / "rgba.png")
+    Image.fromarray(rgb[..., 1].astype(np.uint16) * 257).save(src / "gray16.png")  # 8-bit values in 16 bits
+    deep = rgb[..., 1].astype(np.uint16) * 257 + rng.integers(0, 257, rgb.shape[:2]).astype(np.uint16)
+    Image.fromarray(deep).save(src / "deep16.png")  # the low byte carries information
     (src / "truncated.png").write_bytes((src / "odd.png").read_bytes()[:200])
     report, _ = predict(predict_cfg(tmp_path, tiny_ckpt, f"images={src}", "input=lr", "prior=uniform", "tile=8"))
-    assert sorted(p.name for p in report.written) == ["gray.png", "gray16.png", "odd.png", "rgba_opaque.png"]
-    assert sorted(Path(k).name for k in report.failures) == ["deep16.png", "rgba_transparent.png", "truncated.png"]
-    assert "transparent" in report.failures[str(src / "rgba_transparent.png")]
-    assert "16-bit" in report.failures[str(src / "deep16.png")]
-    assert not report.ok
+    assert sorted(Path(k).name for k in report.failures) == ["truncated.png"] and not report.ok
+    assert len(report.written) == 6
     out = tmp_path / "out"
-    assert read_image(out / "odd.png").shape == (92, 148, 3)
-    # Grayscale and opaque RGBA are the same pixels as RGB input: identical outputs.
+    colour = _samples(out / "odd.png")
+    assert colour.shape == (92, 148, 3) and colour.dtype == np.uint8
+    # RGBA in, RGBA out: the same colour as the RGB input's, the alpha MATLAB-bicubic x4
+    for name, a in (("rgba_opaque.png", np.full(rgb.shape[:2], 255, np.uint8)), ("rgba.png", alpha)):
+        four = _samples(out / name)
+        assert four.shape == (92, 148, 4) and np.array_equal(four[..., :3], colour)
+        up = imresize(torch.from_numpy(a).float()[None, None] / 255, 4).clamp(0, 1)[0, 0].numpy()
+        assert np.array_equal(four[..., 3], np.round(up * 255).astype(np.uint8))
+    # grey in, grey out: the luma of the output the same pixels give as RGB
     gray_rgb = tmp_path / "gray_rgb"
     gray_rgb.mkdir()
     Image.fromarray(np.repeat(rgb[..., :1], 3, 2)).save(gray_rgb / "g.png")
     Image.fromarray(np.repeat(rgb[..., 1:2], 3, 2)).save(gray_rgb / "g16.png")
     predict(predict_cfg(tmp_path, tiny_ckpt, f"images={gray_rgb}", "input=lr", "prior=uniform", "tile=8"))
-    assert np.array_equal(read_image(out / "gray.png"), read_image(out / "g.png"))
-    assert np.array_equal(read_image(out / "gray16.png"), read_image(out / "g16.png"))
-    assert np.array_equal(read_image(out / "rgba_opaque.png"), read_image(out / "odd.png"))
+    luma = _samples(out / "g.png").astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    grey = _samples(out / "gray.png")
+    assert grey.shape == (92, 148, 1) and np.abs(grey[..., 0] - luma).max() <= 1.0
+    # 16-bit in, 16-bit out; the low byte is not dropped: it changes the output
+    g16, d16 = _samples(out / "gray16.png"), _samples(out / "deep16.png")
+    assert g16.dtype == d16.dtype == np.uint16 and g16.shape == (92, 148, 1)
+    luma16 = _samples(out / "g16.png").astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    assert np.abs(g16[..., 0] / 257 - luma16).max() <= 1.0  # the same values, at 16 bits
+    assert np.abs(d16.astype(int) - g16.astype(int)).max() > 257
     assert not list(out.glob(".*.tmp"))
+
+
+def test_16_bit_rgb_and_alpha_by_the_model_whole_or_in_bands(tmp_path, tiny_ckpt):
+    """A 48-bit PNG and a 16-bit TIFF keep their 16 bits; alpha=model runs the generator on the alpha's grey
+    replica; the streamed (tiled) output equals the whole-image one."""
+    import tifffile
+
+    from sftgan_lit.data.io import PngStripWriter
+    from sftgan_lit.models import load_generator
+
+    rng = np.random.default_rng(3)
+    src = tmp_path / "in"
+    src.mkdir()
+    deep = rng.integers(0, 65536, (21, 30, 4)).astype(np.uint16)
+    with PngStripWriter(src / "rgba16.png", 30, 21, 4, 16) as w:
+        w.write(deep)
+    tifffile.imwrite(src / "rgb16.tif", deep[..., :3])
+    high = tmp_path / "high"
+    high.mkdir()
+    Image.fromarray((deep[..., :3] >> 8).astype(np.uint8)).save(high / "rgb16.png")  # its high bytes alone
+    outs = {}
+    for tile in ("null", "8"):
+        cfg = predict_cfg(tmp_path, tiny_ckpt, f"images={src}", "prior=uniform", f"tile={tile}", "alpha=model")
+        cfg.out = str(tmp_path / f"out{tile}")
+        report, _ = predict(cfg)
+        assert report.ok
+        outs[tile] = {p.name: _samples(p) for p in report.written}
+    for name in ("rgba16.png", "rgb16.png"):
+        # tiles equal the whole image up to float rounding: at 16 bits a sample may round one level apart
+        diff = outs["null"][name].astype(int) - outs["8"][name].astype(int)
+        assert outs["null"][name].dtype == np.uint16 and np.abs(diff).max() <= 1
+    assert outs["null"]["rgba16.png"].shape == (84, 120, 4)
+    assert np.array_equal(outs["null"]["rgba16.png"][..., :3], outs["null"]["rgb16.png"])
+    g = load_generator(tiny_ckpt)
+    replica = torch.from_numpy(deep[..., 3].astype(np.float32) / 65535)[None, None].expand(1, 3, -1, -1)
+    with torch.no_grad():
+        ref = g(replica, torch.full((1, 8, 84, 120), 1 / 8)).clamp(0, 1).mean(1)[0].numpy()
+    assert np.abs(outs["null"]["rgba16.png"][..., 3] / 65535 - ref).max() < 1e-4
+    cfg = predict_cfg(tmp_path, tiny_ckpt, f"images={high}", "prior=uniform", "tile=null")
+    cfg.out = str(tmp_path / "out_high")
+    predict(cfg)
+    from_high = _samples(tmp_path / "out_high" / "rgb16.png")
+    assert from_high.dtype == np.uint8 and not np.array_equal(outs["null"]["rgb16.png"] >> 8, from_high)
+
+
+def test_upscaled_alpha_bands_stack_to_the_whole():
+    from sftgan_lit.inference.predict import upscale_alpha
+
+    alpha = torch.rand(1, 1, 29, 17, generator=torch.Generator().manual_seed(0))
+    whole = upscale_alpha(alpha, 4)
+    assert whole.shape == (116, 68)
+    bands = np.concatenate([upscale_alpha(alpha, 4, top, min(20, 116 - top)) for top in range(0, 116, 20)])
+    np.testing.assert_array_equal(bands, whole)
 
 
 def test_predict_hr_mode_modcrops_odd_sizes(tmp_path, tiny_ckpt):

@@ -68,3 +68,14 @@ def test_a_pinned_key_that_does_not_fit_a_stage_is_refused_naming_the_stage(tmp_
     cfg = compose([*TOY_STAGES, "debug=fast_dev_run", f"paths.output_dir={tmp_path}", "module.objective.w_gan=0.01"])
     with pytest.raises(StageError, match=r"^stage fidelity: .*module.objective.w_gan=0.*stages.fidelity.KEY=VALUE"):
         train(cfg)
+
+
+def test_a_command_line_key_under_a_section_a_stage_nulls_applies_to_the_other_stages():
+    """experiment=demo_real's bicubic stages set data.degradation: null; data.degradation.* set on the command line
+    reaches the degradation-trained stages, and leaves the bicubic ones bicubic."""
+    cfg = compose(["experiment=demo_real", "data.degradation.pool_size=16", "data.degradation.first.noise_range=[1,5]"])
+    by_name = dict(stage_configs(cfg, pinned_keys(cfg)))
+    assert by_name["fidelity"].data.degradation is None and by_name["gan"].data.degradation is None
+    for name in ("real_fidelity", "real_gan"):
+        assert by_name[name].data.degradation.pool_size == 16
+        assert list(by_name[name].data.degradation.first.noise_range) == [1, 5]

@@ -303,16 +303,31 @@ def _assert_same_run(full_dir, full, part_dir, resumed):
     assert _losses(full_dir) == _losses(part_dir)  # the loss curve too, step by step
 
 
-def test_a_mid_epoch_resume_point_continues_the_run_exactly(tmp_path):
+@pytest.mark.parametrize(
+    "degradation",
+    [[], ["degradation=realesrgan", "data.degradation.pool_size=6"]],
+    ids=["bicubic", "realesrgan"],
+)
+def test_a_mid_epoch_resume_point_continues_the_run_exactly(tmp_path, degradation):
     """callbacks.resume_point saves every k steps, mid-epoch included; the loader's position is in it, and every
-    sample's randomness follows from (seed, epoch, position): the resumed run is the uninterrupted one."""
+    sample's randomness follows from (seed, epoch, position): the resumed run is the uninterrupted one. With
+    Real-ESRGAN's degradations too: each sample's degradation follows from its draw, and the training-pair pool
+    (3 batches of 2) is in the checkpoint."""
     full_dir, part_dir = tmp_path / "full", tmp_path / "part"
-    _, full = train(_cfg(full_dir, [*MID_EPOCH, "trainer.max_steps=24"]))
-    train(_cfg(part_dir, [*MID_EPOCH, "trainer.max_steps=10", "callbacks.resume_point.every_n_train_steps=10"]))
+    _, full = train(_cfg(full_dir, [*MID_EPOCH, *degradation, "trainer.max_steps=24"]))
+    train(
+        _cfg(
+            part_dir,
+            [*MID_EPOCH, *degradation, "trainer.max_steps=10", "callbacks.resume_point.every_n_train_steps=10"],
+        )
+    )
     point = part_dir / "checkpoints" / "resume.ckpt"
-    state = torch.load(point, weights_only=True)["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+    saved = torch.load(point, weights_only=True)
+    state = saved["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
     assert state["epoch"] == 0 and state["batches"] == 5  # 10 steps = 5 iterations into the 8 of epoch 0
-    _, resumed = train(_cfg(part_dir, [*MID_EPOCH, "trainer.max_steps=24", f"+ckpt_path={point}"]))
+    if degradation:  # the pool is full after 3 batches: 6 samples held in the checkpoint
+        assert saved["SFTGANDataModule"]["pool"]["filled"] == 6
+    _, resumed = train(_cfg(part_dir, [*MID_EPOCH, *degradation, "trainer.max_steps=24", f"+ckpt_path={point}"]))
     _assert_same_run(full_dir, full, part_dir, resumed)
 
 

@@ -45,13 +45,7 @@ class Layout(str, Enum):
     demo = "demo"  # the embedded demo set, generated on first use
     folder = "folder"  # a folder of HR images, optional parallel label maps or priors
     ost = "ost"  # one folder per class (the OST set)
-    paired = "paired"  # HR and given LR images side by side (benchmark sets: validation and test)
-
-
-class Degradation(str, Enum):
-    """How the LR is made from the HR (``data.degradation.kind``)."""
-
-    bicubic = "bicubic"  # MATLAB's imresize(hr, 1/scale), the paper's LR
+    paired = "paired"  # HR and given LR images side by side (real pairs for training; benchmark sets)
 
 
 def choice(enum: type[Enum], value, key: str) -> str:

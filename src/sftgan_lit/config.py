@@ -2,8 +2,8 @@
 
 Typed schemas for the groups and entry points whose values are plain numbers and choices, so that a
 typo in a key or a wrong type fails when the config is composed, with Hydra's message, not in the
-middle of a run. ``conf/loss/*.yaml``, ``conf/sft/*.yaml`` and ``conf/data/*.yaml`` start from
-``schema_loss`` / ``schema_sft`` / ``schema_data``; ``conf/predict.yaml`` and ``conf/eval.yaml`` from ``schema_predict`` / ``schema_eval``.
+middle of a run. ``conf/loss/*.yaml``, ``conf/sft/*.yaml``, ``conf/data/*.yaml`` and ``conf/degradation/*.yaml`` start from
+``schema_loss`` / ``schema_sft`` / ``schema_data`` / ``schema_<degradation>``; ``conf/predict.yaml`` and ``conf/eval.yaml`` from ``schema_predict`` / ``schema_eval``.
 The schemas are registered by ``register_configs()``, which every entry point calls before composing
 (``cli``, ``compose_config``); importing this module registers nothing.
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-from .choices import Conditioning, Degradation, GanType, Layout, PixelType, StoreFormat
+from .choices import Conditioning, GanType, Layout, PixelType, StoreFormat
 
 
 class ConfigError(ValueError):
@@ -186,19 +186,12 @@ class SplitSchema:
     layout: Layout = Layout.folder  # demo | folder | ost | paired
     images: Optional[str] = None  # folder: the HR images
     labels: Optional[str] = None  # folder, ost, paired: parallel label maps (PNG, same stems)
-    priors: Optional[str] = None  # folder: parallel priors (.npy / .pt, (C, H, W) probabilities)
+    priors: Optional[str] = None  # folder, paired: parallel priors (.npy / .pt, (C, H, W) probabilities)
     root: Optional[str] = None  # ost: the folder with one subfolder per class
     hr: Optional[str] = None  # paired: the HR images
     lr: Optional[str] = None  # paired: the given LR images
     lr_suffix: Optional[str] = None  # paired: LR names are <HR stem><lr_suffix> (e.g. x4); null = ""
     background: Optional[BackgroundSchema] = None  # train, folder / ost: the background mix
-
-
-@dataclass
-class DegradationSchema:
-    """``data.degradation``: how the training LR is made from the HR crop."""
-
-    kind: Degradation = Degradation.bicubic  # bicubic: MATLAB's imresize(hr, 1/scale), the paper's LR
 
 
 @dataclass
@@ -211,11 +204,12 @@ class DataSchema:
     # A split's keys are SplitSchema's; the layout's class (data.splits) refuses a key of another layout in
     # one line. val, test, gpu_augment and storage_options are often null, and a mapping given on the command
     # line cannot be merged into a null typed node (omegaconf), so those are untyped here and checked when built.
+    # degradation is typed by its own group (conf/degradation/, one schema per model: degradations.DEGRADATIONS).
     train: Optional[SplitSchema] = None  # the training split
     val: Any = None  # a split like train; null with a folder / ost training split: held out of it (val_holdout)
     test: Any = None  # a split like train
     demo: Optional[DemoConfig] = None  # the demo set's settings (layout: demo)
-    degradation: DegradationSchema = field(default_factory=DegradationSchema)
+    degradation: Any = None  # the degradation group (degradation=bicubic | realesrgan); null: bicubic
     cache_dir: Optional[str] = None  # where the demo set is generated (null: $SFTGAN_CACHE or ~/.cache/sftgan_lit)
     store_root: Optional[str] = None  # prepared stores (null: next to the generated demo set)
     use_store: bool = True  # false: decode the source files every time
@@ -297,10 +291,12 @@ class PredictSchema(InferenceSchema):
     strength: float = 1.0
     checkpoint_fidelity: Optional[str] = None
     strength_map: Optional[str] = None
+    alpha: str = "bicubic"
 
     def check(self) -> None:
         super().check()
         require(self.input in ("hr", "lr"), "input", self.input, "hr or lr")
+        require(self.alpha in ("bicubic", "model"), "alpha", self.alpha, "bicubic or model")
         ok = isinstance(self.strength, int | float) and not isinstance(self.strength, bool) and 0 <= self.strength <= 1
         require(ok, "strength", self.strength, "a number in [0, 1] (0: the fidelity model, 1: the GAN model)")
         require_int("overlap", self.overlap, 0, optional=True)
@@ -349,6 +345,10 @@ def register_configs() -> None:
     cs.store(group="sft", name="schema_sft", node=SFTSchema, package="model.generator")
     cs.store(group="trainer", name="schema_trainer", node=TrainerSchema)
     cs.store(group="data", name="schema_data", node=DataSchema)
+    from .degradations import DEGRADATIONS
+
+    for name, cls in DEGRADATIONS.items():
+        cs.store(group="degradation", name=f"schema_{name}", node=cls.schema, package="data.degradation")
     cs.store(name="schema_predict", node=PredictSchema)
     cs.store(name="schema_eval", node=EvalSchema)
 
@@ -388,3 +388,27 @@ def compose_config(config_name: str, overrides: list[str] | tuple[str, ...] = ()
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
+
+
+def merged(default, value, key: str):
+    """A dataclass config ``default`` with ``value`` (a mapping, a ``DictConfig``, a dataclass or None) on top,
+    recursively for nested dataclass sections; a key the dataclass does not have is a ``ConfigError`` naming
+    ``<key>.<name>`` and the keys it has."""
+    from dataclasses import is_dataclass, replace
+
+    from omegaconf import DictConfig, OmegaConf
+
+    if value is None:
+        return default
+    if is_dataclass(value):
+        return value
+    if isinstance(value, DictConfig):
+        value = OmegaConf.to_container(value, resolve=True)
+    names = {f.name for f in fields(default)}
+    out = {}
+    for name, v in value.items():
+        if name not in names:
+            raise ConfigError(f"{key}.{name}: not a key here (the keys: {', '.join(sorted(names))})")
+        current = getattr(default, name)
+        out[name] = merged(current, v, f"{key}.{name}") if is_dataclass(current) else v
+    return replace(default, **out)

@@ -22,6 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .config import TrainerSchema, conf_dir
+from .degradations import check_degradation
 from .models import LIGHTNING_GENERATOR_PREFIXES, init_from_srgan
 from .state_dict import load_checkpoint_file, load_state_dict_file, load_strict, unwrap_state_dict
 
@@ -148,12 +149,27 @@ def stage_configs(cfg: DictConfig, pinned: list[str] | tuple[str, ...] = ()) -> 
         for key in pinned:
             if key == "stages" or key.startswith("stages.") or any(_within(k, f"stages.{name}.{key}") for k in own):
                 continue
+            parts = key.split(".")
+            nulled = next(
+                (p for p in (".".join(parts[:i]) for i in range(1, len(parts))) if _is_null(stage_cfg, p)), None
+            )
+            if nulled:  # the stage sets the section to null (e.g. data.degradation: null, bicubic): none of its keys
+                log.info("stage %s: %s is null in this stage; %s does not apply to it", name, nulled, key)
+                continue
             value = OmegaConf.select(base, key, throw_on_missing=False)
             OmegaConf.update(stage_cfg, key, value, merge=False, force_add=True)
         stage_cfg.paths.output_dir = f"{root}/{name}"
         stage_cfg.export_dir = root
         out.append((str(name), stage_cfg))
     return out
+
+
+_ABSENT = object()
+
+
+def _is_null(cfg: DictConfig, key: str) -> bool:
+    """``key`` is in ``cfg`` and set to null (an absent key is not)."""
+    return OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False) is None
 
 
 def _within(key: str, other: str) -> bool:
@@ -190,6 +206,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, object]]:
     started_from = {stage_cfg.get("init_from_stage") for _, stage_cfg in stages_cfg}
     for name, stage_cfg in stages_cfg:  # every stage's settings checked before the first one trains
         TrainerSchema.check(stage_cfg.trainer, f"stages.{name}.trainer")
+        data = stage_cfg.get("data")
+        if data is not None:
+            check_degradation(data.get("degradation"))
     for name, stage_cfg in stages_cfg:
         init_state = None
         source = stage_cfg.get("init_from_stage")

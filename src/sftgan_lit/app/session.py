@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 from ..categories import OUTDOOR_CLASSES, OUTDOOR_COLORS
-from ..data.io import read_image
+from ..data.picture import PictureFormat, read_picture
 from ..data.transforms import lr_from_image
 from ..imresize import imresize
 from ..inference.incremental import Box, IncrementalSR
-from ..inference.predict import mix
+from ..inference.predict import mix, upscale_alpha
 from ..inference.tiling import to_uint8_hwc
 from ..models import SFTGenerator, interpolate_generators
 from ..priors import DenseProbs, EditedPrior, LabelPrior, Prior, SegmenterPrior, SegmentOptions, UniformPrior
@@ -45,12 +45,15 @@ class InputRefused(ValueError):
 
 @dataclass
 class Scene:
-    """An image to paint: LR ``(1, 3, h, w)`` in [0, 1] and, for the demo scenes, its label map (uint8
-    ``(s*h, s*w)`` at the output size, 255 = void)."""
+    """An image to paint: LR ``(1, 3, h, w)`` in [0, 1], for the demo scenes its label map (uint8
+    ``(s*h, s*w)`` at the output size, 255 = void), and an upload's alpha at the LR size ``(1, 1, h, w)`` and
+    file format (the download keeps its alpha channel and its greyness; the page shows 8-bit RGB)."""
 
     name: str
     lr: torch.Tensor
     labels: np.ndarray | None = None
+    alpha: torch.Tensor | None = None
+    format: PictureFormat = PictureFormat()
 
 
 def class_names_of(generator: SFTGenerator) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
@@ -110,19 +113,23 @@ class AppModels:
 
     def scene_from_file(self, path: str | Path, mode: str) -> Scene:
         """An uploaded file as a scene: ``mode`` "lr" (super-resolve as is) or "hr" (modcrop + MATLAB bicubic
-        x1/scale first). Refused with the reason: not an image, transparent, 16-bit, over the pixel limit, an
-        LR larger than ``max_lr_pixels`` (the app is interactive; predict.py takes any size)."""
+        x1/scale first), read at its precision with its alpha (``data.picture``). Refused with the reason: not
+        an image, over the pixel limit, an LR larger than ``max_lr_pixels`` (the app is interactive;
+        predict.py takes any size)."""
         if mode not in ("lr", "hr"):
             raise InputRefused(f"upload mode must be 'lr' or 'hr', got {mode!r}")
-        image = read_image(path, max_pixels=self.max_pixels, min_size=2 * (self.scale if mode == "hr" else 1))
-        lr, _ = lr_from_image(image, mode, self.scale)
+        picture = read_picture(path, max_pixels=self.max_pixels, min_size=2 * (self.scale if mode == "hr" else 1))
+        lr, _ = lr_from_image(picture.rgb, mode, self.scale, picture.levels)
+        alpha = None
+        if picture.alpha is not None:
+            alpha, _ = lr_from_image(picture.alpha[..., None], mode, self.scale, picture.levels)
         h, w = lr.shape[-2:]
         if h * w > self.max_lr_pixels:
             raise InputRefused(
                 f"{Path(path).name}: LR {w}x{h} is larger than this app's limit of {self.max_lr_pixels} LR pixels; "
                 "upload it as HR to downscale, crop it, or use predict.py (any size, tiled)"
             )
-        return Scene(Path(path).stem, lr)
+        return Scene(Path(path).stem, lr, alpha=alpha, format=PictureFormat(8, picture.grey, alpha is not None))
 
 
 def layer_classes(layer: np.ndarray, colors, size: tuple[int, int], alpha_min: int = 128) -> np.ndarray:
@@ -167,6 +174,7 @@ class PaintSession:
         self.strength_paint = np.full(self.hr_size, np.nan, np.float32)
         self._results: dict[float, IncrementalSR] = {}  # strength -> its kept result
         self.bicubic = to_uint8_hwc(imresize(scene.lr, s)[0])
+        self.alpha = upscale_alpha(scene.alpha, s) if scene.alpha is not None else None  # (H, W) for the download
         self.last: dict = {}
         self._prior: tuple | None = None
         self.set_source(source or models.sources(scene)[0])

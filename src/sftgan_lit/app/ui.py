@@ -21,6 +21,7 @@ import numpy as np
 
 from ..data.demo import DemoConfig, default_cache_dir, generate_demo
 from ..data.io import ImageError, read_image, read_label_map, write_png
+from ..data.picture import write_picture
 from ..data.transforms import lr_from_image
 from ..priors.validation import PriorError
 from .session import (
@@ -83,7 +84,8 @@ class PainterApp:
         folder.mkdir(exist_ok=True)
         stem = session.scene.name
         sr_path, prior_path = folder / f"{stem}_sr.png", folder / f"{stem}_prior.png"
-        write_png(sr_path, image, compress_level=1)  # a download of this moment: speed over size
+        # a download of this moment (speed over size), with the upload's alpha channel and greyness
+        write_picture(sr_path, session.scene.format.encode(image, session.alpha), 1)
         write_png(prior_path, session.prior_image(), compress_level=1)
         return (session.bicubic, image), message, str(sr_path), str(prior_path)
 

@@ -3,7 +3,8 @@
 Batches are dicts::
 
     hr        (N, 3, H, W)      RGB float in [0, 1]
-    lr        (N, 3, H/s, W/s)  imresize(hr, 1/s) clamped to [0, 1] (s = 4)
+    lr        (N, 3, H/s, W/s)  the degradation's LR (data.degradation; bicubic: imresize(hr, 1/s) clamped to [0, 1])
+    hr_usm    (N, 3, H, W)      the target of the pixel/perceptual terms when it is not hr (Real-ESRGAN's gt_usm)
     prior     (N, C, H, W)      class probabilities, each pixel's row sums to 1
     category  (N,)              int64 image/crop category (0 = background)
     labels    (N, H, W)         int64 class indices, 255 = void (all void when the data has no labels)
@@ -11,13 +12,15 @@ Batches are dicts::
 
 ``prepare_data`` (rank 0 only) makes the demo set and the prepared stores that are missing;
 ``setup`` opens them (memory-mapped) and builds the datasets. ``on_after_batch_transfer`` runs on the
-device: optional kornia augmentation, LR creation when it was deferred, and online priors.
+device: optional kornia augmentation, the degradation that makes the LR when the workers did not
+(``degradations``: Real-ESRGAN's runs here, from the parameters each sample drew in its worker), the
+training-pair pool, and the priors computed from the LR (online segmenters see the degraded LR).
 
 A split is one of the layouts of ``splits.py`` (from ``conf/data/*.yaml``, typed by ``config.SplitSchema``)::
 
     {layout: folder, images: DIR, labels: DIR?, priors: DIR?}
     {layout: ost, root: DIR, labels: DIR?}
-    {layout: paired, hr: DIR, lr: DIR, labels: DIR?, lr_suffix: ''}   # val/test only, read as files
+    {layout: paired, hr: DIR, lr: DIR, labels: DIR?, priors: DIR?, lr_suffix: ''}   # given LR, read as files
     {layout: demo}                                                     # the embedded demo split
 and the training split may add ``background: {images: DIR}`` mixed in at ``bg_ratio``.
 
@@ -39,19 +42,20 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..choices import Degradation, StoreFormat, choice
+from ..choices import StoreFormat, choice
 from ..config import ConfigError, DemoConfig, is_int, require, require_int
+from ..degradations import make_degradation
 from ..priors import Prior
 from .backends import make_backend
 from .dataset import ORIGINAL_SCALES, PairedDataset, TripletDataset
 from .demo import default_cache_dir, generate_demo
 from .gpu_augment import GpuAugment
+from .pool import TrainingPairPool
 from .prepare import prepare
 from .readers import FileReader
 from .sources import SourceItem, usable_items
 from .splits import Split, split_from_config
 from .store import StoreError
-from .transforms import make_lr
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +63,8 @@ SPLITS = ("train", "val", "test")
 
 
 def collate(samples: Sequence[dict]) -> dict:
-    """Stack tensors, keep ``path`` as a list; a key missing from some samples is an error, not a silent drop."""
+    """Stack tensors, collate nested dicts key by key, keep anything else (``path``, plain numbers) as a list; a
+    key missing from some samples is an error, not a silent drop."""
     keys = set(samples[0])
     for s in samples[1:]:
         if set(s) != keys:
@@ -67,7 +72,14 @@ def collate(samples: Sequence[dict]) -> dict:
     out = {}
     for k in keys:
         values = [s[k] for s in samples]
-        out[k] = values if k == "path" else torch.stack(values)
+        if torch.is_tensor(values[0]):
+            out[k] = torch.stack(values)
+        elif isinstance(values[0], Mapping) and all(
+            torch.is_tensor(v) or isinstance(v, Mapping) for v in values[0].values()
+        ):
+            out[k] = collate(values)
+        else:
+            out[k] = values
     return out
 
 
@@ -94,8 +106,9 @@ class SFTGANDataModule(L.LightningDataModule):
             of its images.
         test: the test split.
         demo: the demo set's settings (``config.DemoConfig`` or its mapping), for ``layout: demo``.
-        degradation: how the training LR is made (``config.DegradationSchema``; ``bicubic``: MATLAB's
-            ``imresize(hr, 1/scale)``).
+        degradation: how the LR is made from the HR (``conf/degradation/``, ``degradations.DEGRADATIONS``;
+            None or ``bicubic``: MATLAB's ``imresize(hr, 1/scale)``), for training and for the validation
+            and test splits that have no given LR.
 
     The other arguments are the ``data.*`` keys of the same names, described in ``config.DataSchema``.
     """
@@ -152,10 +165,24 @@ class SFTGANDataModule(L.LightningDataModule):
         require(ok, "data.scales", list(scales), "a non-empty list of numbers in (0, 1]")
         try:
             self.store_format = StoreFormat(choice(StoreFormat, store_format, "data.store_format"))
-            kind = getattr(degradation, "kind", None) or (degradation or {}).get("kind", Degradation.bicubic)
-            self.degradation = Degradation(choice(Degradation, kind, "data.degradation.kind"))
         except ValueError as err:
             raise ConfigError(str(err)) from None
+        self.degradation = make_degradation(degradation, scale)
+        if prior.cached_probs and not self.degradation.lr_is_bicubic:
+            raise ConfigError(
+                f"prior={prior.name} prior.mode=cached: its stored probabilities were computed from the bicubic LR, "
+                f"but data.degradation.kind={self.degradation.name} makes another LR; set prior.mode=online (the "
+                "prior from the degraded LR, per batch, as at inference)"
+            )
+        pool = self.degradation.pool_size
+        self.pool = TrainingPairPool(pool - pool % batch_size)
+        if self.pool.size != pool:
+            log.info(
+                "data.degradation.pool_size=%d holds whole batches of data.batch_size=%d: %d samples",
+                pool,
+                batch_size,
+                self.pool.size,
+            )
         self.backend = make_backend(
             self.store_format, use_store, epoch_length, verify_store, stream_root, stream_cache, storage_options
         )
@@ -165,9 +192,11 @@ class SFTGANDataModule(L.LightningDataModule):
             "val": split_from_config(val, "data.val"),
             "test": split_from_config(test, "data.test"),
         }
-        if self.splits["train"] is not None and self.splits["train"].given_lr:
+        train_split = self.splits["train"]
+        if train_split is not None and train_split.given_lr and self.store_format is not StoreFormat.mmap:
             raise ConfigError(
-                "data.train.layout=paired: the paired layout (given LR) is for val/test; train needs HR images"
+                f"data.store_format={self.store_format.value}: a paired training split (given LR) is read from its "
+                "files, not streamed; set data.store_format=mmap"
             )
         self.demo = DemoConfig(**demo) if isinstance(demo, Mapping) else demo
         if self.demo is None and self._uses_demo():
@@ -318,7 +347,17 @@ class SFTGANDataModule(L.LightningDataModule):
             if source is None or split in self.datasets:
                 continue
             if source.given_lr:
-                self.datasets[split] = PairedDataset(self._usable(split), self.prior, self.scale)
+                train = split == "train"
+                self.datasets[split] = PairedDataset(
+                    self._usable(split),
+                    self.prior,
+                    self.scale,
+                    self.crop_size if train else self.val_crop_size,
+                    train=train,
+                    hflip=self.hflip,
+                    rotate=self.rotate,
+                    epoch_length=self.epoch_length if train else None,
+                )
                 continue
             reader = self._reader(split)
             if split == "train":
@@ -336,9 +375,12 @@ class SFTGANDataModule(L.LightningDataModule):
                     bg_ratio=self.bg_ratio if bg else 0.0,
                     make_lr_on_device=self.gpu_augment is not None,
                     epoch_length=self.epoch_length,
+                    degradation=self.degradation,
                 )
             else:
-                self.datasets[split] = TripletDataset(reader, self.prior, self.scale, self.val_crop_size, train=False)
+                self.datasets[split] = TripletDataset(
+                    reader, self.prior, self.scale, self.val_crop_size, train=False, degradation=self.degradation
+                )
         self._log_holdout()
 
     # ------------------------------------------------------------------ loaders
@@ -379,6 +421,15 @@ class SFTGANDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
+    # ------------------------------------------------------------------ checkpointed state
+    def state_dict(self) -> dict:
+        """The training-pair pool's samples (Lightning keeps them in every checkpoint: an exact resume)."""
+        pool = self.pool.state_dict()
+        return {"pool": pool} if pool else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pool.load_state_dict(state.get("pool", {}))
+
     # ------------------------------------------------------------------ on the device
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         training = self.trainer is not None and self.trainer.training
@@ -389,7 +440,12 @@ class SFTGANDataModule(L.LightningDataModule):
                 torch.manual_seed(int(batch["seed"][0]))
                 batch = self.gpu_augment(batch)
         if "lr" not in batch:
-            batch["lr"] = make_lr(batch["hr"], self.scale)
+            batch["lr"], target = self.degradation(batch["hr"], batch.pop("degradation", {}), training)
+            if target is not None:
+                batch["hr_usm"] = target
+        batch.pop("degradation", None)
+        if training and self.pool.size:
+            batch = self.pool(batch, int(batch["seed"][0]))
         batch = self.prior.on_device(batch)
         if "prior" not in batch:
             raise RuntimeError(f"prior={self.prior.name} produced no prior for this batch ({batch['path'][:3]}...)")

@@ -15,14 +15,23 @@ import torch
 from torch.utils.data import Dataset
 
 from ..categories import VOID_LABEL
+from ..degradations import Bicubic, Degradation
 from ..priors import Prior
-from .io import ImageError, read_image
+from .io import ImageError, read_image, upright_size
 from .readers import FileReader, Reader, Sample
 from .sources import SourceItem
 from .store import QUANT_LEVELS
-from .transforms import dihedral, make_lr, rescale_crop_image, rescale_crop_nearest, rescaled_size, to_float_chw
+from .transforms import dihedral, rescale_crop_image, rescale_crop_nearest, rescaled_size, to_float_chw
 
 ORIGINAL_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+# the degradation's parameters are drawn from their own stream of the sample's draw, so that the crop, flips
+# and background draws are the same whichever degradation is chosen
+DEGRADATION_STREAM = 1
+
+
+def degradation_rng(draw: tuple[int, int, int]) -> np.random.Generator:
+    """The generator of a sample's degradation parameters, from its draw ``(seed, epoch, position)``."""
+    return np.random.default_rng([*(int(v) for v in draw), DEGRADATION_STREAM])
 
 
 def _probs_tensor(probs: np.ndarray) -> torch.Tensor:
@@ -42,7 +51,12 @@ def _category(labels: torch.Tensor | None, prior: torch.Tensor | None, num_class
 
 
 class TripletDataset(Dataset):
-    """HR crops, their MATLAB-bicubic LR and their priors, from one reader (plus an optional background reader).
+    """HR crops, their LR (or the parameters that make it on the device) and their priors, from one reader
+    (plus an optional background reader).
+
+    ``degradation`` makes the LR (``degradations``; MATLAB bicubic by default): in the worker when it can
+    (``worker_lr``), else on the device from the parameters it draws here (``sample['degradation']``), from
+    the sample's draw in training and from its index in evaluation (the same LR at every validation).
 
     Training (``train=True``): the original recipe: a random source scale from ``scales`` (image,
     labels and stored prior resized consistently), a random ``crop_size`` crop, horizontal flip and,
@@ -66,6 +80,7 @@ class TripletDataset(Dataset):
         multiple: int = 8,
         make_lr_on_device: bool = False,
         epoch_length: int | None = None,
+        degradation: Degradation | None = None,
     ) -> None:
         if reader.num_classes != prior.num_classes:
             raise ValueError(f"data has {reader.num_classes} classes but prior={prior.name} has {prior.num_classes}")
@@ -90,6 +105,7 @@ class TripletDataset(Dataset):
         self.multiple = multiple
         self.make_lr_on_device = make_lr_on_device
         self.epoch_length = epoch_length
+        self.degradation = degradation if degradation is not None else Bicubic(scale)
 
     def __len__(self) -> int:
         return self.epoch_length or len(self.reader)
@@ -169,49 +185,140 @@ class TripletDataset(Dataset):
             "path": name,
             "labels": lab_t if lab_t is not None else torch.full(size, VOID_LABEL, dtype=torch.uint8),
         }
-        if not self.make_lr_on_device:
-            sample["lr"] = make_lr(hr, self.scale)
+        lr = None if self.make_lr_on_device else self.degradation.worker_lr(hr)
+        if lr is not None:
+            sample["lr"] = lr
+        params = self.degradation.draw(degradation_rng(draw))
+        if params:
+            sample["degradation"] = params
         if prior is not None:
             sample["prior"] = prior
         return sample
 
 
-class PairedDataset(Dataset):
-    """Benchmark sets with given LR (layout c): HR cut to ``scale`` x the LR size, in file order."""
+def _size_mismatch(item: SourceItem, hr: tuple[int, int], lr: tuple[int, int], s: int) -> str | None:
+    (h, w), (lh, lw) = hr, lr
+    if s * lh <= h < s * (lh + 1) and s * lw <= w < s * (lw + 1):
+        return None
+    return f"{item.lr}: LR {lw}x{lh} is not 1/{s} of its HR {item.image} ({w}x{h})"
 
-    def __init__(self, items: Sequence[SourceItem], prior: Prior, scale: int = 4) -> None:
-        self.items, self.prior, self.scale = list(items), prior, scale
-        self.files = FileReader(self.items, prior.num_classes, modcrop_to=1)
+
+def check_pair(item: SourceItem, scale: int, min_lr: int = 1) -> str | None:
+    """Why the pair ``item`` (HR and its given LR) cannot be used at ``scale``, or None: the LR must be
+    ``1/scale`` of the HR (an HR up to ``scale - 1`` pixels larger is cut), and at least ``min_lr`` LR pixels."""
+    try:
+        h, w = upright_size(item.image)
+        lh, lw = upright_size(item.lr)
+    except (ImageError, FileNotFoundError) as err:
+        return str(err)
+    mismatch = _size_mismatch(item, (h, w), (lh, lw), scale)
+    if mismatch:
+        return mismatch
+    if min(lh, lw) < min_lr:
+        return f"{item.lr}: LR {lw}x{lh} is smaller than the training crop ({min_lr} LR px)"
+    return None
+
+
+class PairedDataset(Dataset):
+    """HR images with their given LR (``layout: paired``): the HR cut to ``scale`` x the LR size.
+
+    Evaluation (``train=False``): whole images, in file order. Training: a random ``crop_size`` HR crop on the
+    LR grid with the LR window under it, and the flips of ``TripletDataset``, from the sample's draw. Pairs whose
+    LR is not ``1/scale`` of the HR (or is smaller than a crop) are refused by name when the dataset is built and
+    the others go on. The prior comes from what the pair has: its label map, its prior file, or (a segmenter)
+    the given LR on the device.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[SourceItem],
+        prior: Prior,
+        scale: int = 4,
+        crop_size: int | None = None,
+        train: bool = False,
+        hflip: bool = True,
+        rotate: bool = True,
+        epoch_length: int | None = None,
+    ) -> None:
+        import logging
+
+        if crop_size is not None and crop_size % scale:
+            raise ValueError(f"crop_size={crop_size} must be a multiple of the SR scale {scale}")
+        if prior.needs_labels and any(item.labels is None for item in items):
+            raise ValueError(
+                f"prior={prior.name} needs label maps but these pairs have none; set the split's labels folder "
+                "(data.train.labels=...) or choose prior=ade_outdoor prior.mode=online / prior=none"
+            )
+        self.prior, self.scale, self.crop_size, self.train = prior, scale, crop_size, train
+        self.hflip, self.rotate, self.epoch_length = hflip and train, rotate and train, epoch_length
+        min_lr = crop_size // scale if crop_size else 1
+        good, refused = [], {}
+        for item in items:
+            reason = check_pair(item, scale, min_lr)
+            if reason:
+                refused[item.name] = reason
+            else:
+                good.append(item)
+        for name, reason in refused.items():
+            logging.getLogger(__name__).error("pair %s refused: %s", name, reason)
+        if not good:
+            raise ImageError(f"no usable LR/HR pairs ({len(refused)} refused, e.g. {next(iter(refused.values()), '')})")
+        self.items, self.refused = good, refused
+        self.reader = FileReader(self.items, prior.num_classes, modcrop_to=1)
 
     def __len__(self) -> int:
-        return len(self.items)
+        return self.epoch_length or len(self.items)
 
     def output_sizes(self) -> None:
         """Unknown without decoding every LR image (benchmark sets differ in size)."""
         return None
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, tuple[int, int, int]]) -> dict:
+        index, draw = key if isinstance(key, tuple) else (key, (0, 0, key))
+        index %= len(self.items)
         item = self.items[index]
-        image, labels, probs, category, name = self.files.load(index)
+        image, labels, probs, category, name = self.reader.load(index)
         lr_img = read_image(item.lr)
         lh, lw = lr_img.shape[:2]
-        h, w = image.shape[:2]
         s = self.scale
-        if not (s * lh <= h < s * (lh + 1) and s * lw <= w < s * (lw + 1)):
-            raise ImageError(f"{item.lr}: LR {lw}x{lh} is not 1/{s} of its HR {item.image} ({w}x{h})")
-        hr = to_float_chw(image[: s * lh, : s * lw])
-        lab_t = torch.from_numpy(np.array(labels[: s * lh, : s * lw])) if labels is not None else None
-        pr_t = _probs_tensor(probs[: s * lh, : s * lw]) if probs is not None else None
-        size = (s * lh, s * lw)
+        mismatch = _size_mismatch(item, image.shape[:2], (lh, lw), s)  # a file changed since the set-up
+        if mismatch:
+            raise ImageError(mismatch)
+        top = left = 0
+        rng = np.random.default_rng([int(v) for v in draw]) if self.train else None
+        if self.crop_size is not None:
+            c = self.crop_size // s
+            if rng is not None:
+                top, left = int(rng.integers(lh - c + 1)), int(rng.integers(lw - c + 1))
+            else:
+                top, left = (lh - c) // 2, (lw - c) // 2
+            lh = lw = c
+        window = (slice(s * top, s * (top + lh)), slice(s * left, s * (left + lw)))
+        hr = to_float_chw(image[window])
+        lr = to_float_chw(lr_img[top : top + lh, left : left + lw])
+        lab_t = torch.from_numpy(np.array(labels[window])) if labels is not None else None
+        pr_t = _probs_tensor(probs[window]) if probs is not None else None
+        if rng is not None and (self.hflip or self.rotate):
+            flips = (
+                self.hflip and rng.random() < 0.5,
+                self.rotate and rng.random() < 0.5,
+                self.rotate and rng.random() < 0.5,
+            )
+            hr, lr = dihedral(hr, *flips), dihedral(lr, *flips)
+            lab_t = dihedral(lab_t, *flips) if lab_t is not None else None
+            pr_t = dihedral(pr_t, *flips) if pr_t is not None else None
+        size = tuple(hr.shape[-2:])
         # None: computed from the given LR on the device (SFTGANDataModule.on_after_batch_transfer)
         prior = self.prior.for_sample(lab_t, pr_t, size, lr_given=True)
         sample = {
             "hr": hr,
-            "lr": to_float_chw(lr_img),
+            "lr": lr,
             "category": torch.tensor(category if category >= 0 else _category(lab_t, prior, self.prior.num_classes)),
             "path": name,
             "labels": lab_t if lab_t is not None else torch.full(size, VOID_LABEL, dtype=torch.uint8),
         }
+        if self.train:
+            sample["seed"] = torch.tensor(int(rng.integers(2**62)), dtype=torch.int64)
         if prior is not None:
             sample["prior"] = prior
         return sample

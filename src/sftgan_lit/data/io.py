@@ -120,6 +120,17 @@ def _is_rgb16(img: Image.Image) -> bool:
     return img.mode in ("RGB", "RGBA") and any(";16" in r for r in raw)
 
 
+def upright_size(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """``(H, W)`` of an image file as ``read_image`` returns it (EXIF orientation applied), from its header only."""
+    img = open_image(Path(path), max_pixels)
+    try:
+        w, h = img.size
+        turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # the orientations that swap the axes
+        return (w, h) if turned else (h, w)
+    finally:
+        img.close()
+
+
 def _upright(img: Image.Image) -> Image.Image:
     """The image turned as its EXIF orientation says (a new image when it is turned)."""
     from PIL import ImageOps
@@ -173,23 +184,30 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 
 
 class PngStripWriter:
-    """A PNG written strip by strip (top to bottom), so an image never has to be held whole: 8-bit grey
-    ``(rows, W)`` or RGB ``(rows, W, 3)`` strips, each row Sub-filtered and deflated into IDAT chunks as it
-    arrives. Atomic like ``write_png`` (``files.AtomicFile``); use as a context manager, or ``close()``."""
+    """A PNG written strip by strip (top to bottom), so an image never has to be held whole: grey
+    ``(rows, W)`` / ``(rows, W, 1)``, grey+alpha ``(rows, W, 2)``, RGB ``(rows, W, 3)`` or RGBA ``(rows, W, 4)``
+    strips of 8-bit (uint8) or 16-bit (uint16) samples, each row Sub-filtered and deflated into IDAT chunks as it
+    arrives (``compress_level``: zlib's, 1 for speed, 9 for size). Atomic like ``write_png``
+    (``files.AtomicFile``); use as a context manager, or ``close()``."""
 
-    def __init__(self, path: str | os.PathLike, width: int, height: int, channels: int) -> None:
+    COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type: grey, grey+alpha, RGB, RGBA
+
+    def __init__(
+        self, path: str | os.PathLike, width: int, height: int, channels: int, bits: int = 8, compress_level: int = 6
+    ) -> None:
         import struct
         import zlib
 
         from ..files import AtomicFile
 
-        if channels not in (1, 3):
-            raise ValueError(f"PngStripWriter writes grey or RGB, not {channels} channels")
-        self.width, self.height, self.channels, self.rows = width, height, channels, 0
+        if channels not in self.COLOUR_TYPES or bits not in (8, 16):
+            raise ValueError(f"PngStripWriter writes 1-4 channels of 8 or 16 bits, not {channels} x {bits}")
+        self.width, self.height, self.channels, self.bits, self.rows = width, height, channels, bits, 0
+        self.pixel_bytes = channels * bits // 8
         self.file = AtomicFile(path)
-        self.deflate = zlib.compressobj(6)
+        self.deflate = zlib.compressobj(compress_level)
         self.pending = b""
-        header = struct.pack(">IIBBBBB", width, height, 8, 0 if channels == 1 else 2, 0, 0, 0)
+        header = struct.pack(">IIBBBBB", width, height, bits, self.COLOUR_TYPES[channels], 0, 0, 0)
         self.file.write(b"\x89PNG\r\n\x1a\n" + self._chunk(b"IHDR", header))
 
     @staticmethod
@@ -200,19 +218,21 @@ class PngStripWriter:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     def write(self, strip: np.ndarray) -> None:
-        """The next rows: uint8 ``(rows, W)`` or ``(rows, W, 3)``."""
-        strip = np.ascontiguousarray(strip, dtype=np.uint8).reshape(strip.shape[0], self.width * self.channels)
-        if self.rows + strip.shape[0] > self.height:
+        """The next rows: ``(rows, W)`` or ``(rows, W, channels)``, uint8 for 8 bits, uint16 for 16."""
+        dtype = ">u2" if self.bits == 16 else np.uint8  # PNG stores 16-bit samples big-endian
+        rows = strip.shape[0]
+        data = np.ascontiguousarray(strip, dtype=dtype).view(np.uint8).reshape(rows, self.width * self.pixel_bytes)
+        if self.rows + rows > self.height:
             raise ValueError(f"{self.file.path}: more than {self.height} rows written")
-        # Sub filter: each byte minus the same channel of the pixel to its left (mod 256)
-        filtered = strip.copy()
-        filtered[:, self.channels :] -= strip[:, : -self.channels]
-        rows = np.concatenate([np.ones((strip.shape[0], 1), np.uint8), filtered], axis=1)
-        self.pending += self.deflate.compress(rows.tobytes())
+        # Sub filter: each byte minus the same byte of the pixel to its left (mod 256)
+        filtered = data.copy()
+        filtered[:, self.pixel_bytes :] -= data[:, : -self.pixel_bytes]
+        lines = np.concatenate([np.ones((rows, 1), np.uint8), filtered], axis=1)
+        self.pending += self.deflate.compress(lines.tobytes())
         if len(self.pending) >= 1 << 20:
             self.file.write(self._chunk(b"IDAT", self.pending))
             self.pending = b""
-        self.rows += strip.shape[0]
+        self.rows += rows
 
     def close(self) -> None:
         if self.rows != self.height:

@@ -117,13 +117,18 @@ def ost_items(
 
 
 def paired_items(
-    hr: str | os.PathLike, lr: str | os.PathLike, labels: str | os.PathLike | None = None, lr_suffix: str = ""
+    hr: str | os.PathLike,
+    lr: str | os.PathLike,
+    labels: str | os.PathLike | None = None,
+    lr_suffix: str = "",
+    priors: str | os.PathLike | None = None,
 ) -> list[SourceItem]:
-    """Layout (c): ``hr/NAME.png`` with ``lr/NAME{lr_suffix}.png`` (e.g. ``lr_suffix=x4`` for ``babyx4.png``)."""
+    """Layout (c): ``hr/NAME.png`` with ``lr/NAME{lr_suffix}.png`` (e.g. ``lr_suffix=x4`` for ``babyx4.png``),
+    and optional label maps / prior files (at the HR size) in parallel folders."""
     items = []
-    for item in folder_items(hr, labels=labels):
+    for item in folder_items(hr, labels=labels, priors=priors):
         lr_path, no_lr = _partner(Path(lr), item.image.stem + lr_suffix, (item.image.suffix, ".png"), "LR", item.image)
         items.append(
-            SourceItem(item.image, item.name, item.labels, None, item.category, lr_path, item.missing or no_lr)
+            SourceItem(item.image, item.name, item.labels, item.prior, item.category, lr_path, item.missing or no_lr)
         )
     return items

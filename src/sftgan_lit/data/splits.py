@@ -5,7 +5,7 @@ member.
 
     FolderSplit   {layout: folder, images, labels?, priors?, background?}
     OSTSplit      {layout: ost, root, labels?, background?}
-    PairedSplit   {layout: paired, hr, lr, labels?, lr_suffix?}      given LR: validation and test only
+    PairedSplit   {layout: paired, hr, lr, labels?, priors?, lr_suffix?}   given LR (real pairs): any split
     DemoSplit     {layout: demo}                                     the embedded demo set
 """
 
@@ -96,13 +96,15 @@ class PairedSplit(Split):
     hr: str | None = None
     lr: str | None = None
     labels: str | None = None
+    priors: str | None = None
     lr_suffix: str = ""
     given_lr: ClassVar[bool] = True
+    can_hold_out: ClassVar[bool] = True
 
     def items(self, class_names: Sequence[str], background: bool = False) -> list[SourceItem]:
         hr = _require(f"{self.key}.hr", self.hr, "the folder of HR images")
         lr = _require(f"{self.key}.lr", self.lr, "the folder of LR images")
-        return paired_items(hr, lr, self.labels, self.lr_suffix or "")
+        return paired_items(hr, lr, self.labels, self.lr_suffix or "", self.priors)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from ..imresize import contributions, imresize
+from ..degradations import bicubic_lr
+from ..imresize import contributions
 
 
 def rescaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
@@ -96,7 +97,7 @@ def dihedral(x: torch.Tensor, hflip: bool, vflip: bool, transpose: bool) -> torc
 
 def make_lr(hr: torch.Tensor, scale: int) -> torch.Tensor:
     """LR from an HR crop with the package's MATLAB bicubic: ``imresize(hr, 1/scale)`` clamped to [0, 1]."""
-    return imresize(hr, 1.0 / scale).clamp_(0.0, 1.0)
+    return bicubic_lr(hr, scale)
 
 
 def modcrop(array: np.ndarray, multiple: int) -> np.ndarray:
@@ -105,21 +106,32 @@ def modcrop(array: np.ndarray, multiple: int) -> np.ndarray:
     return array[: h - h % multiple, : w - w % multiple]
 
 
-def lr_from_image(image: np.ndarray, mode: str, scale: int) -> tuple[torch.Tensor, tuple[int, int] | None]:
-    """An input image (uint8 ``(H, W, 3)``) as the LR to super-resolve: ``(1, 3, h, w)`` in [0, 1], and,
-    for ``mode="hr"``, the HR size before modcrop (companion files of that size are cut with the image).
+def lr_from_image(
+    image: np.ndarray, mode: str, scale: int, levels: int = 255
+) -> tuple[torch.Tensor, tuple[int, int] | None]:
+    """An input image as the LR to super-resolve: ``(1, C, h, w)`` in [0, 1], and, for ``mode="hr"``, the HR size
+    before modcrop (companion files of that size are cut with the image).
 
-    ``mode="lr"``: the image is the LR. ``mode="hr"``: the paper's test protocol: modcrop to ``scale``,
-    MATLAB-bicubic x1/``scale``, rounded to 8 bits (the released test sets stored their LR as PNGs).
+    Args:
+        image: uint8 ``(H, W, C)``, or float32 ``(H, W, C)`` in [0, 1] (a ``picture.Picture``'s samples at full
+            precision).
+        mode: ``"lr"``: the image is the LR. ``"hr"``: the paper's test protocol: modcrop to ``scale``,
+            MATLAB-bicubic x1/``scale``, rounded to the file's sample depth (``levels``: 255 for 8 bits, as the
+            released test sets stored their LR as PNGs; 65535 for 16).
+        scale: the SR factor.
+        levels: the largest sample value of the image's depth.
     """
     from .io import ImageError
 
+    def as_tensor(a: np.ndarray) -> torch.Tensor:
+        return to_float_chw(a) if a.dtype == np.uint8 else torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+
     if mode == "lr":
-        return to_float_chw(image)[None], None
+        return as_tensor(image)[None], None
     if mode != "hr":
         raise ValueError(f"input must be 'hr' or 'lr', got {mode!r}")
     hr = modcrop(image, scale)
     if hr.shape[0] < scale or hr.shape[1] < scale:
         raise ImageError(f"input=hr: a {image.shape[1]}x{image.shape[0]} image is smaller than the scale {scale}")
-    lr = make_lr(to_float_chw(hr)[None], scale)
-    return (lr * 255.0).round() / 255.0, image.shape[:2]
+    lr = make_lr(as_tensor(hr)[None], scale)
+    return (lr * levels).round() / levels, image.shape[:2]

@@ -27,7 +27,6 @@ import torch
 from ..categories import VOID_LABEL
 from ..config import EvalSchema
 from ..config import options as typed_options
-from ..data.transforms import to_float_chw
 from ..files import atomic_write_bytes
 from ..imresize import imresize
 from ..metrics import lpips_metric, psnr_y, ssim_y
@@ -157,7 +156,7 @@ def evaluate_files(
             continue
         category = majority_class(item.labels, prior.class_names)
         lr, hr = item.lr, item.hr
-        hr_t = to_float_chw(hr)[None]
+        hr_t = torch.from_numpy(np.ascontiguousarray(hr.transpose(2, 0, 1)))[None]
         images = {"bicubic": imresize(lr, scale).clamp(0, 1)}
         rows.append(_scores(f.name, category, BICUBIC, images["bicubic"], hr_t, scale, lpips))
         for v in variants:
@@ -171,8 +170,9 @@ def evaluate_files(
         if len(crops) < options.num_crops:
             size = options.crop_size
             as_uint8 = {k: (t[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for k, t in images.items()}
+            hr8 = (np.clip(hr, 0, 1) * 255).round().astype(np.uint8)
             crops.append(
-                {"name": f.stem, "hr": center_crop(hr, size), **{k: center_crop(a, size) for k, a in as_uint8.items()}}
+                {"name": f.stem, "hr": center_crop(hr8, size), **{k: center_crop(a, size) for k, a in as_uint8.items()}}
             )
     if not rows:
         raise FileNotFoundError(f"no image could be evaluated; failures: {failures}")

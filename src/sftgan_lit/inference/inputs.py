@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.io import ImageError, list_images, open_image, read_image, read_label_map
+from ..data.io import ImageError, list_images, open_image, read_label_map
+from ..data.picture import Picture, PictureFormat, read_picture
 from ..data.readers import load_prior_file
 from ..data.transforms import lr_from_image
 from ..priors import PriorError
@@ -66,9 +67,11 @@ def companion(folder: Path, image: Path, suffixes: tuple[str, ...], what: str) -
 class InputImage:
     """One input as inference uses it.
 
-    ``lr``: ``(1, 3, h, w)`` in [0, 1]; ``hr``: the HR image cut to ``scale`` x the LR size (uint8
-    ``(H, W, 3)``; only with ``mode="hr"`` or a paired LR); ``labels``: its label map ``(H, W)`` uint8 at
-    the output size when asked for; ``probs``: its prior file ``(C, H, W)`` when a prior folder is given.
+    ``lr``: ``(1, 3, h, w)`` in [0, 1] at the file's precision; ``hr``: the HR image cut to ``scale`` x the LR
+    size (float32 ``(H, W, 3)`` in [0, 1]; only with ``mode="hr"`` or a paired LR); ``labels``: its label map
+    ``(H, W)`` uint8 at the output size when asked for; ``probs``: its prior file ``(C, H, W)`` when a prior
+    folder is given; ``alpha``: its alpha channel at the LR size ``(1, 1, h, w)``, or None; ``format``: how the
+    file stored it (bits, grey, alpha), which its output keeps.
     """
 
     path: Path
@@ -76,12 +79,24 @@ class InputImage:
     hr: np.ndarray | None = None
     labels: np.ndarray | None = None
     probs: torch.Tensor | None = None
+    alpha: torch.Tensor | None = None
+    format: PictureFormat = PictureFormat()
+
+
+def _as_lr(picture: Picture, mode: str, scale: int) -> tuple[torch.Tensor, torch.Tensor | None, tuple | None]:
+    """(LR colour, LR alpha or None, the HR size before modcrop) of a picture read as ``mode``."""
+    lr, hr_crop = lr_from_image(picture.rgb, mode, scale, picture.levels)
+    alpha = None
+    if picture.alpha is not None:
+        alpha, _ = lr_from_image(picture.alpha[..., None], mode, scale, picture.levels)
+    return lr, alpha, hr_crop
 
 
 @dataclass
 class InputReader:
     """Reads inputs and their companions. ``mode``: ``hr`` (make the LR, the paper's protocol) or ``lr``;
-    ``labels`` / ``priors`` / ``lr_folder``: companion folders (same stems)."""
+    ``labels`` / ``priors`` / ``lr_folder``: companion folders (same stems). Inputs are read at the precision
+    they were stored (``data.picture``): 8 or 16 bits, grey or colour, with or without alpha."""
 
     scale: int
     num_classes: int
@@ -93,23 +108,25 @@ class InputReader:
 
     def read(self, path: Path, with_labels: bool) -> InputImage:
         """Read ``path`` (and its label map when ``with_labels`` and a label folder is set)."""
-        image = read_image(path, max_pixels=self.max_pixels)
+        picture = read_picture(path, max_pixels=self.max_pixels)
+        image = picture.rgb
         s = self.scale
-        hr = None
         if self.lr_folder is not None:
             lr_path = companion(self.lr_folder, path, (path.suffix, ".png"), "LR image")
-            lr, _ = lr_from_image(read_image(lr_path, max_pixels=self.max_pixels), "lr", s)
+            given = read_picture(lr_path, max_pixels=self.max_pixels)
+            lr, alpha, _ = _as_lr(given, "lr", s)
             h, w = lr.shape[-2:]
             hr = image[: h * s, : w * s]
             if hr.shape[:2] != (h * s, w * s):
                 raise ImageError(f"{lr_path}: LR {w}x{h} x{s} is larger than its HR {path}")
-            hr_crop = image.shape[:2]
+            hr_crop, fmt = image.shape[:2], PictureFormat.of(given)
         else:
-            lr, hr_crop = lr_from_image(image, self.mode, s)
+            lr, alpha, hr_crop = _as_lr(picture, self.mode, s)
             h, w = lr.shape[-2:]
             hr = image[: h * s, : w * s] if self.mode == "hr" else None
+            fmt = PictureFormat.of(picture)
         H, W = h * s, w * s
-        item = InputImage(path, lr, hr)
+        item = InputImage(path, lr, hr, alpha=alpha, format=fmt)
         if with_labels and self.labels is not None:
             item.labels = self._labels(path, (h, w), hr_crop)
         if self.priors is not None:

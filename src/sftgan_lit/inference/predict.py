@@ -3,8 +3,11 @@
 For each input file: read it and its companions (``inputs.InputReader``: ``input=hr`` makes the LR by
 the paper's test protocol, ``input=lr`` takes the file as is), ask the prior for the image's prior map
 with the edits on top (``Prior.image_map``), super-resolve in tiles (``tiling``) and write
-``<out>/<stem>.png`` atomically. A file that cannot be read or has no usable prior is reported with the
-reason and skipped; the others are still processed, and the report says which failed.
+``<out>/<stem>.png`` atomically, in the input's own format (``data.picture``): a 16-bit input is read and
+written at 16 bits, a grey one is written grey, and an alpha channel is upscaled beside the colour
+(``alpha=bicubic``: MATLAB bicubic; ``alpha=model``: the generator on its grey replica) and written as RGBA.
+A file that cannot be read or has no usable prior is reported with the reason and skipped; the others are
+still processed, and the report says which failed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from ..categories import colorize
 from ..config import ConfigError, PredictSchema
 from ..config import options as typed_options
 from ..data.io import PngStripWriter, write_png
+from ..data.picture import PictureFormat, write_picture
+from ..imresize import imresize
 from ..models import SFTGenerator, interpolate_generators
 from ..priors import Prior, PriorEdits, PriorError, PriorMap, SegmentOptions
 from .inputs import INPUT_ERRORS, InputReader, input_files, read_mask_image
@@ -92,9 +97,28 @@ class Blend:
 
 
 def mix(low: np.ndarray, high: np.ndarray, strength: np.ndarray) -> np.ndarray:
-    """uint8 ``low + (high - low) * strength`` per pixel, rounded: exactly ``low`` at 0 and ``high`` at 1."""
+    """``low + (high - low) * strength`` per pixel: uint8 images rounded (exactly ``low`` at 0 and ``high`` at 1),
+    float images unrounded."""
+    if low.dtype != np.uint8:
+        return low + (high - low) * strength[..., None]
     a = low.astype(np.float32)
     return np.round(a + (high.astype(np.float32) - a) * strength[..., None]).astype(np.uint8)
+
+
+def _grey(sr: np.ndarray) -> np.ndarray:
+    """The alpha the generator drew on an alpha's grey replica: its output's channels, clamped, averaged."""
+    return np.clip(sr, 0, 1).mean(-1)
+
+
+def upscale_alpha(alpha: torch.Tensor, scale: int, top: int = 0, count: int | None = None) -> np.ndarray:
+    """Output rows ``top .. top + count`` (all when None) of an LR alpha ``(1, 1, h, w)`` upscaled by MATLAB
+    bicubic and clamped to [0, 1]: float32 ``(count, scale * w)``. Made from the LR rows those rows reach (and 4
+    more each side, beyond bicubic's reach), so bands of it stack to the whole image's exactly."""
+    h = alpha.shape[-2]
+    count = scale * h - top if count is None else count
+    a, b = max(0, top // scale - 4), min(h, -(-(top + count) // scale) + 4)
+    up = imresize(alpha[..., a:b, :].float(), scale).clamp(0, 1)[0, 0]
+    return up[top - scale * a : top - scale * a + count].numpy()
 
 
 def fidelity_checkpoint(spec: str | None, checkpoint: Path) -> Path:
@@ -137,14 +161,16 @@ def output_paths(files: list[Path], out: Path, save_prior: bool) -> dict[Path, P
 
 @dataclass
 class Pending:
-    """An image read and waiting to run: its input and output files, LR ``(1, 3, h, w)``, prior map and how
-    the prior was made (for the log)."""
+    """An image read and waiting to run: its input and output files, LR ``(1, 3, h, w)``, prior map, how the
+    prior was made (for the log), its LR alpha ``(1, 1, h, w)`` (or None) and the format its output keeps."""
 
     src: Path
     dst: Path
     lr: torch.Tensor
     prior: PriorMap
     how: str
+    alpha: torch.Tensor | None = None
+    format: PictureFormat = PictureFormat()
 
 
 class Predictor:
@@ -197,16 +223,18 @@ class Predictor:
         labels_out = [self._labels_buffer(item.lr) for item in items]
         pairs = [(item.lr, item.prior) for item in items]
         args = (self.tile, self.overlap, self.options.batch_size, self.options.precision)
-        srs = super_resolve_many(self.generator, pairs, *args, labels_out, runner=self.runner)
+        deep = any(item.format.bits > 8 for item in items)  # float outputs only where 8 bits would truncate them
+        srs = super_resolve_many(self.generator, pairs, *args, labels_out, as_float=deep, runner=self.runner)
         if self.blend is not None:
-            lows = super_resolve_many(self.blend.generator, pairs, *args, runner=self.blend.runner)
+            lows = super_resolve_many(self.blend.generator, pairs, *args, as_float=deep, runner=self.blend.runner)
             srs = [self._blended(low, sr, sr.shape[:2], 0) for low, sr in zip(lows, srs)]
-        for item, sr, labels in zip(items, srs, labels_out):
+        alphas = self._alphas(items, args)
+        for item, sr, alpha, labels in zip(items, srs, alphas, labels_out):
             if self.report.stopped:  # an earlier write of this batch failed: the rest of it is not written
                 self.report.not_done.append(item.src)
                 continue
             try:
-                write_png(item.dst, sr)
+                write_picture(item.dst, item.format.encode(sr, alpha))
                 if labels is not None:
                     write_png(self._prior_path(item.dst), self._prior_rgb(labels))
             except OSError as err:
@@ -214,38 +242,87 @@ class Predictor:
                 continue
             self.report.written.append(item.dst)
             h, w = item.lr.shape[-2:]
-            log.info("%s -> %s (%dx%d -> %dx%d; %s)", item.src, item.dst, w, h, sr.shape[1], sr.shape[0], item.how)
+            log.info(
+                "%s -> %s (%dx%d -> %dx%d %s; %s)",
+                item.src,
+                item.dst,
+                w,
+                h,
+                sr.shape[1],
+                sr.shape[0],
+                item.format.describe(),
+                item.how,
+            )
+
+    def _alphas(self, items: list[Pending], args: tuple) -> list[np.ndarray | None]:
+        """Each whole image's upscaled alpha ``(H, W)`` float32, or None: MATLAB bicubic, or (``alpha=model``) the
+        generator on the alpha's grey replica with the image's prior, its channels averaged."""
+        out: list[np.ndarray | None] = [None] * len(items)
+        wanted = [i for i, item in enumerate(items) if item.alpha is not None]
+        if self.options.alpha == "model" and wanted:
+            pairs = [(items[i].alpha.expand(-1, 3, -1, -1), items[i].prior) for i in wanted]
+            for i, sr in zip(
+                wanted, super_resolve_many(self.generator, pairs, *args, as_float=True, runner=self.runner)
+            ):
+                out[i] = _grey(sr)
+        else:
+            for i in wanted:
+                out[i] = upscale_alpha(items[i].alpha, self.scale)
+        return out
 
     def _stream(self, item: Pending) -> None:
         """An image of several tiles: its output written band by band as the tiles finish (never held whole)."""
         h, w = item.lr.shape[-2:]
         size = (w * self.scale, h * self.scale)
         save_prior = self.options.save_prior
-        args = (self.tile, self.overlap, self.options.batch_size, self.options.precision, save_prior)
+        args = (self.tile, self.overlap, self.options.batch_size, self.options.precision)
+        fmt = item.format
+        deep = fmt.bits > 8  # float bands only where 8 bits would truncate them
         try:
             with (
-                PngStripWriter(item.dst, *size, 3) as out,
+                PngStripWriter(item.dst, *size, fmt.channels, fmt.bits) as out,
                 PngStripWriter(self._prior_path(item.dst), *size, 3) if save_prior else contextlib.nullcontext() as pr,
             ):
-                bands = super_resolve_bands(self.generator, item.lr, item.prior, *args, runner=self.runner)
-                low = None
+                bands = super_resolve_bands(
+                    self.generator, item.lr, item.prior, *args, save_prior, runner=self.runner, as_float=deep
+                )
+                low = alpha_bands = None
                 if self.blend is not None:
                     low = super_resolve_bands(
-                        self.blend.generator, item.lr, item.prior, *args, runner=self.blend.runner
+                        self.blend.generator, item.lr, item.prior, *args, runner=self.blend.runner, as_float=deep
+                    )
+                if item.alpha is not None and self.options.alpha == "model":
+                    replica = item.alpha.expand(-1, 3, -1, -1)
+                    alpha_bands = super_resolve_bands(
+                        self.generator, replica, item.prior, *args, runner=self.runner, as_float=True
                     )
                 top = 0
                 for band, labels in bands:
                     if low is not None:
                         band = self._blended(next(low)[0], band, (size[1], size[0]), top)
+                    alpha = None
+                    if alpha_bands is not None:
+                        alpha = _grey(next(alpha_bands)[0])
+                    elif item.alpha is not None:
+                        alpha = upscale_alpha(item.alpha, self.scale, top, band.shape[0])
                     top += band.shape[0]
-                    out.write(band)
+                    out.write(fmt.encode(band, alpha))
                     if pr is not None:
                         pr.write(self._prior_rgb(labels))
         except OSError as err:
             self._stop(item.src, err)
             return
         self.report.written.append(item.dst)
-        log.info("%s -> %s (%dx%d -> %dx%d in bands of tiles; %s)", item.src, item.dst, w, h, *size, item.how)
+        log.info(
+            "%s -> %s (%dx%d -> %dx%d %s in bands of tiles; %s)",
+            item.src,
+            item.dst,
+            w,
+            h,
+            *size,
+            fmt.describe(),
+            item.how,
+        )
 
     def _blended(self, low: np.ndarray, high: np.ndarray, hr_size: tuple[int, int], top: int) -> np.ndarray:
         """Output rows ``top ..`` of the fidelity end (``low``) and the GAN end (``high``), mixed under the
@@ -325,7 +402,7 @@ def predict_files(
             report.failures[str(src)] = str(err)
             log.error("skipped %s: %s", src, err)
             continue
-        run.add(Pending(src, dst, item.lr, pm, how))
+        run.add(Pending(src, dst, item.lr, pm, how, item.alpha, item.format))
     run.flush()
     order = {src: i for i, src in enumerate(files)}
     report.not_done.sort(key=order.__getitem__)

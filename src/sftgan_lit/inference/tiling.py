@@ -251,9 +251,11 @@ def super_resolve_bands(
     with_labels: bool = False,
     hr_rows: int | None = 64,
     runner=None,
+    as_float: bool = False,
 ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """``super_resolve_many`` for one image, yielding its output one band of tiles at a time, top to bottom:
-    ``(SR uint8 (scale * band rows, scale * w, 3), prior argmax uint8 (scale * band rows, scale * w) or None)``.
+    ``(SR uint8 (scale * band rows, scale * w, 3), prior argmax uint8 (scale * band rows, scale * w) or None)``
+    (float32 in [0, 1] unrounded with ``as_float``).
     The same windows as ``super_resolve_many``, so the bands stacked are its output exactly; only one band
     is held (a writer streams them to disk: peak memory does not grow with the image)."""
     s = generator.scale
@@ -265,10 +267,10 @@ def super_resolve_bands(
         rows.setdefault(core[0], []).append((0, core, win))
     for y0, items in rows.items():
         band_rows = s * (items[0][1][1] - y0)
-        band = np.empty((band_rows, w * s, 3), np.uint8)
+        band = np.empty((band_rows, w * s, 3), np.float32 if as_float else np.uint8)
         labels = [np.empty((band_rows, w * s), np.uint8)] if with_labels else None
         _run_windows(
-            generator, lrs, [prior], items, [band], [s * y0], labels, batch_size, precision, False, hr_rows, runner
+            generator, lrs, [prior], items, [band], [s * y0], labels, batch_size, precision, as_float, hr_rows, runner
         )
         yield band, labels[0] if labels else None
 

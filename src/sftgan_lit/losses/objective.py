@@ -112,13 +112,16 @@ class SFTGANObjective(nn.Module):
     def generator_terms(
         self, batch: dict, sr: torch.Tensor, discriminator: nn.Module | None
     ) -> dict[str, torch.Tensor]:
-        """Weighted generator terms for SR ``(N, 3, H, W)`` against ``batch['hr']`` (and its ``category``)."""
+        """Weighted generator terms for SR ``(N, 3, H, W)``: the pixel and perceptual terms against
+        ``batch['hr_usm']`` when the degradation sharpened the target (Real-ESRGAN's ``gt_usm``), else
+        ``batch['hr']``; the GAN terms through D (which sees the unsharpened HR) and ``batch['category']``."""
         terms: dict[str, torch.Tensor] = {}
-        hr = batch["hr"]
+        target = batch.get("hr_usm", batch["hr"])
         if self.w_pix:
-            terms["pix"] = self.w_pix * pixel_loss(sr, hr, self.pixel_type)
+            terms["pix"] = self.w_pix * pixel_loss(sr, target, self.pixel_type)
         if self.perceptual is not None:
-            terms["percep"] = self.w_percep * self.perceptual(sr, hr)
+            terms["percep"] = self.w_percep * self.perceptual(sr, target)
+        hr = batch["hr"]
         if self.needs_discriminator:
             fake_logit, fake_cls = discriminator(sr)
             real_logit = discriminator(hr)[0].detach() if self.gan_type == GanType.ragan.value else None
