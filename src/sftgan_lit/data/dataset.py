@@ -8,6 +8,7 @@ most frequent class of the crop).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,6 +24,8 @@ from .sources import SourceItem
 from .store import QUANT_LEVELS
 from .transforms import dihedral, rescale_crop_image, rescale_crop_nearest, rescaled_size, to_float_chw
 
+log = logging.getLogger(__name__)
+
 ORIGINAL_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
 # the degradation's parameters are drawn from their own stream of the sample's draw, so that the crop, flips
 # and background draws are the same whichever degradation is chosen
@@ -32,6 +35,13 @@ DEGRADATION_STREAM = 1
 def degradation_rng(draw: tuple[int, int, int]) -> np.random.Generator:
     """The generator of a sample's degradation parameters, from its draw ``(seed, epoch, position)``."""
     return np.random.default_rng([*(int(v) for v in draw), DEGRADATION_STREAM])
+
+
+def random_dihedral(rng: np.random.Generator, hflip: bool, rotate: bool, *arrays: torch.Tensor | None) -> list:
+    """The original's ``augment``: one horizontal flip (``hflip``), vertical flip and transpose (``rotate``) drawn
+    from ``rng`` and applied alike to every tensor of ``arrays`` (on their last two dims; None stays None)."""
+    flips = (hflip and rng.random() < 0.5, rotate and rng.random() < 0.5, rotate and rng.random() < 0.5)
+    return [dihedral(a, *flips) if a is not None else None for a in arrays]
 
 
 def _probs_tensor(probs: np.ndarray) -> torch.Tensor:
@@ -165,14 +175,7 @@ class TripletDataset(Dataset):
         lab_t = torch.from_numpy(lab) if lab is not None else None  # uint8: 8x less to ship from workers
         pr_t = _probs_tensor(pr) if pr is not None else None
         if rng is not None and (self.hflip or self.rotate):
-            flips = (
-                self.hflip and rng.random() < 0.5,
-                self.rotate and rng.random() < 0.5,
-                self.rotate and rng.random() < 0.5,
-            )
-            hr = dihedral(hr, *flips)
-            lab_t = dihedral(lab_t, *flips) if lab_t is not None else None
-            pr_t = dihedral(pr_t, *flips) if pr_t is not None else None
+            hr, lab_t, pr_t = random_dihedral(rng, self.hflip, self.rotate, hr, lab_t, pr_t)
         size = tuple(hr.shape[-2:])
         prior = self.prior.for_sample(lab_t, pr_t, size)
         if category < 0:
@@ -240,8 +243,6 @@ class PairedDataset(Dataset):
         rotate: bool = True,
         epoch_length: int | None = None,
     ) -> None:
-        import logging
-
         if crop_size is not None and crop_size % scale:
             raise ValueError(f"crop_size={crop_size} must be a multiple of the SR scale {scale}")
         if prior.needs_labels and any(item.labels is None for item in items):
@@ -260,7 +261,7 @@ class PairedDataset(Dataset):
             else:
                 good.append(item)
         for name, reason in refused.items():
-            logging.getLogger(__name__).error("pair %s refused: %s", name, reason)
+            log.error("pair %s refused: %s", name, reason)
         if not good:
             raise ImageError(f"no usable LR/HR pairs ({len(refused)} refused, e.g. {next(iter(refused.values()), '')})")
         self.items, self.refused = good, refused
@@ -299,14 +300,7 @@ class PairedDataset(Dataset):
         lab_t = torch.from_numpy(np.array(labels[window])) if labels is not None else None
         pr_t = _probs_tensor(probs[window]) if probs is not None else None
         if rng is not None and (self.hflip or self.rotate):
-            flips = (
-                self.hflip and rng.random() < 0.5,
-                self.rotate and rng.random() < 0.5,
-                self.rotate and rng.random() < 0.5,
-            )
-            hr, lr = dihedral(hr, *flips), dihedral(lr, *flips)
-            lab_t = dihedral(lab_t, *flips) if lab_t is not None else None
-            pr_t = dihedral(pr_t, *flips) if pr_t is not None else None
+            hr, lr, lab_t, pr_t = random_dihedral(rng, self.hflip, self.rotate, hr, lr, lab_t, pr_t)
         size = tuple(hr.shape[-2:])
         # None: computed from the given LR on the device (SFTGANDataModule.on_after_batch_transfer)
         prior = self.prior.for_sample(lab_t, pr_t, size, lr_given=True)

@@ -50,7 +50,8 @@ def open_image(path: Path, max_pixels: int) -> Image.Image:
     return img
 
 
-def _decode(img: Image.Image, path: Path) -> None:
+def decode_image(img: Image.Image, path: Path) -> None:
+    """Decode ``img`` now, or an ``ImageError`` naming ``path``: a truncated file or corrupt image data."""
     try:
         img.load()
     except (OSError, SyntaxError, ValueError) as err:
@@ -76,8 +77,8 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, mi
                 f"{path}: 16-bit RGB ({img.format}); sftgan_lit reads 8-bit images: convert it to 8-bit RGB "
                 "yourself (the tone mapping is your choice)"
             )
-        _decode(img, path)
-        img = _upright(img)
+        decode_image(img, path)
+        img = upright(img)
         w, h = img.size
         if min(w, h) < min_size:
             raise ImageError(f"{path}: {w}x{h} is too small (shorter side must be at least {min_size} px)")
@@ -131,7 +132,7 @@ def upright_size(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) 
         img.close()
 
 
-def _upright(img: Image.Image) -> Image.Image:
+def upright(img: Image.Image) -> Image.Image:
     """The image turned as its EXIF orientation says (a new image when it is turned)."""
     from PIL import ImageOps
 
@@ -150,8 +151,8 @@ def read_label_map(path: str | os.PathLike, num_classes: int, max_pixels: int = 
     path = Path(path)
     img = open_image(path, max_pixels)
     try:
-        _decode(img, path)
-        img = _upright(img)
+        decode_image(img, path)
+        img = upright(img)
         if img.mode not in ("L", "P"):
             raise ImageError(
                 f"{path}: label maps must be single-channel 8-bit PNGs of class indices (mode L or P), got {img.mode!r}"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import DEFAULT_MAX_PIXELS, ImageError, open_image
+from .io import DEFAULT_MAX_PIXELS, ImageError, decode_image, open_image, upright
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -52,7 +52,7 @@ def _orientation(path: Path) -> int:
         return 1
 
 
-def _upright(array: np.ndarray, orientation: int) -> np.ndarray:
+def _turned_array(array: np.ndarray, orientation: int) -> np.ndarray:
     """``array`` ``(H, W, ...)`` turned as EXIF orientation ``orientation`` says (PIL's ``exif_transpose``)."""
     ops = {
         2: lambda a: a[:, ::-1],
@@ -133,13 +133,10 @@ def _read_tiff(path: Path, max_pixels: int) -> Picture:
 
 
 def _read_pil(path: Path, max_pixels: int) -> Picture:
-    from .io import _decode
-    from .io import _upright as upright_pil
-
     img = open_image(path, max_pixels)
     try:
-        _decode(img, path)
-        img = upright_pil(img)
+        decode_image(img, path)
+        img = upright(img)
         mode = img.mode
         if mode in ("I;16", "I;16B", "I;16L", "I"):
             raw = np.asarray(img).astype(np.int64)
@@ -189,8 +186,8 @@ def read_picture(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, 
 
 
 def _turned(picture: Picture, orientation: int) -> Picture:
-    alpha = _upright(picture.alpha, orientation) if picture.alpha is not None else None
-    return Picture(_upright(picture.rgb, orientation), alpha, picture.bits, picture.grey)
+    alpha = _turned_array(picture.alpha, orientation) if picture.alpha is not None else None
+    return Picture(_turned_array(picture.rgb, orientation), alpha, picture.bits, picture.grey)
 
 
 #: BT.601 luma weights: a grey file's output channel from the RGB the generator draws

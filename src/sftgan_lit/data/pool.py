@@ -32,12 +32,13 @@ class TrainingPairPool:
         keys = sorted(k for k, v in batch.items() if torch.is_tensor(v) or isinstance(v, list))
         if self.entries is None or set(self.entries) != set(keys):
             self.entries, self.filled = {k: _empty(batch[k], self.size) for k in keys}, 0
+        # a pool restored from a checkpoint comes back on the host: it follows the batches to their device
+        self.entries = {k: v.to(batch[k].device) if torch.is_tensor(v) else v for k, v in self.entries.items()}
         if self.filled < self.size:  # filling: the batch goes on as it came
             for k in keys:
                 _put(self.entries[k], slice(self.filled, self.filled + n), batch[k])
             self.filled += n
             return batch
-        device = batch["hr"].device
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(seed))
         out = dict(batch)
         for k in keys:
@@ -46,7 +47,7 @@ class TrainingPairPool:
             rest = _take(pooled, torch.arange(n, self.size))
             # the incoming batch takes the places of the samples handed out
             self.entries[k] = _cat(_clone(batch[k]), rest)
-        return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in out.items()}
+        return out
 
     def state_dict(self) -> dict:
         if not self.entries:

@@ -126,7 +126,23 @@ def write_report(
     crop: int = 48,
     textured_min: float = 10.0,
 ) -> dict:
-    """Evaluate the run's exports on the demo's ``split`` under ``TEST_DEGRADATIONS`` and write the report."""
+    """Evaluate the run's exports on the demo's ``split`` under ``TEST_DEGRADATIONS`` and write the report.
+
+    Args:
+        cfg: the run's config (the report goes to ``cfg.paths.output_dir``).
+        metrics: the run's metrics (``train``'s; not read).
+        objects: ``train``'s objects: ``exports`` by stage, ``stages`` (the degradation-trained stage's datamodule
+            holds the degradation model), ``prior``, ``datamodule`` (the demo set).
+        split: the demo split reported on.
+        baseline, baseline_fidelity, model, model_fidelity: the stages whose exports are the bicubic-trained and
+            the degradation-trained models' GAN and pixel stages.
+        swap: the main job's report key (``experiment=demo`` sets it; this report has no swapped prior).
+        erode_px, sigma, textured_min: the texture statistic's settings, as the main job's report.
+        crop: the figure's crop, HR pixels.
+
+    Returns:
+        The report as written to ``report.json``.
+    """
     prior = objects["prior"]
     exports = objects["exports"]
     # the test draws are full second-order draws of the run's model (none of them the clean LR it may mix in)
