@@ -286,6 +286,13 @@ class SecondOrder(Degradation):
 
     # ------------------------------------------------------------------ in the workers
     def draw(self, rng: np.random.Generator) -> dict:
+        """One sample's parameters, drawn from ``rng`` (the sample's own generator, in its data worker).
+
+        Returns:
+            ``{"kernel1", "kernel2", "sinc"}``: float32 ``(K, K)`` kernels of the two rounds and the last step (a
+            pulse where none is drawn), and ``"steps"``: plain numbers (each round's resize factor and mode, noise
+            kind, strength and greyness, JPEG quality; the last step's mode and order; the noise seed; ``clean``).
+        """
         c = self.cfg
         blur1, k1 = _draw_blur(rng, c.first.blur)
         blur2, k2 = _draw_blur(rng, c.second.blur)
@@ -313,6 +320,17 @@ class SecondOrder(Degradation):
 
     # ------------------------------------------------------------------ on the device
     def __call__(self, hr: torch.Tensor, params: dict, training: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Degrade a batch on its device.
+
+        Args:
+            hr: ``(N, 3, H, W)`` RGB in [0, 1], H and W multiples of the scale.
+            params: ``draw``'s parameters of the N samples, collated (kernels stacked ``(N, K, K)``, ``steps`` a list).
+            training: sharpen the target and degrade the sharpened HR (``gt_usm``) only in training.
+
+        Returns:
+            The LR ``(N, 3, H/s, W/s)`` in [0, 1] on the 8-bit grid, and the USM-sharpened HR (the pixel and
+            perceptual terms' target) or None.
+        """
         c = self.cfg
         target = None
         source = hr
