@@ -13,7 +13,7 @@ the package (``sftgan_lit/conf``), so the installed console scripts work from an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -394,8 +394,6 @@ def merged(default, value, key: str):
     """A dataclass config ``default`` with ``value`` (a mapping, a ``DictConfig``, a dataclass or None) on top,
     recursively for nested dataclass sections; a key the dataclass does not have is a ``ConfigError`` naming
     ``<key>.<name>`` and the keys it has."""
-    from dataclasses import is_dataclass, replace
-
     from omegaconf import DictConfig, OmegaConf
 
     if value is None:

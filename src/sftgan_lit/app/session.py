@@ -23,9 +23,9 @@ import torch
 
 from ..categories import OUTDOOR_CLASSES, OUTDOOR_COLORS
 from ..data.picture import PictureFormat, read_picture
-from ..data.transforms import lr_from_image
 from ..imresize import imresize
 from ..inference.incremental import Box, IncrementalSR
+from ..inference.inputs import picture_lr
 from ..inference.predict import mix, upscale_alpha
 from ..inference.tiling import to_uint8_hwc
 from ..models import SFTGenerator, interpolate_generators
@@ -119,10 +119,7 @@ class AppModels:
         if mode not in ("lr", "hr"):
             raise InputRefused(f"upload mode must be 'lr' or 'hr', got {mode!r}")
         picture = read_picture(path, max_pixels=self.max_pixels, min_size=2 * (self.scale if mode == "hr" else 1))
-        lr, _ = lr_from_image(picture.rgb, mode, self.scale, picture.levels)
-        alpha = None
-        if picture.alpha is not None:
-            alpha, _ = lr_from_image(picture.alpha[..., None], mode, self.scale, picture.levels)
+        lr, alpha, _ = picture_lr(picture, mode, self.scale)
         h, w = lr.shape[-2:]
         if h * w > self.max_lr_pixels:
             raise InputRefused(

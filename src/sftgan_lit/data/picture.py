@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import DEFAULT_MAX_PIXELS, ImageError, decode_image, open_image, upright
+from .io import DEFAULT_MAX_PIXELS, ImageError, PngStripWriter, decode_image, open_image, upright
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -235,8 +235,6 @@ class PictureFormat:
 
 def write_picture(path: str | os.PathLike, samples: np.ndarray, compress_level: int = 6) -> None:
     """Write ``PictureFormat.encode``'s samples ``(H, W, C)`` (uint8 or uint16, C = 1-4) as a PNG, atomically."""
-    from .io import PngStripWriter
-
     h, w = samples.shape[:2]
     channels = samples.shape[2] if samples.ndim == 3 else 1
     bits = 16 if samples.dtype == np.uint16 else 8

@@ -83,8 +83,10 @@ class InputImage:
     format: PictureFormat = PictureFormat()
 
 
-def _as_lr(picture: Picture, mode: str, scale: int) -> tuple[torch.Tensor, torch.Tensor | None, tuple | None]:
-    """(LR colour, LR alpha or None, the HR size before modcrop) of a picture read as ``mode``."""
+def picture_lr(picture: Picture, mode: str, scale: int) -> tuple[torch.Tensor, torch.Tensor | None, tuple | None]:
+    """A picture as the LR to super-resolve (``mode``: ``lr`` as it is, ``hr`` by the paper's protocol, at the
+    file's sample depth): colour ``(1, 3, h, w)``, alpha ``(1, 1, h, w)`` or None, and for ``hr`` the HR size
+    before modcrop."""
     lr, hr_crop = lr_from_image(picture.rgb, mode, scale, picture.levels)
     alpha = None
     if picture.alpha is not None:
@@ -114,14 +116,14 @@ class InputReader:
         if self.lr_folder is not None:
             lr_path = companion(self.lr_folder, path, (path.suffix, ".png"), "LR image")
             given = read_picture(lr_path, max_pixels=self.max_pixels)
-            lr, alpha, _ = _as_lr(given, "lr", s)
+            lr, alpha, _ = picture_lr(given, "lr", s)
             h, w = lr.shape[-2:]
             hr = image[: h * s, : w * s]
             if hr.shape[:2] != (h * s, w * s):
                 raise ImageError(f"{lr_path}: LR {w}x{h} x{s} is larger than its HR {path}")
             hr_crop, fmt = image.shape[:2], PictureFormat.of(given)
         else:
-            lr, alpha, hr_crop = _as_lr(picture, self.mode, s)
+            lr, alpha, hr_crop = picture_lr(picture, self.mode, s)
             h, w = lr.shape[-2:]
             hr = image[: h * s, : w * s] if self.mode == "hr" else None
             fmt = PictureFormat.of(picture)
