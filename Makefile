@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test docs format bench ablation pipeline strength real app screenshot notebook clean
+.PHONY: install test docs format bench ablation ablation_rrdb demo_x2 pipeline strength real app screenshot notebook clean
 
 install: $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip >/dev/null
@@ -41,9 +41,18 @@ bench:
 	$(BIN)/python benchmarks/bench_engines.py
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_app.py
+	$(BIN)/python benchmarks/bench_backbones.py
 
 ablation:
 	$(BIN)/python -m sftgan_lit.experiments.prior_ablation --out outputs/ablation
+
+# the prior ablation on SFT-RRDBNet at demo size (sft vs none vs uniform prior; docs/backbones.md)
+ablation_rrdb:
+	$(BIN)/python -m sftgan_lit.experiments.prior_ablation --out outputs/ablation_rrdb --no-gan --variants sft,none,sft_uniform model=sft_rrdb model.generator.num_blocks=2 model.generator.num_grow_ch=16
+
+# the demo recipe at x2 on SFT-RRDBNet (pixel-unshuffled input, as RealESRGAN_x2plus), with its report
+demo_x2:
+	$(BIN)/python train.py model=sft_rrdb scale=x2 model.generator.num_blocks=2 model.generator.num_grow_ch=16 hydra.run.dir=outputs/demo_x2
 
 # segmenter -> priors -> SFTGAN -> predict on the context demo scenes, no external weights
 pipeline:

@@ -358,3 +358,11 @@ def test_the_segmenter_source_runs_on_the_lr(models, tmp_path):
     session.set_paint_layer(stroke((96, 80), 1, 0, 16, 0, 16))
     image = session.run()
     assert image.shape == (96, 80, 3) and session.last["full"]
+
+
+def test_loading_the_models_leaves_autograd_on_for_the_process(model_files):
+    """load_models once switched autograd off process-wide (a library call must not; later training in the
+    same process then failed with "element 0 of tensors does not require grad")."""
+    models = load_models(str(model_files / "generator.pth"))
+    assert torch.is_grad_enabled()
+    assert not any(p.requires_grad for p in models.generator.parameters())

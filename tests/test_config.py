@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sftgan_lit.cli import inspect_main
-from sftgan_lit.train import build_models, count_parameters
+from sftgan_lit.train import build_models, count_parameters, data_scale
 
 from helpers import (
     ROOT,
@@ -155,8 +155,8 @@ def test_every_option_of_every_group_composes_and_builds(group, option, tmp_path
     if "generator" in cfg.model and not cfg.init_from_srgan:  # an SRGAN trunk fixes the size
         cfg = compose([*overrides, *TINY_MODEL])
     prior = instantiate(cfg.prior)
-    instantiate(cfg.data, prior=prior)
     models = build_models(cfg, prior.num_classes)
+    instantiate(cfg.data, prior=prior, scale=data_scale(cfg, models))
     module = instantiate(cfg.module, prior=prior, **models)
     assert module.prior is prior
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]

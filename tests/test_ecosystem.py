@@ -181,7 +181,7 @@ def _record(edit):
 LIES = {
     "architecture that does not fit": (
         _record(lambda r: r["sftgan_lit_config"].update(num_blocks=5)),
-        r"the recorded architecture \(num_features=8, num_blocks=5.*does not fit its tensors",
+        r"the recorded architecture \(SFTGAN: num_features=8, num_blocks=5.*does not fit its tensors",
     ),
     "class names that do not fit": (
         _record(lambda r: r["sftgan_lit_record"].update(class_names=["sky", "water"])),
@@ -189,7 +189,7 @@ LIES = {
     ),
     "another architecture": (
         _record(lambda r: r["sftgan_lit_record"].update(architecture="ESRGAN")),
-        "records architecture 'ESRGAN', not SFTGAN",
+        "records architecture 'ESRGAN', not one of SFTGAN",
     ),
     "segmenter classes that do not fit": (
         _record(lambda r: r["sftgan_lit_segmenter"].update(class_names=["a"])),

@@ -27,9 +27,14 @@ def test_classes_differ_at_hr_but_not_at_lr():
 def test_sft_uses_the_prior_where_the_lr_is_ambiguous(tmp_path):
     # seed 0 at half the ablation's budget (900 iterations, deterministic on CPU): sft 42.6 dB, none 19.3 dB.
     # At this budget SFT does not leave the "no texture" solution on every seed (seed 2 needs ~1800, see
-    # README), so the seed is pinned; a change that breaks conditioning cannot pass at any seed.
-    short = ["seed=0", "trainer.max_steps=900", "module.scheduler.milestones=[600]"]
-    results = run_ablation(tmp_path, short, variants={"sft": ["sft=every_block"], "none": ["sft=none"]}, gan=False)
+    # README), so the seed is pinned; a change that breaks conditioning cannot pass at any seed. Without a
+    # prior the ambiguous regions are bounded by what the LR holds (about 19-20 dB however long it trains),
+    # so `none` gets a third of the budget.
+    variants = {
+        "sft": ["sft=every_block", "trainer.max_steps=900", "module.scheduler.milestones=[600]"],
+        "none": ["sft=none", "trainer.max_steps=300", "module.scheduler.milestones=[200]"],
+    }
+    results = run_ablation(tmp_path, ["seed=0"], variants=variants, gan=False)
     sft, none = results["models"]["sft"]["psnr_y"], results["models"]["none"]["psnr_y"]
     assert sft["ambiguous"] - none["ambiguous"] > 10.0
     swap = results["swap_test"]

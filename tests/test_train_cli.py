@@ -35,9 +35,23 @@ def _run(tmp_path, *args, timeout=600, env=None):
 
 
 def test_ddp_four_cpu_processes_end_with_identical_weights(tmp_path):
-    _run(tmp_path, "trainer.devices=4", "data.num_workers=0", f"hydra.run.dir={tmp_path / 'run'}")
+    """On SFT-RRDBNet at x2 with EMA (the SFT-Net runs under DDP in the 2 x 2 tests below)."""
+    _run(
+        tmp_path,
+        "trainer.devices=4",
+        "data.num_workers=0",
+        "model=sft_rrdb",
+        "scale=x2",
+        "model.generator.num_grow_ch=4",
+        "module.ema_decay=0.999",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     report = json.loads(next((tmp_path / "run").rglob("weight_sync.json")).read_text())
     assert report["world_size"] == 4 and report["max_abs_diff"] == 0.0
+    from sftgan_lit.models import SFTRRDBNet, load_generator
+
+    g = load_generator(tmp_path / "run" / "generator.pth")
+    assert isinstance(g, SFTRRDBNet) and g.scale == 2
 
 
 def test_multirun_grid_runs_each_job_in_its_own_folder(tmp_path):

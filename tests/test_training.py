@@ -272,12 +272,28 @@ def _losses(run_dir):
     return [(float(r["train/iteration"]), float(r["train/loss_g"]), float(r["train/loss_d"])) for r in rows]
 
 
-def test_resume_continues_the_same_run(tmp_path):
+BACKBONES = {
+    "sftnet": [],
+    # the other backbones and scales, with the EMA their exports are made from
+    "rrdb_x2": ["model=sft_rrdb", "scale=x2", "model.generator.num_grow_ch=4", "module.ema_decay=0.999"],
+    "compact_x3": [
+        "model=sft_compact",
+        "scale=x3",
+        "data.crop_size=48",
+        "model.discriminator.input_size=48",
+        "module.ema_decay=0.999",
+    ],
+}
+
+
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+def test_resume_continues_the_same_run(tmp_path, backbone):
     common = [
         "trainer.limit_train_batches=1.0",
         "data.epoch_length=4",
         "trainer.log_every_n_steps=1",
         "data.num_workers=0",
+        *BACKBONES[backbone],
     ]
     full_dir, part_dir = tmp_path / "full", tmp_path / "part"
     _, full = train(_cfg(full_dir, [*common, "trainer.max_steps=8"]))

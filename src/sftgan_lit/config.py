@@ -73,7 +73,8 @@ class SFTSchema:
     """``sft=``: where and how the prior enters the generator (its keys live at ``model.generator``)."""
 
     conditioning: Conditioning = Conditioning.sft
-    num_cond_blocks: Optional[int] = None  # None: every residual block; k: the first k
+    num_cond_blocks: Optional[int] = None  # None: every block of the trunk; k: the first k
+    cond_every: int = 1  # k: every k-th of those blocks (0, k, 2k, ...)
     final_cond: bool = True  # the conditioning layer before the trunk's last conv
 
 
@@ -219,13 +220,13 @@ class DataSchema:
     stream_root: Optional[str] = None  # litdata: a folder or s3://bucket/prefix (null: beside each store)
     stream_cache: Optional[str] = None  # litdata: where chunks of a remote stream are cached (null: LitData's)
     storage_options: Any = None  # litdata: object-storage options, e.g. {endpoint_url: ...} (untyped: see val)
-    scale: int = 4  # SR factor: the LR is 1/scale of the HR
+    scale: Optional[int] = None  # SR factor (the LR is 1/scale of the HR); null: the network's (model.generator.scale)
     crop_size: int = 96  # HR training crop (a multiple of scale)
     scales: list[float] = field(default_factory=lambda: [1.0, 0.9, 0.8, 0.7, 0.6, 0.5])  # random source rescale
     hflip: bool = True  # random horizontal flips
     rotate: bool = True  # random vertical flips and transposes
     bg_ratio: float = 0.1  # share of background samples (the original: about one in ten)
-    val_crop_size: Optional[int] = None  # null: whole validation images (cut to a multiple of 8)
+    val_crop_size: Optional[int] = None  # null: whole validation images (cut to a multiple of 8 and of the scale)
     val_holdout: Any = 0.1  # data.val null: this fraction (float) or count (int) of the training images validates
     epoch_length: Optional[int] = None  # samples per epoch (random crops); null: one per image
     batch_size: int = 16

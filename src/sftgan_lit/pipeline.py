@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from .models import SFTGenerator, load_generator, read_segmenter
+from .models import ConditionedGenerator, load_generator, read_segmenter
 from .models.checkpoints import (
     CONFIG_KEY,
     RECORD_KEY,
@@ -73,7 +73,7 @@ class SFTGANPipeline(nn.Module):
     """Prior + generator with one input; see the module docstring.
 
     Args:
-        generator: an ``SFTGenerator``.
+        generator: an ``ConditionedGenerator``.
         segmenter: a prior segmenter (``forward(lr) -> probs`` at the generator's scale); None: uniform prior.
         class_names: the prior's classes, one per generator class.
         colors: their RGB colours, ``[r, g, b]`` in 0-255.
@@ -83,7 +83,7 @@ class SFTGANPipeline(nn.Module):
 
     def __init__(
         self,
-        generator: SFTGenerator,
+        generator: ConditionedGenerator,
         segmenter: nn.Module | None = None,
         class_names: Sequence[str] | None = None,
         colors: Sequence[Sequence[int]] | None = None,

@@ -21,9 +21,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from .config import TrainerSchema, conf_dir
+from .config import ConfigError, TrainerSchema, conf_dir
 from .degradations import check_degradation
-from .models import LIGHTNING_GENERATOR_PREFIXES, init_from_srgan
+from .models import LIGHTNING_GENERATOR_PREFIXES, init_from_backbone, init_from_srgan
 from .state_dict import load_checkpoint_file, load_state_dict_file, load_strict, unwrap_state_dict
 
 log = logging.getLogger(__name__)
@@ -36,15 +36,18 @@ def count_parameters(module: torch.nn.Module) -> int:
 def build_models(cfg: DictConfig, num_classes: int | None = None) -> dict[str, torch.nn.Module]:
     """Instantiate every network of ``cfg.model`` (generator + discriminator, or a segmenter), each sized by
     the prior's class count (``num_classes``; None: ``cfg.prior``'s); the generator starts from
-    ``cfg.init_generator`` (all its weights, e.g. an earlier stage's export) or ``cfg.init_from_srgan``
-    (the trunk), a segmenter from ``cfg.init_segmenter``, when set."""
+    ``cfg.init_generator`` (all its weights, e.g. an earlier stage's export), ``cfg.init_from`` (a released
+    unconditioned backbone: the trunk, conditioning layers the identity) or ``cfg.init_from_srgan`` (an
+    SRResNet trunk, conditioning layers small), a segmenter from ``cfg.init_segmenter``, when set."""
     if num_classes is None:
         num_classes = instantiate(cfg.prior).num_classes
     models = {name: instantiate(node, num_classes=num_classes) for name, node in cfg.model.items() if node is not None}
-    if cfg.get("init_generator") and cfg.get("init_from_srgan"):
-        raise ValueError("init_generator and init_from_srgan are both set; a generator starts from one of them")
+    starts = [k for k in ("init_generator", "init_from", "init_from_srgan") if cfg.get(k)]
+    if len(starts) > 1:
+        raise ConfigError(f"{' and '.join(starts)} are all set; a generator starts from one of them: keep one")
     for key, name in (
         ("init_generator", "generator"),
+        ("init_from", "generator"),
         ("init_from_srgan", "generator"),
         ("init_segmenter", "segmenter"),
     ):
@@ -56,6 +59,9 @@ def build_models(cfg: DictConfig, num_classes: int | None = None) -> dict[str, t
         sd = load_state_dict_file(cfg.init_generator, prefixes=LIGHTNING_GENERATOR_PREFIXES)
         load_strict(models["generator"], sd, source=f"init_generator={cfg.init_generator}")
         log.info("generator initialised from %s", cfg.init_generator)
+    if cfg.get("init_from"):
+        init_from_backbone(models["generator"], cfg.init_from)
+        log.info("generator trunk from %s; its conditioning layers start as the identity", cfg.init_from)
     if cfg.get("init_from_srgan"):
         init_from_srgan(models["generator"], cfg.init_from_srgan)
         log.info("generator trunk initialised from %s", cfg.init_from_srgan)
@@ -67,6 +73,20 @@ def build_models(cfg: DictConfig, num_classes: int | None = None) -> dict[str, t
         )
         log.info("segmenter initialised from %s", cfg.init_segmenter)
     return models
+
+
+def data_scale(cfg: DictConfig, models: dict[str, torch.nn.Module]) -> int:
+    """The SR factor the data is made at: the network's (the generator's, or a segmenter's); ``data.scale``,
+    when set, must agree with it (a ``ConfigError`` naming both keys)."""
+    net = models.get("generator", models.get("segmenter"))
+    scale = net.scale if net is not None else cfg.data.get("scale") or 4
+    given = cfg.data.get("scale")
+    if given is not None and given != scale:
+        raise ConfigError(
+            f"data.scale={given}: must be the network's scale ({scale}, model.generator.scale); "
+            "leave data.scale null to take it from the model"
+        )
+    return scale
 
 
 def _devices_count(trainer_cfg: DictConfig) -> int:
@@ -252,8 +272,8 @@ def train_stage(
     try:
         prior = instantiate(cfg.prior)
         log.info("prior: %s", prior.describe())
-        datamodule = instantiate(cfg.data, prior=prior)
         models = build_models(cfg, prior.num_classes)
+        datamodule = instantiate(cfg.data, prior=prior, scale=data_scale(cfg, models))
         if init_state is not None:
             load_strict(models["generator"], init_state, source="the previous stage's generator")
         module = instantiate(cfg.module, prior=prior, **models)

@@ -28,7 +28,7 @@ from ..inference.incremental import Box, IncrementalSR
 from ..inference.inputs import picture_lr
 from ..inference.predict import mix, upscale_alpha
 from ..inference.tiling import to_uint8_hwc
-from ..models import SFTGenerator, interpolate_generators
+from ..models import ConditionedGenerator, interpolate_generators
 from ..priors import DenseProbs, EditedPrior, LabelPrior, Prior, SegmenterPrior, SegmentOptions, UniformPrior
 from ..priors.edits import fit_mask
 from ..priors.validation import PriorError
@@ -56,7 +56,7 @@ class Scene:
     format: PictureFormat = PictureFormat()
 
 
-def class_names_of(generator: SFTGenerator) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
+def class_names_of(generator: ConditionedGenerator) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
     """The classes the generator was trained with, as its file records them (else the paper's outdoor set)."""
     n = generator.config.num_classes
     names, colors = generator.record.get("class_names"), generator.record.get("colors")
@@ -72,8 +72,8 @@ class AppModels:
     """What the server loads once. ``fidelity``: the recipe's fidelity-stage generator (texture strength 0),
     None when there is none (the strength controls are then off). ``segmenter``: a prior source, or None."""
 
-    generator: SFTGenerator
-    fidelity: SFTGenerator | None = None
+    generator: ConditionedGenerator
+    fidelity: ConditionedGenerator | None = None
     segmenter: SegmenterPrior | None = None
     max_lr_pixels: int = 256 * 256
     max_pixels: int = 64_000_000
@@ -98,7 +98,7 @@ class AppModels:
         have = {"label map": scene.labels is not None, "segmenter": self.segmenter is not None, "uniform": True}
         return [s for s in SOURCES if have[s]]
 
-    def generator_at(self, strength: float) -> SFTGenerator:
+    def generator_at(self, strength: float) -> ConditionedGenerator:
         """The generator at texture ``strength`` (weights interpolated; the last few are kept)."""
         if self.fidelity is None or strength == 1.0:
             return self.generator

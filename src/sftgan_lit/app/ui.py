@@ -200,7 +200,7 @@ class PainterApp:
                     scene = gr.Dropdown(list(self.scenes), label="Demo scene", value=None, elem_id="scene")
                     upload = gr.File(label="Or upload a photo", file_types=["image"], type="filepath", elem_id="upload")
                     mode = gr.Radio(
-                        ["LR (super-resolve as is)", "HR (downscale x4 first)"],
+                        ["LR (super-resolve as is)", f"HR (downscale x{m.scale} first)"],
                         value="LR (super-resolve as is)",
                         label="The upload is",
                     )
@@ -319,14 +319,15 @@ def load_models(
 
     def load(path: Path, key: str):
         try:
-            return load_generator(path, channels_last=True).eval()
+            # weights that record no graph in any thread (Gradio runs handlers in its worker threads, where a
+            # grad mode set here would not hold), without switching autograd off for the whole process
+            return load_generator(path, channels_last=True).eval().requires_grad_(False)
         except CheckpointError as err:
             raise CheckpointError(f"{key}: {err}") from err
 
     for name, value in (("max_lr_pixels", max_lr_pixels), ("max_pixels", max_pixels)):
         if not (isinstance(value, int) and value >= 1):
             raise ConfigError(f"{name}={value}: must be an integer >= 1")
-    torch.set_grad_enabled(False)
     ckpt = resolve_checkpoint(checkpoint)
     generator = load(ckpt, "checkpoint")
     if not generator.uses_prior:

@@ -34,6 +34,7 @@ source images.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -109,6 +110,7 @@ class SFTGANDataModule(L.LightningDataModule):
         degradation: how the LR is made from the HR (``conf/degradation/``, ``degradations.DEGRADATIONS``;
             None or ``bicubic``: MATLAB's ``imresize(hr, 1/scale)``), for training and for the validation
             and test splits that have no given LR.
+        scale: the SR factor; ``train()`` passes the generator's (``data.scale: null``); None here means 4.
 
     The other arguments are the ``data.*`` keys of the same names, described in ``config.DataSchema``.
     """
@@ -126,7 +128,7 @@ class SFTGANDataModule(L.LightningDataModule):
         use_store: bool = True,
         prepare_missing: bool = True,
         verify_store: bool = True,
-        scale: int = 4,
+        scale: int | None = 4,
         crop_size: int = 96,
         scales: Sequence[float] = ORIGINAL_SCALES,
         hflip: bool = True,
@@ -148,6 +150,7 @@ class SFTGANDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         # the numeric data.* options in range, or a ConfigError naming the key and what it allows
+        scale = 4 if scale is None else scale  # train() passes the generator's scale (data.scale: null)
         require_int("data.scale", scale, 1)
         for key, value, optional in (("crop_size", crop_size, False), ("val_crop_size", val_crop_size, True)):
             ok = (optional and value is None) or (is_int(value) and value >= scale and value % scale == 0)
@@ -267,6 +270,8 @@ class SFTGANDataModule(L.LightningDataModule):
             )
         # Label maps serve the labels/uniform/none priors alike; cached probabilities belong to one prior.
         key = self.prior.store_key if self.prior.cached_probs else "labels"
+        if self.prior.cached_probs and self.scale != 4:  # the probabilities were made from the LR at this scale
+            key += f"-x{self.scale}"
         name = "background" if background else split
         if not background and self._holdout():  # another partition of the images, another store
             name += f"-holdout{self.val_holdout}"
@@ -289,6 +294,7 @@ class SFTGANDataModule(L.LightningDataModule):
             background=background,
             min_size=min(self.crop_size, 8 * self.scale),
             scale=self.scale,
+            modcrop_to=math.lcm(8, self.scale) if self.prior.cached_probs else 8,
         )
         if report.failures:
             log.warning("%s: %d files failed and are not in the store: %s", out, len(report.failures), report.failures)

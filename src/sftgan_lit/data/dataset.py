@@ -9,6 +9,7 @@ most frequent class of the crop).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -112,7 +113,7 @@ class TripletDataset(Dataset):
         self.scales = tuple(float(s) for s in scales) if train else (1.0,)
         self.hflip, self.rotate = hflip and train, rotate and train
         self.background, self.bg_ratio = background, bg_ratio
-        self.multiple = multiple
+        self.multiple = math.lcm(multiple, scale)  # whole images cut so that the LR grid fits too
         self.make_lr_on_device = make_lr_on_device
         self.epoch_length = epoch_length
         self.degradation = degradation if degradation is not None else Bicubic(scale)

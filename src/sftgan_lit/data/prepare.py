@@ -90,11 +90,11 @@ def prepare(
         min_size: shorter side (after modcrop) below which an image is reported as too small.
         limit: at most this many new entries in this run (the rest on the next run).
     """
-    if modcrop_to % scale:
-        raise ValueError(f"modcrop ({modcrop_to}) must be a multiple of the SR scale ({scale})")
     if prior.cached_probs and not background:
         prior.check_ready()  # missing weights is a configuration error, not a failure of each file
     store_probs = prior.cached_probs or (not background and any(i.prior is not None for i in items))
+    if store_probs and modcrop_to % scale:  # a prior computed from the LR needs whole LR pixels
+        raise ValueError(f"modcrop ({modcrop_to}) must be a multiple of the SR scale ({scale})")
     writer = StoreWriter(out, store_header(prior, background, modcrop_to, store_probs, scale))
     report = PrepareReport(Path(out))
     done = writer.done()

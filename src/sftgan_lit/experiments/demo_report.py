@@ -1,6 +1,6 @@
 """The main job's report: what the two stages of ``python train.py`` did, on the held-out demo scenes.
 
-For every held-out scene (LR by the paper's protocol: modcrop, MATLAB-bicubic x1/4, 8 bits):
+For every held-out scene (LR by the paper's protocol: modcrop, MATLAB-bicubic x1/scale, 8 bits):
 
 - PSNR-Y / SSIM-Y (whole image, the literature's conventions) for bicubic, stage 1 (fidelity) and
   stage 2 (GAN), stage 2 also fed a uniform prior (no information) and a prior with two classes
@@ -81,8 +81,8 @@ def write_report(
     names = list(prior.class_names)
     a, b = (names.index(c) for c in swap)
     ambiguous = [names.index(c) for c in PAIRS]
-    scale = 4
     gens = {"stage 1": load_generator(exports[stage1]), "stage 2": load_generator(exports[stage2])}
+    scale = gens["stage 2"].scale
     root = Path(objects["datamodule"].demo_root()) / split
     swap_edit = PriorEdits(remap={a: b, b: a})
     sums = {v: {"psnr_y": [], "ssim_y": []} for v in VARIANTS}

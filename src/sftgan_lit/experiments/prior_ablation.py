@@ -259,11 +259,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", default="outputs/ablation")
     parser.add_argument("--fast", action="store_true", help="the test suite's small version")
     parser.add_argument("--no-gan", action="store_true", help="skip the short GAN-recipe run")
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"comma-separated models to train, of {', '.join(VARIANTS)} (e.g. sft,none,sft_uniform for another backbone)",
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every model, e.g. seed=1")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    names = [n.strip() for n in args.variants.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown or not names:
+        parser.error(f"--variants {args.variants}: {', '.join(unknown) or 'empty'}; choose from {', '.join(VARIANTS)}")
     t0 = time.perf_counter()
-    results = run_ablation(args.out, [*(FAST if args.fast else []), *args.overrides], gan=not args.no_gan)
+    overrides = [*(FAST if args.fast else []), *args.overrides]
+    results = run_ablation(args.out, overrides, {n: VARIANTS[n] for n in names}, gan=not args.no_gan)
     print((Path(args.out) / "report.md").read_text())
     print(f"total {time.perf_counter() - t0:.0f} s; report in {args.out}/report.md, figure {args.out}/report.png")
     del results

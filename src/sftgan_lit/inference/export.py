@@ -13,13 +13,13 @@ from pathlib import Path
 
 import torch
 
-from ..models import SFTGenerator
+from ..models import ConditionedGenerator
 
 log = logging.getLogger(__name__)
 
 
 def example_inputs(
-    generator: SFTGenerator, h: int = 24, w: int = 20, batch: int = 1, seed: int = 0
+    generator: ConditionedGenerator, h: int = 24, w: int = 20, batch: int = 1, seed: int = 0
 ) -> tuple[torch.Tensor, ...]:
     """A random LR image and a random (softmax) prior of matching size."""
     gen = torch.Generator().manual_seed(seed)
@@ -31,14 +31,14 @@ def example_inputs(
     return lr, prior
 
 
-def _plain(generator: SFTGenerator) -> SFTGenerator:
+def _plain(generator: ConditionedGenerator) -> ConditionedGenerator:
     # Exports get contiguous (NCHW) weights: layout conversions inside forward would be traced as constants.
-    g = SFTGenerator(**generator.config_dict())
+    g = type(generator)(**generator.config_dict())
     g.load_state_dict({k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()})
     return g.eval()
 
 
-def export_torchscript(generator: SFTGenerator, path: str | Path) -> Path:
+def export_torchscript(generator: ConditionedGenerator, path: str | Path) -> Path:
     """Trace the generator (shape checks are Python and are not traced) and save it; sizes stay dynamic."""
     g = _plain(generator)
     with torch.no_grad(), warnings.catch_warnings():
@@ -53,7 +53,7 @@ def export_torchscript(generator: SFTGenerator, path: str | Path) -> Path:
     return path
 
 
-def export_onnx(generator: SFTGenerator, path: str | Path, opset: int = 18) -> Path:
+def export_onnx(generator: ConditionedGenerator, path: str | Path, opset: int = 18) -> Path:
     """Export to ONNX (torch.export-based exporter) with dynamic N, h, w; the prior is ``scale`` x the LR size."""
     g = _plain(generator)
     inputs = example_inputs(g)
@@ -80,7 +80,7 @@ def export_onnx(generator: SFTGenerator, path: str | Path, opset: int = 18) -> P
     return path
 
 
-def check_export(generator: SFTGenerator, path: str | Path, h: int = 19, w: int = 33, batch: int = 2) -> float:
+def check_export(generator: ConditionedGenerator, path: str | Path, h: int = 19, w: int = 33, batch: int = 2) -> float:
     """Largest |export - eager| on a random input of a size the export was not traced at."""
     g = _plain(generator)
     inputs = example_inputs(g, h, w, batch, seed=1)

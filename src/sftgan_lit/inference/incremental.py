@@ -1,12 +1,14 @@
 """Incremental super-resolution: after an edit of the prior, recompute only what the edit reaches.
 
-SFT-Net sees the prior through its condition network, whose first conv has stride = kernel = scale, so
-the conditions of an LR pixel depend on that pixel's own ``scale x scale`` patch of the prior only. Each
-later stage widens what an edit can reach by its own radius: 2 LR pixels per residual block (two 3x3
-convs), 0 for the final conditioning layer (1x1 convs), 1 for the trunk's last conv, and the upsampler's
-``receptive_field(within=HR_branch)``. ``IncrementalSR`` keeps every trunk stage's output of the last
-pass. After an edit inside an LR box it recomputes each stage only on that box grown by the reach so far,
-reading a border of the stage's radius from the kept input, and writes back only that region.
+A conditioned generator sees the prior through its condition network, whose first conv has stride =
+kernel = one cell of the trunk's grid, so the conditions of a cell depend on that cell's own patch of
+the prior only. Each later stage (``generator.stages()``, then its ``tail`` and ``HR_branch``) widens
+what an edit can reach by its own radius: 2 cells per SFT-Net residual block (two 3x3 convs), 15 per
+RRDB (three dense blocks of five), 1 per compact-net conv, 0 for a conditioning layer alone (1x1
+convs), 1 for the trunk's last conv, and the upsampler's ``receptive_field(within=HR_branch)``.
+``IncrementalSR`` keeps every trunk stage's output of the last pass. After an edit inside a box it
+recomputes each stage only on that box grown by the reach so far, reading a border of the stage's
+radius from the kept input, and writes back only that region.
 
 The result equals a whole-image pass to float rounding (the tests bound it by 1e-5), and pixels farther
 than the receptive field from the edit are never written. ``conditioning=film`` pools its condition over
@@ -19,9 +21,8 @@ import math
 
 import numpy as np
 import torch
-from torch import nn
 
-from ..models import SFTGenerator
+from ..models import ConditionedGenerator
 from .tiling import receptive_field, to_uint8_hwc
 
 Box = tuple[int, int, int, int]  # (y0, y1, x0, x1) in LR pixels, half-open
@@ -31,18 +32,6 @@ def grow(box: Box, radius: int, size: tuple[int, int]) -> Box:
     """``box`` grown by ``radius`` pixels on each side, clipped to an image of ``size`` ``(h, w)``."""
     y0, y1, x0, x1 = box
     return max(0, y0 - radius), min(size[0], y1 + radius), max(0, x0 - radius), min(size[1], x1 + radius)
-
-
-def conv_radius(module: nn.Module) -> int:
-    """How far (in pixels at its own resolution) a stack of stride-1 convs spreads a change: the sum of
-    ``dilation * (kernel - 1) / 2`` over its convs (1x1 convs add nothing)."""
-    total = 0
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            if m.stride != (1, 1):
-                raise ValueError(f"conv_radius: unsupported strided conv {m}")
-            total += m.dilation[0] * (m.kernel_size[0] - 1) // 2
-    return total
 
 
 def changed_box(before: torch.Tensor, after: torch.Tensor, scale: int) -> Box | None:
@@ -78,29 +67,32 @@ class IncrementalSR:
     """One image's super-resolution with every trunk activation kept, updated in place after prior edits.
 
     Args:
-        generator: an ``SFTGenerator`` in eval mode (fp32; on any device).
+        generator: a ``ConditionedGenerator`` in eval mode (fp32; on any device), of any backbone: its
+            ``head``, ``stages``, ``tail`` and ``HR_branch`` are walked through.
         lr: LR RGB ``(1, 3, h, w)`` in [0, 1].
         prior: class probabilities ``(1, C, s*h, s*w)`` (None for a generator without conditioning).
 
-    ``sr`` holds the float output ``(1, 3, s*h, s*w)``; ``image`` its uint8 ``(s*h, s*w, 3)``, rounded as
-    everywhere else (``tiling.to_uint8_hwc``). Memory: ``num_blocks + 3`` feature maps of
-    ``(num_features, h, w)`` floats (16 MB each for a released-size model on a 256 x 256 LR).
+    ``sr`` holds the float output on the trunk's (padded) grid; ``image`` the uint8 ``(s*h, s*w, 3)``,
+    rounded as everywhere else (``tiling.to_uint8_hwc``). Memory: one feature map per trunk stage
+    (16 MB each for 64 features on a 256 x 256 LR grid).
     """
 
-    def __init__(self, generator: SFTGenerator, lr: torch.Tensor, prior: torch.Tensor | None) -> None:
+    def __init__(self, generator: ConditionedGenerator, lr: torch.Tensor, prior: torch.Tensor | None) -> None:
         generator.check_inputs(lr, prior)
         self.generator = generator
         self.scale = generator.scale
-        self.size = tuple(lr.shape[-2:])
-        self.channels_last = generator.conv0.weight.is_contiguous(memory_format=torch.channels_last)
-        self.lr = self._layout(lr)
-        g = generator
-        self.blocks = list(g.sft_branch[:-2])
-        self.radii = [conv_radius(b) for b in self.blocks] + [0, conv_radius(g.sft_branch[-1])]
-        self.hr_radius = receptive_field(g, within=g.HR_branch)
+        self.multiple = generator.lr_multiple
+        self.lr_size = tuple(lr.shape[-2:])
+        self.channels_last = next(generator.parameters()).is_contiguous(memory_format=torch.channels_last)
+        self.lr = generator.pad(self._layout(lr), None)[0]
+        # boxes below are on the trunk's grid: ``multiple`` LR pixels per cell
+        self.size = (self.lr.shape[-2] // self.multiple, self.lr.shape[-1] // self.multiple)
+        self.stages = generator.stages()
+        self.radii = [stage.radius for stage in self.stages] + [generator.tail_radius]
+        self.hr_radius = math.ceil(receptive_field(generator, within=generator.HR_branch) / self.multiple)
         # an edit of the prior reaches this far in LR pixels: never more than the tiling's receptive field
-        self.reach = sum(self.radii) + self.hr_radius
-        self.local = g.uses_prior and g.config.conditioning != "film"
+        self.reach = (sum(self.radii) + self.hr_radius) * self.multiple
+        self.local = generator.uses_prior and generator.config.conditioning != "film"
         self.full_pass(prior)
 
     def _layout(self, t: torch.Tensor | None) -> torch.Tensor | None:
@@ -108,48 +100,57 @@ class IncrementalSR:
             return t
         return t.contiguous(memory_format=torch.channels_last)
 
+    def _padded_prior(self, prior: torch.Tensor | None) -> torch.Tensor | None:
+        if prior is None:
+            return None
+        lr = self.lr[..., : self.lr_size[0], : self.lr_size[1]]
+        return self.generator.pad(lr, self._layout(prior))[1]
+
+    def _image(self) -> np.ndarray:
+        s = self.scale
+        return to_uint8_hwc(self.sr[0, :, : s * self.lr_size[0], : s * self.lr_size[1]])
+
     @torch.no_grad()
     def full_pass(self, prior: torch.Tensor | None) -> None:
         """Run the whole image, keeping each stage's output (the same operations as ``generator.forward``)."""
         g = self.generator
-        self.prior = self._layout(prior)
+        self.prior = self._padded_prior(prior)
         self.cond = g.condition(self.prior) if g.uses_prior else None
-        fea = g.conv0(self.lr)
+        fea = g.head(self.lr)
         self.states = [fea]
         x = fea
-        for block in self.blocks:
-            x = block(x, self.cond)
+        for stage in self.stages:
+            x = stage.run(x, self.cond)
             self.states.append(x)
-        x = g.sft_branch[-2](x, self.cond) if g._final_conditioned else g.sft_branch[-2](x)
-        self.states.append(x)
-        self.states.append(fea + g.sft_branch[-1](x))  # the trunk's output, long skip included
+        self.states.append(g.tail(x, fea, self.lr))
         self.sr = g.HR_branch(self.states[-1])
-        self.image = to_uint8_hwc(self.sr[0])
+        self.image = self._image()
 
     def _stage(self, i: int, x: torch.Tensor, cond: torch.Tensor | None, window: Box) -> torch.Tensor:
-        g = self.generator
-        if i < len(self.blocks):
-            return self.blocks[i](x, cond)
-        if i == len(self.blocks):
-            return g.sft_branch[-2](x, cond) if g._final_conditioned else g.sft_branch[-2](x)
-        return _window(self.states[0], window) + g.sft_branch[-1](x)
+        if i < len(self.stages):
+            return self.stages[i].run(x, cond)
+        m = self.multiple
+        return self.generator.tail(x, _window(self.states[0], window), _window(self.lr, window, m))
 
     @torch.no_grad()
     def update(self, prior: torch.Tensor) -> Box | None:
         """Take a new prior ``(1, C, s*h, s*w)``; recompute only what changed. Returns the LR box of the
         output that was rewritten (None when the prior did not change; the whole image for ``film``)."""
-        self.generator.check_inputs(self.lr, prior)
-        box = changed_box(self.prior, prior, self.scale)
+        lr = self.lr[..., : self.lr_size[0], : self.lr_size[1]]
+        self.generator.check_inputs(lr, prior)
+        padded = self._padded_prior(prior)
+        cell = self.scale * self.multiple  # HR pixels per trunk cell
+        box = changed_box(self.prior, padded, cell)
         if box is None:
             return None
         if not self.local:
             self.full_pass(prior)
-            return (0, self.size[0], 0, self.size[1])
-        g, s = self.generator, self.scale
-        self.prior = self._layout(prior)
-        # the conditions of the LR pixels in ``box`` depend only on the prior's pixels above them
+            return (0, self.lr_size[0], 0, self.lr_size[1])
+        g = self.generator
+        self.prior = padded
+        # the conditions of a trunk cell depend only on the prior's pixels above it
         r0, r1 = _inner(box, (0, 0, 0, 0))
-        self.cond[:, :, r0, r1] = g.condition(_window(self.prior, box, s))
+        self.cond[:, :, r0, r1] = g.condition(_window(self.prior, box, cell))
         changed = box
         for i, radius in enumerate(self.radii):
             out = grow(changed, radius, self.size)
@@ -162,11 +163,15 @@ class IncrementalSR:
         out = grow(changed, self.hr_radius, self.size)
         window = grow(out, self.hr_radius, self.size)
         y = g.HR_branch(_window(self.states[-1], window))
-        rows, cols = _inner(out, window, s)
-        o0, o1 = _inner(out, (0, 0, 0, 0), s)
+        rows, cols = _inner(out, window, cell)
+        o0, o1 = _inner(out, (0, 0, 0, 0), cell)
         self.sr[:, :, o0, o1] = y[:, :, rows, cols]
-        self.image[o0, o1] = to_uint8_hwc(self.sr[0, :, o0, o1])
-        return out
+        m, (h, w) = self.multiple, self.lr_size
+        lr_box = (out[0] * m, min(h, out[1] * m), out[2] * m, min(w, out[3] * m))
+        s = self.scale
+        rows, cols = slice(s * lr_box[0], s * lr_box[1]), slice(s * lr_box[2], s * lr_box[3])
+        self.image[rows, cols] = to_uint8_hwc(self.sr[0, :, rows, cols])
+        return lr_box
 
     def output(self, box: Box | None = None) -> np.ndarray:
         """The uint8 output ``(s*h, s*w, 3)``, or its part under the LR ``box``."""

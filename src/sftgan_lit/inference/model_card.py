@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 from ..files import atomic_write_bytes
+from ..models import architecture_of
 
 FORMATS = {".safetensors": ("pytorch", "safetensors"), ".pth": ("pytorch", "pth"), ".onnx": ("onnx", "onnx")}
 
@@ -33,6 +34,7 @@ def model_card(
     """OpenModelDB's model fields for ``pipeline`` and its exported ``files`` (resources with size and sha256)."""
     g = pipeline.generator
     cfg = g.config
+    arch = architecture_of(g)
     training = g.record.get("training") or {}
     resources = []
     for path in files:
@@ -54,12 +56,12 @@ def model_card(
         "tags": ["sftgan", "semantic-prior", "pretrained", "general-upscaler"],
         "description": description
         or (
-            f"SFTGAN x{cfg.scale}: super-resolution conditioned on a categorical prior ({pipeline.prior_type}) "
+            f"{arch.name} x{cfg.scale}: super-resolution conditioned on a categorical prior ({pipeline.prior_type}) "
             f"over {len(pipeline.class_names)} classes through spatial feature transform layers."
         ),
         "date": date.today().isoformat(),
-        "architecture": "sftgan",
-        "size": [f"{cfg.num_features}nf", f"{cfg.num_blocks}nb"],
+        "architecture": arch.name.lower(),
+        "size": arch.tags(cfg),
         "scale": cfg.scale,
         "inputChannels": cfg.in_channels,
         "outputChannels": cfg.out_channels,
@@ -107,7 +109,7 @@ def readme(card: dict) -> str:
 
 | field | value |
 | --- | --- |
-| architecture | SFTGAN ({extra["variant"]}, {", ".join(card["size"])}, conditioning {extra["conditioning"]}) |
+| architecture | {card["architecture"]} ({extra["variant"]}, {", ".join(card["size"])}, conditioning {extra["conditioning"]}) |
 | scale | x{card["scale"]} |
 | input / output channels | {card["inputChannels"]} / {card["outputChannels"]} (RGB in [0, 1]) |
 | prior | {extra["prior"]}{"; fixed edits: " + "; ".join(edits) if edits else ""} |

@@ -28,7 +28,7 @@ from ..config import options as typed_options
 from ..data.io import PngStripWriter, write_png
 from ..data.picture import PictureFormat, write_picture
 from ..imresize import imresize
-from ..models import SFTGenerator, interpolate_generators
+from ..models import ConditionedGenerator, interpolate_generators
 from ..priors import Prior, PriorEdits, PriorError, PriorMap, SegmentOptions
 from .inputs import INPUT_ERRORS, InputReader, input_files, read_mask_image
 from .runtime import (
@@ -91,7 +91,7 @@ class StrengthMap:
 
 @dataclass
 class Blend:
-    generator: SFTGenerator  # the fidelity end (strength 0)
+    generator: ConditionedGenerator  # the fidelity end (strength 0)
     runner: object
     strength: StrengthMap
 
@@ -183,7 +183,12 @@ class Predictor:
     """
 
     def __init__(
-        self, generator: SFTGenerator, prior: Prior, options: PredictSchema, runner=None, blend: Blend | None = None
+        self,
+        generator: ConditionedGenerator,
+        prior: Prior,
+        options: PredictSchema,
+        runner=None,
+        blend: Blend | None = None,
     ) -> None:
         self.generator, self.prior, self.options = generator, prior, options
         self.runner, self.blend = runner, blend
@@ -349,7 +354,7 @@ class Predictor:
 
 
 def predict_files(
-    generator: SFTGenerator,
+    generator: ConditionedGenerator,
     files: list[Path],
     out: Path,
     prior: Prior,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..models import SFTGenerator, load_generator
+from ..models import ConditionedGenerator, load_generator
 from ..priors import Prior, PriorError, SegmentOptions
 from ..state_dict import CheckpointError
 
@@ -58,7 +58,7 @@ def resolve_checkpoint(spec: str | None, search_roots=("outputs", "multirun")) -
 
 def load_for_prior(
     ckpt: Path, prior: Prior, device: torch.device, channels_last: bool = True, key: str = "checkpoint"
-) -> SFTGenerator:
+) -> ConditionedGenerator:
     """The generator of ``ckpt`` on ``device``, checked to be conditioned on as many classes as ``prior`` has."""
     try:
         generator = load_generator(ckpt, channels_last=channels_last).to(device)
@@ -108,7 +108,7 @@ def segment_options(cfg, device: torch.device, choice=None) -> SegmentOptions:
     )
 
 
-def generator_runner(choice, generator: SFTGenerator):
+def generator_runner(choice, generator: ConditionedGenerator):
     """``engines.GeneratorRunner`` for an ONNX engine, None for torch (``tiling`` runs the module itself)."""
     from .engines import GeneratorRunner
 

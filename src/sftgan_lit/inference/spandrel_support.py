@@ -8,7 +8,7 @@
     sr = model(lr)                              # (1, 3, h, w) in [0, 1] -> (1, 3, 4h, 4w) in [0, 1]
 
 Recognised: the released generator layouts (``SFTGAN_noBN_OST_bg.pth``, ``SFTGAN_torch.pth``), this
-package's generator exports, and its pipeline exports (``generator.*`` + ``segmenter.*`` tensors, in
+package's generator exports of every backbone (SFT-Net, SFT-RRDBNet, SFT-Compact), and its pipeline exports (``generator.*`` + ``segmenter.*`` tensors, in
 ``.pth`` or ``.safetensors``). spandrel hands an architecture only the tensors, so everything is read
 from them: the generator's configuration, and the segmenter's (OutdoorSceneSeg's width and depth, or
 LR-ASPP).
@@ -19,7 +19,7 @@ LR-ASPP).
   uniform prior (every class equally likely: the generator then behaves as if it had no semantic
   information; its textures are not class-specific). The descriptor's ``tags`` say which.
 
-Descriptor: purpose ``SR``, scale from the generator (4), 3 channels in and out, any size of at least
+Descriptor: purpose ``SR``, scale from the generator (x1 to x4), 3 channels in and out, any size of at least
 2x2 (``SizeRequirements(minimum=2)``), fp16 and bf16 supported. Tiling is ``DISCOURAGED`` when a
 segmenter makes the prior (a tile sees less context, so its prior can differ) and ``SUPPORTED`` for the
 uniform prior.
@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import os
 
-from ..models import generator_from_state_dict
-from ..models.registry import infer_segmenter
+from ..models import architecture_of, generator_from_state_dict
+from ..models.registry import infer_segmenter, recognise
 from ..pipeline import SFTGANPipeline
+from ..state_dict import CheckpointError
 
 ARCH_ID = "SFTGAN"
 _settings: dict = {"segmenter": None}
@@ -47,14 +48,17 @@ def _split(state_dict) -> tuple[dict, dict]:
 
 
 def detect(state_dict) -> bool:
-    """An SFT-Net: ``conv0``, a condition network, SFT residual blocks and the HR branch."""
+    """A prior-conditioned generator of a registered architecture (SFT-Net, SFT-RRDBNet, SFT-Compact): a
+    condition network (``CondNet``) beside tensors that architecture's ``infer`` recognises. Plain RRDBNet
+    and SRVGGNetCompact files (no condition net) stay spandrel's own ESRGAN / Real-ESRGAN Compact."""
     gen, _ = _split(state_dict)
-    return (
-        "conv0.weight" in gen
-        and "CondNet.0.weight" in gen
-        and any(k.startswith("sft_branch.") and ".sft0." in k for k in gen)
-        and any(k.startswith("HR_branch.") for k in gen)
-    )
+    if "CondNet.0.weight" not in gen:
+        return False
+    try:
+        recognise(gen, "spandrel state dict")
+    except CheckpointError:
+        return False
+    return True
 
 
 def _architecture():
@@ -68,6 +72,7 @@ def _architecture():
             gen_sd, seg_sd = _split(state_dict)
             generator = generator_from_state_dict(gen_sd, source="SFTGAN state dict").eval()
             scale = generator.config.scale
+            arch = architecture_of(generator)
             if seg_sd:
                 segmenter, prior = infer_segmenter(seg_sd, scale, "SFTGAN pipeline segmenter"), "pipeline segmenter"
             elif _settings["segmenter"] is not None:
@@ -83,7 +88,7 @@ def _architecture():
                 pipeline.state_dict(),  # the descriptor reloads it into the module: the pipeline's own keys
                 architecture=self,
                 purpose="SR",
-                tags=[f"{generator.config.num_features}nf", f"{generator.config.num_blocks}nb", prior],
+                tags=[arch.name, *arch.tags(generator.config), prior],
                 supports_half=True,
                 supports_bfloat16=True,
                 scale=scale,
@@ -120,4 +125,8 @@ def install(segmenter: str | os.PathLike | None = None, registry=None) -> None:
     _settings["segmenter"] = segmenter
     registry = registry or spandrel.MAIN_REGISTRY
     if registry.get(ARCH_ID) is None:
-        registry.add(spandrel.ArchSupport.from_architecture(_architecture()))
+        # Checked before every architecture already there: spandrel's own ESRGAN and Compact detectors would
+        # claim an SFT-RRDBNet / SFT-Compact file (their keys plus the conditioning ones) and fail to load it.
+        # Ours claims only files with a condition net that the registry recognises.
+        others = tuple(a.architecture.id for a in registry.architectures("detection"))
+        registry.add(spandrel.ArchSupport.from_architecture(_architecture(), before=others))

@@ -18,13 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models import SFTGenerator
+from ..models import ConditionedGenerator
 from ..precision import autocast
 from ..priors import PriorMap
 
 
 @torch.no_grad()
-def receptive_field(generator: SFTGenerator, within: nn.Module | None = None) -> int:
+def receptive_field(generator: ConditionedGenerator, within: nn.Module | None = None) -> int:
     """Radius of the generator's receptive field in LR pixels (an upper bound, rounded up).
 
     Each stride-1 conv adds ``dilation * (kernel - 1) / 2`` pixels at the resolution it runs at,
@@ -69,14 +69,15 @@ def receptive_field(generator: SFTGenerator, within: nn.Module | None = None) ->
 
 
 def run_generator(
-    generator: SFTGenerator,
+    generator: ConditionedGenerator,
     lr: torch.Tensor,
     prior: torch.Tensor | None,
     hr_rows: int | None = 64,
     halo: int | None = None,
 ) -> torch.Tensor:
     """``generator(lr, prior)``, with the upsampling layers (``HR_branch``) run on strips of ``hr_rows``
-    LR rows plus ``halo`` rows of context (their receptive field, so the result is the same).
+    rows of the trunk's grid plus ``halo`` LR pixels of context (their receptive field, so the result is
+    the same).
 
     At SR resolution each activation is 64 x 16 floats per LR pixel (440 MB for a 328 x 328 LR
     window): run at once, those layers set the peak memory; in strips they take ``hr_rows / h`` of it.
@@ -85,7 +86,8 @@ def run_generator(
         return generator(lr, prior)
     fea = generator.lr_features(lr, prior)
     halo = receptive_field(generator, within=generator.HR_branch) if halo is None else halo
-    s, h = generator.scale, fea.shape[-2]
+    halo = math.ceil(halo / generator.lr_multiple)  # in cells of the trunk's grid
+    s, h = generator.cond_stride, fea.shape[-2]
     out = None
     for y0 in range(0, h, hr_rows):
         y1 = min(h, y0 + hr_rows)
@@ -95,7 +97,8 @@ def run_generator(
             out = part.new_empty(part.shape[0], part.shape[1], s * h, s * fea.shape[-1])
         out[:, :, s * y0 : s * y1] = part[:, :, s * (y0 - a) : s * (y1 - a)]
         del part
-    return out
+    # the trunk ran on the LR padded to its multiple: the padding's output goes
+    return out[..., : generator.scale * lr.shape[-2], : generator.scale * lr.shape[-1]]
 
 
 def tile_starts(length: int, tile: int) -> list[int]:
@@ -104,13 +107,16 @@ def tile_starts(length: int, tile: int) -> list[int]:
 
 
 def windows(
-    size: tuple[int, int], tile: int | None, overlap: int
+    size: tuple[int, int], tile: int | None, overlap: int, align: int = 1
 ) -> Iterator[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
-    """``(core, window)`` boxes ``(y0, y1, x0, x1)`` in LR pixels; the window is the core grown by ``overlap``, clipped."""
+    """``(core, window)`` boxes ``(y0, y1, x0, x1)`` in LR pixels; the window is the core grown by ``overlap``,
+    clipped. ``align``: the generator's ``lr_multiple``; tile and overlap are rounded up to multiples of it,
+    so every window starts on the trunk's grid, as the whole image does, and pads only where it does."""
     h, w = size
     if tile is None or (h <= tile and w <= tile):
         yield (0, h, 0, w), (0, h, 0, w)
         return
+    tile, overlap = -(-tile // align) * align, -(-overlap // align) * align
     for y0 in tile_starts(h, tile):
         for x0 in tile_starts(w, tile):
             y1, x1 = min(h, y0 + tile), min(w, x0 + tile)
@@ -125,7 +131,7 @@ def to_uint8_hwc(sr: torch.Tensor) -> np.ndarray:
     return (sr.float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
-def _check_images(generator: SFTGenerator, images, tile: int | None) -> list[torch.Tensor]:
+def _check_images(generator: ConditionedGenerator, images, tile: int | None) -> list[torch.Tensor]:
     """Each image's LR as (1, 3, h, w), its prior checked against it and the generator."""
     cfg = generator.config
     if tile is not None and tile < 1:
@@ -194,7 +200,7 @@ def _run_windows(
 
 @torch.no_grad()
 def super_resolve_many(
-    generator: SFTGenerator,
+    generator: ConditionedGenerator,
     images: list[tuple[torch.Tensor, PriorMap | None]],
     tile: int | None = 256,
     overlap: int | None = None,
@@ -208,7 +214,7 @@ def super_resolve_many(
     """Super-resolve LR images tile by tile; windows of equal shape (across images too) share a batch.
 
     Args:
-        generator: an ``SFTGenerator`` (eval mode) on the device that should run it.
+        generator: an ``ConditionedGenerator`` (eval mode) on the device that should run it.
         images: ``(lr, prior)`` pairs: LR RGB ``(1, 3, h, w)`` or ``(3, h, w)`` in [0, 1] (any device;
             moved per tile) and its prior map (None for a generator without conditioning).
         tile: core size of a tile in LR pixels; None = each image in one pass.
@@ -231,7 +237,7 @@ def super_resolve_many(
     for n, lr in enumerate(lrs):
         h, w = lr.shape[-2:]
         outs.append(np.empty((h * s, w * s, 3), np.float32 if as_float else np.uint8))
-        items += [(n, core, win) for core, win in windows((h, w), tile, overlap)]
+        items += [(n, core, win) for core, win in windows((h, w), tile, overlap, generator.lr_multiple)]
     maps = [prior for _, prior in images]
     _run_windows(
         generator, lrs, maps, items, outs, [0] * len(lrs), labels_out, batch_size, precision, as_float, hr_rows, runner
@@ -241,7 +247,7 @@ def super_resolve_many(
 
 @torch.no_grad()
 def super_resolve_bands(
-    generator: SFTGenerator,
+    generator: ConditionedGenerator,
     lr: torch.Tensor,
     prior: PriorMap | None,
     tile: int,
@@ -263,7 +269,7 @@ def super_resolve_bands(
     overlap = receptive_field(generator) if overlap is None else overlap
     h, w = lrs[0].shape[-2:]
     rows: dict[int, list] = {}
-    for core, win in windows((h, w), tile, overlap):
+    for core, win in windows((h, w), tile, overlap, generator.lr_multiple):
         rows.setdefault(core[0], []).append((0, core, win))
     for y0, items in rows.items():
         band_rows = s * (items[0][1][1] - y0)
@@ -276,7 +282,7 @@ def super_resolve_bands(
 
 
 def super_resolve(
-    generator: SFTGenerator,
+    generator: ConditionedGenerator,
     lr: torch.Tensor,
     prior: PriorMap | None,
     tile: int | None = 256,
@@ -292,7 +298,7 @@ def super_resolve(
     a whole-image pass (``super_resolve_many`` runs several).
 
     Args:
-        generator: the SFT-Net.
+        generator: a conditioned generator (any backbone).
         lr: the LR image, ``(1, 3, h, w)`` RGB in [0, 1].
         prior: the image's ``PriorMap`` (any window of its prior on demand); None for a generator without prior.
         tile: tile side in LR pixels (None: the whole image at once).

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..losses import SFTGANObjective
 from ..metrics import PSNRY, SSIMY, lpips_metric
-from ..models import SFTGenerator, export_generator
+from ..models import ConditionedGenerator, export_generator
 from ..priors import Prior
 from ..tensors import trusted
 from .counters import HostCounter
@@ -65,7 +65,7 @@ class NonFiniteLossError(RuntimeError):
 
 class SFTGANModule(L.LightningModule):
     """Args:
-    generator, discriminator: the plain networks (``SFTGenerator``, ``ACDDiscriminator``).
+    generator, discriminator: the plain networks (``ConditionedGenerator``, ``ACDDiscriminator``).
     objective: the loss terms and weights (``losses.SFTGANObjective``).
     prior: the prior the data feeds (its class names and colours name the per-category metrics and
         the validation images); the generator must be conditioned on as many classes.
@@ -83,7 +83,7 @@ class SFTGANModule(L.LightningModule):
 
     def __init__(
         self,
-        generator: SFTGenerator,
+        generator: ConditionedGenerator,
         discriminator: nn.Module,
         objective: SFTGANObjective,
         prior: Prior,

@@ -10,13 +10,16 @@ from .checkpoints import (
     package_version,
     read_segmenter,
 )
+from .compact import CompactConfig, SFTCompact
 from .concat import ConcatLayer
 from .condition import ConditionNet
+from .conditioned import ConditionedConfig, ConditionedGenerator, Stage, conv_radius
 from .discriminator import ACDDiscriminator
 from .generator import GeneratorConfig, ResBlockSFT, SFTGenerator
 from .init import scaled_kaiming_
 from .interpolation import interpolate_generators
 from .lraspp import LRASPPSegmenter
+from .pretrained import init_from_backbone
 from .protocols import Segmenter
 from .registry import (
     ARCHITECTURES,
@@ -24,6 +27,7 @@ from .registry import (
     SEGMENTER_ARCHS,
     Architecture,
     GeneratorVariant,
+    architecture_of,
     build_generator,
     infer_generator_config,
     infer_segmenter,
@@ -31,6 +35,7 @@ from .registry import (
     sftgan_torch7,
     srresnet,
 )
+from .rrdb import RRDBConfig, SFTRRDBNet
 from .segmenter import OutdoorSceneSeg, Res131
 from .sft import SFTLayer
 from .srgan import convert_srgan_state_dict, init_conditioning_small, init_from_srgan, srgan_key_map
@@ -40,7 +45,10 @@ __all__ = [
     "ARCHITECTURES",
     "ACDDiscriminator",
     "Architecture",
+    "CompactConfig",
     "ConcatLayer",
+    "ConditionedConfig",
+    "ConditionedGenerator",
     "ConditionNet",
     "GENERATOR_VARIANTS",
     "LIGHTNING_GENERATOR_PREFIXES",
@@ -49,13 +57,19 @@ __all__ = [
     "LRASPPSegmenter",
     "OutdoorSceneSeg",
     "Res131",
+    "RRDBConfig",
     "ResBlockSFT",
     "SEGMENTER_ARCHS",
+    "SFTCompact",
     "SFTGenerator",
     "SFTLayer",
+    "SFTRRDBNet",
+    "Stage",
     "Segmenter",
     "VGGFeatureExtractor",
+    "architecture_of",
     "build_generator",
+    "conv_radius",
     "convert_srgan_state_dict",
     "export_generator",
     "export_segmenter",
@@ -63,6 +77,7 @@ __all__ = [
     "infer_segmenter",
     "package_version",
     "infer_generator_config",
+    "init_from_backbone",
     "init_conditioning_small",
     "init_from_srgan",
     "interpolate_generators",

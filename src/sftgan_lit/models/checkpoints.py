@@ -22,8 +22,8 @@ from ..state_dict import (
     save_safetensors,
     unwrap_state_dict,
 )
-from .generator import SFTGenerator
-from .registry import ARCHITECTURE, SEGMENTER_ARCHS, infer_generator, variant_of
+from .conditioned import ConditionedGenerator
+from .registry import ARCHITECTURE, ARCHITECTURES, SEGMENTER_ARCHS, architecture_of, infer_generator, variant_of
 from .segmenter import OutdoorSceneSeg
 
 # Key under which this package's exports store the generator's constructor arguments.
@@ -36,29 +36,35 @@ LIGHTNING_GENERATOR_PREFIXES = ("ema.module.", "generator_ema.", "generator.")
 
 
 def generator_from_state_dict(
-    sd: Mapping[str, torch.Tensor], config: Mapping | None = None, source: str = "checkpoint"
-) -> SFTGenerator:
-    """An ``SFTGenerator`` built from ``config`` (or inferred from ``sd``) with ``sd`` loaded strictly; a
+    sd: Mapping[str, torch.Tensor],
+    config: Mapping | None = None,
+    source: str = "checkpoint",
+    architecture: str = ARCHITECTURE,
+) -> ConditionedGenerator:
+    """A generator built from ``config`` (the constructor arguments of ``architecture``, a name in
+    ``ARCHITECTURES``), or inferred from ``sd`` when ``config`` is None, with ``sd`` loaded strictly; a
     recorded ``config`` that does not fit the tensors is named as such."""
     if config is None:
-        generator = infer_generator(sd, source)
+        generator, sd = infer_generator(sd, source)
         load_strict(generator, sd, source)
         return generator
     config = dict(config)
     if not config.get("extra", True):
         del config["extra"]  # an empty placeholder that earlier exports carry
+    if architecture not in ARCHITECTURES:
+        raise CheckpointError(f"{source}: records architecture {architecture!r}, not one of {', '.join(ARCHITECTURES)}")
     try:
-        generator = SFTGenerator(**config)
+        generator = ARCHITECTURES[architecture].network(**config)
     except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{source}: the recorded generator config is not valid ({err})") from err
+        raise CheckpointError(f"{source}: the recorded {architecture} config is not valid ({err})") from err
     try:
         load_strict(generator, sd, source)
     except CheckpointError as err:
-        inferred = "; the tensors are a different generator" if "conv0.weight" in sd else ""
+        sizes = ", ".join(f"{k}={getattr(generator.config, k)}" for k in generator.config.SIZES)
         raise CheckpointError(
-            f"{source}: the recorded architecture (num_features={generator.config.num_features}, "
-            f"num_blocks={generator.config.num_blocks}, num_classes={generator.config.num_classes}, "
-            f"conditioning={generator.config.conditioning}) does not fit its tensors{inferred}: {err}"
+            f"{source}: the recorded architecture ({architecture}: {sizes}, scale={generator.config.scale}, "
+            f"num_classes={generator.config.num_classes}, conditioning={generator.config.conditioning}) "
+            f"does not fit its tensors: {err}"
         ) from err
     return generator
 
@@ -81,14 +87,18 @@ def check_class_names(names, count: int, source: str) -> None:
 
 
 def generator_record(
-    generator: SFTGenerator, class_names: Iterable[str] | None = None, colors: Iterable | None = None, training=None
+    generator: ConditionedGenerator,
+    class_names: Iterable[str] | None = None,
+    colors: Iterable | None = None,
+    training=None,
 ) -> dict:
     """What a generator export records about itself (``RECORD_KEY``; the safetensors header)."""
     cfg = generator.config
+    arch = architecture_of(generator).name
     record = {
         "kind": "generator",
-        "architecture": ARCHITECTURE,
-        "variant": variant_of(generator.config_dict()),
+        "architecture": arch,
+        "variant": variant_of(generator.config_dict(), arch),
         "scale": cfg.scale,
         "input_channels": cfg.in_channels,
         "output_channels": cfg.out_channels,
@@ -113,7 +123,9 @@ def write_export(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike, e
         save_atomic({"params": dict(tensors), **entries}, path)
 
 
-def load_generator(path: str | os.PathLike, prefer_ema: bool = True, channels_last: bool = True) -> SFTGenerator:
+def load_generator(
+    path: str | os.PathLike, prefer_ema: bool = True, channels_last: bool = True
+) -> ConditionedGenerator:
     """Load any SFTGAN generator checkpoint, in eval mode.
 
     Accepts the released ``SFTGAN_noBN_OST_bg.pth`` (PyTorch) and ``SFTGAN_torch.pth`` (Torch7-converted)
@@ -139,27 +151,33 @@ def load_generator(path: str | os.PathLike, prefer_ema: bool = True, channels_la
     config = obj.get(CONFIG_KEY)
     if config is not None and not isinstance(config, Mapping):
         raise CheckpointError(f"{path}: '{CONFIG_KEY}' must be a dict of constructor arguments")
-    generator = generator_from_state_dict(sd, config, source=str(path))
-    generator.record = read_record(obj, str(path), generator.config.num_classes)
+    record = read_record(obj, str(path))
+    generator = generator_from_state_dict(sd, config, str(path), record.get("architecture", ARCHITECTURE))
+    arch = architecture_of(generator).name
+    if record.get("architecture", arch) != arch:
+        raise CheckpointError(f"{path}: records architecture {record['architecture']!r}, but its tensors are {arch}")
+    if generator.config.num_classes:
+        check_class_names(record.get("class_names"), generator.config.num_classes, str(path))
+    generator.record = record
     if channels_last:
         generator = generator.to(memory_format=torch.channels_last)
     return generator.eval()
 
 
-def read_record(obj: Mapping, source: str, num_classes: int) -> dict:
-    """The ``RECORD_KEY`` facts of a loaded file (``{}`` for files without), checked against the network."""
+def read_record(obj: Mapping, source: str) -> dict:
+    """The ``RECORD_KEY`` facts of a loaded file (``{}`` for files without); its architecture a registered one."""
     record = obj.get(RECORD_KEY) or {}
     if not isinstance(record, Mapping):
         raise CheckpointError(f"{source}: '{RECORD_KEY}' must be a dict")
-    if record.get("architecture", ARCHITECTURE) != ARCHITECTURE:
-        raise CheckpointError(f"{source}: records architecture {record['architecture']!r}, not {ARCHITECTURE}")
-    if num_classes:
-        check_class_names(record.get("class_names"), num_classes, source)
+    if record.get("architecture", ARCHITECTURE) not in ARCHITECTURES:
+        raise CheckpointError(
+            f"{source}: records architecture {record['architecture']!r}, not one of {', '.join(ARCHITECTURES)}"
+        )
     return dict(record)
 
 
 def export_generator(
-    generator: SFTGenerator,
+    generator: ConditionedGenerator,
     path: str | os.PathLike,
     class_names: Iterable[str] | None = None,
     colors: Iterable | None = None,

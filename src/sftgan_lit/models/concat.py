@@ -20,6 +20,12 @@ class ConcatLayer(nn.Module):
         super().__init__()
         self.fuse = nn.Conv2d(feat_channels + cond_channels, feat_channels, 1)
 
+    @torch.no_grad()
+    def init_identity(self) -> None:
+        """The fuse conv zero: the layer returns its features exactly, whatever the condition."""
+        nn.init.zeros_(self.fuse.weight)
+        nn.init.zeros_(self.fuse.bias)
+
     def forward(self, features: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         if cond.shape[-2:] != features.shape[-2:]:
             cond = cond.expand(-1, -1, *features.shape[-2:])

@@ -14,69 +14,28 @@ to the features) or ``none`` (no prior at all: SRResNet). Module names follow th
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
-from typing import Literal
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..choices import Conditioning, choice
-from ..config import require, require_int
-from ..tensors import check_image, check_probs
-from .concat import ConcatLayer
-from .condition import ConditionNet
-from .init import scaled_kaiming_
-from .sft import SFTFormula, SFTLayer
+from .conditioned import ConditionedConfig, ConditionedGenerator, Stage, conditioned, conv_radius
 
 Upsampler = Literal["pixelshuffle", "nearest"]
 
 
 @dataclass
-class GeneratorConfig:
+class GeneratorConfig(ConditionedConfig):
     """Constructor arguments of ``SFTGenerator``; stored in exported checkpoints to rebuild the model."""
 
-    in_channels: int = 3
-    out_channels: int = 3
     num_features: int = 64
     num_blocks: int = 16
-    num_classes: int = 8
-    scale: int = 4
-    conditioning: str = Conditioning.sft.value  # one of choices.Conditioning
-    # Blocks that get conditioning layers: None = all, k = the first k; ``final_cond`` adds the one
-    # before the trunk's last conv.
-    num_cond_blocks: int | None = None
-    final_cond: bool = True
-    cond_channels: int = 32
-    cond_hidden_channels: int = 128
-    sft_hidden_channels: int = 32
-    sft_formula: SFTFormula = "residual"
-    sft_negative_slope: float = 0.1
-    cond_negative_slope: float = 0.1
     relu_after_cond: bool = False
     upsampler: Upsampler = "pixelshuffle"
-    # None: PyTorch's default initialisation. A float s: the original training code's initialisation
-    # (Kaiming-normal, fan-in, weights x s, biases 0; BasicSR used s = 0.1) for training from scratch.
-    weight_init_scale: float | None = None
 
-    def check(self) -> None:
-        """Sizes are integers >= 1 (``num_classes`` >= 0: an SRResNet has none); a ``ConfigError`` names the key."""
-        sizes = (
-            "in_channels",
-            "out_channels",
-            "num_features",
-            "num_blocks",
-            "scale",
-            "cond_channels",
-            "cond_hidden_channels",
-            "sft_hidden_channels",
-        )
-        for name in (*sizes, "num_classes"):
-            require_int(f"model.generator.{name}", getattr(self, name), 0 if name == "num_classes" else 1)
-        for name in ("sft_negative_slope", "cond_negative_slope"):
-            value = getattr(self, name)
-            require(isinstance(value, int | float), f"model.generator.{name}", value, "a number")
+    SIZES: ClassVar[tuple[str, ...]] = ("num_features", "num_blocks")
 
 
 class ResBlockSFT(nn.Module):
@@ -113,17 +72,16 @@ class ResBlockSFT(nn.Module):
 
 
 def _upsampler(cfg: GeneratorConfig) -> nn.Sequential:
-    """x``scale`` upsampling then two convs, indices as in the released ``HR_branch``."""
+    """x``scale`` upsampling (x2 stages for powers of two, one x3 stage for 3, none for 1) then two convs,
+    indices as in the released ``HR_branch``."""
     nf = cfg.num_features
-    stages = int(math.log2(cfg.scale))
-    if 2**stages != cfg.scale:
-        raise ValueError(f"generator scale must be a power of 2, got {cfg.scale}")
+    factors = [3] if cfg.scale == 3 else [2] * (cfg.scale.bit_length() - 1)
     layers: list[nn.Module] = []
-    for _ in range(stages):
+    for f in factors:
         if cfg.upsampler == "pixelshuffle":
-            layers += [nn.Conv2d(nf, nf * 4, 3, 1, 1), nn.PixelShuffle(2), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(nf, nf * f * f, 3, 1, 1), nn.PixelShuffle(f), nn.ReLU(inplace=True)]
         elif cfg.upsampler == "nearest":
-            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(nf, nf, 3, 1, 1), nn.ReLU(inplace=True)]
+            layers += [nn.Upsample(scale_factor=f, mode="nearest"), nn.Conv2d(nf, nf, 3, 1, 1), nn.ReLU(inplace=True)]
         else:
             raise ValueError(f"generator upsampler must be 'pixelshuffle' or 'nearest', got {cfg.upsampler!r}")
     # In-place ReLUs: at SR resolution each activation is large (64 x 4h x 4w floats per image), and a
@@ -132,8 +90,8 @@ def _upsampler(cfg: GeneratorConfig) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class SFTGenerator(nn.Module):
-    """SFT-Net (x4 by default). ``forward(lr, prior) -> sr``.
+class SFTGenerator(ConditionedGenerator):
+    """SFT-Net (x4 by default; x1, x2, x3 too). ``forward(lr, prior) -> sr``.
 
     Args: see ``GeneratorConfig`` (the keyword arguments are its fields).
 
@@ -142,124 +100,34 @@ class SFTGenerator(nn.Module):
     Returns the raw, unclamped network output (N, out_channels, scale*h, scale*w).
     """
 
+    config_class = GeneratorConfig
+
     def __init__(self, **kwargs) -> None:
-        super().__init__()
-        cfg = GeneratorConfig(**kwargs)
-        cfg.check()
-        # a plain string (Hydra's structured configs pass the enum member): the config is saved in exports
-        cfg.conditioning = choice(Conditioning, cfg.conditioning, "conditioning")
-        n_cond = cfg.num_blocks if cfg.num_cond_blocks is None else cfg.num_cond_blocks
-        if not 0 <= n_cond <= cfg.num_blocks:
-            raise ValueError(f"num_cond_blocks must be in [0, {cfg.num_blocks}] or None, got {cfg.num_cond_blocks}")
-        self.config = cfg
-        # what the file it was loaded from records about it (classes, training facts; models.checkpoints)
-        self.record: dict = {}
+        super().__init__(**kwargs)
+        cfg = self.config
+        flags = cfg.conditioned_blocks(cfg.num_blocks)
         nf = cfg.num_features
-        uses_prior = cfg.conditioning != "none" and (n_cond > 0 or cfg.final_cond)
-
-        def make_cond() -> nn.Module | None:
-            if cfg.conditioning in ("sft", "film"):
-                return SFTLayer(nf, cfg.cond_channels, cfg.sft_hidden_channels, cfg.sft_formula, cfg.sft_negative_slope)
-            if cfg.conditioning == "concat":
-                return ConcatLayer(nf, cfg.cond_channels)
-            return None
-
         self.conv0 = nn.Conv2d(cfg.in_channels, nf, 3, 1, 1)
         blocks: list[nn.Module] = [
-            ResBlockSFT(nf, make_cond if i < n_cond else (lambda: None), cfg.relu_after_cond)
-            for i in range(cfg.num_blocks)
+            ResBlockSFT(nf, (lambda: self.make_cond(nf)) if on else (lambda: None), cfg.relu_after_cond) for on in flags
         ]
-        final = make_cond() if cfg.final_cond else None
+        final = self.make_cond(nf) if cfg.final_cond else None
         blocks.append(final if final is not None else nn.Identity())
         blocks.append(nn.Conv2d(nf, nf, 3, 1, 1))
         # ModuleList, not Sequential: blocks take (features, cond) as two arguments instead of the
         # original's tuple, but the parameter names (sft_branch.<i>...) stay the checkpoint's.
         self.sft_branch = nn.ModuleList(blocks)
         self.HR_branch = _upsampler(cfg)
-        self.CondNet = (
-            ConditionNet(
-                cfg.num_classes,
-                cfg.cond_channels,
-                cfg.cond_hidden_channels,
-                scale=cfg.scale,
-                negative_slope=cfg.cond_negative_slope,
-            )
-            if uses_prior
-            else None
-        )
-        self.uses_prior = uses_prior
-        self._final_conditioned = final is not None
-        if cfg.weight_init_scale is not None:
-            self.init_weights(cfg.weight_init_scale)
+        self.CondNet = self.condition_net(any(flags) or final is not None)
+        self.finish_init()
 
-    def init_weights(self, scale: float = 0.1) -> None:
-        """The original training code's init for every layer (``models.init.scaled_kaiming_``)."""
-        scaled_kaiming_([self], scale)
+    def head(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.conv0(lr)
 
-    @property
-    def scale(self) -> int:
-        return self.config.scale
+    def stages(self) -> list[Stage]:
+        blocks = [Stage(block, conv_radius(block)) for block in self.sft_branch[:-2]]
+        final = self.sft_branch[-2]  # the conditioning layer before the last conv, or an Identity
+        return blocks + [Stage(conditioned(None if isinstance(final, nn.Identity) else final), 0)]
 
-    def conditioning_modules(self) -> list[nn.Module]:
-        """The modules that carry the prior (CondNet, SFT/concat layers): the original recipe trains them
-        at a higher learning rate and initialises them small."""
-        mods: list[nn.Module] = [self.CondNet] if self.CondNet is not None else []
-        for block in self.sft_branch[:-2]:
-            if block.conditioned:
-                mods += [block.sft0, block.sft1]
-        if self._final_conditioned:
-            mods.append(self.sft_branch[-2])
-        return mods
-
-    def config_dict(self) -> dict:
-        """The constructor arguments as plain Python values (safe for ``torch.load(weights_only=True)``)."""
-        return asdict(self.config)
-
-    def check_inputs(self, lr: torch.Tensor, prior: torch.Tensor | None) -> None:
-        """Raise ``ValueError`` naming both shapes when ``prior`` does not fit ``lr``, or naming the tensor
-        whose values are wrong (``tensors.check_image`` / ``check_probs``: skipped in trusted loops)."""
-        cfg = self.config
-        if lr.dim() != 4 or lr.shape[1] != cfg.in_channels:
-            raise ValueError(f"lr must be (N, {cfg.in_channels}, h, w), got {tuple(lr.shape)}")
-        check_image(lr, "lr (the generator's input)")
-        if not self.uses_prior:
-            return
-        if prior is None:
-            raise ValueError(f"this generator (conditioning={cfg.conditioning!r}) needs a prior; got None")
-        n, _, h, w = lr.shape
-        expected = (n, cfg.num_classes, h * cfg.scale, w * cfg.scale)
-        if tuple(prior.shape) != expected:
-            raise ValueError(
-                f"prior shape {tuple(prior.shape)} does not fit lr shape {tuple(lr.shape)}: expected {expected} "
-                f"({cfg.num_classes} class probabilities at {cfg.scale}x the LR size)"
-            )
-        check_probs(prior, "prior (the generator's categorical prior)")
-
-    def condition(self, prior: torch.Tensor) -> torch.Tensor:
-        """Shared conditions (N, cond_channels, h, w), or (N, cond_channels, 1, 1) for ``film``."""
-        cond = self.CondNet(prior)
-        if self.config.conditioning == "film":
-            cond = cond.mean(dim=(2, 3), keepdim=True)
-        return cond
-
-    def forward(self, lr: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
-        return self.HR_branch(self.lr_features(lr, prior))
-
-    def lr_features(self, lr: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
-        """The trunk: LR features ``(N, num_features, h, w)`` (long skip included) that ``HR_branch``
-        upsamples. Split out so tiled inference can run the memory-heavy HR layers in strips."""
-        self.check_inputs(lr, prior)
-        if self.conv0.weight.is_contiguous(memory_format=torch.channels_last):
-            # Inputs follow the weights' layout: a channels_last model (what load_generator returns)
-            # runs NHWC convolutions end to end, ~1.5x faster on CPUs (benchmarks/bench_generator.py).
-            lr = lr.contiguous(memory_format=torch.channels_last)
-            prior = prior.contiguous(memory_format=torch.channels_last) if prior is not None else None
-        cond = self.condition(prior) if self.uses_prior else None
-        fea = self.conv0(lr)
-        res = fea
-        for block in self.sft_branch[:-2]:
-            res = block(res, cond)
-        if self._final_conditioned:
-            res = self.sft_branch[-2](res, cond)
-        res = self.sft_branch[-1](res)
-        return fea + res
+    def tail(self, x: torch.Tensor, fea: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+        return fea + self.sft_branch[-1](x)

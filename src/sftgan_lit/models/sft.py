@@ -48,6 +48,18 @@ class SFTLayer(nn.Module):
         self.SFT_shift_conv0 = nn.Conv2d(cond_channels, hidden_channels, 1)
         self.SFT_shift_conv1 = nn.Conv2d(hidden_channels, feat_channels, 1)
 
+    @torch.no_grad()
+    def init_identity(self) -> None:
+        """gamma and beta made constant so that the layer returns its features exactly (``residual``:
+        gamma = beta = 0; ``plain``: gamma = 1, beta = 0), whatever the condition: the last conv of each
+        branch zero (its bias 1 for the plain formula's scale). The branches' first convs keep their weights,
+        so the gradient reaches them from the first step."""
+        for conv in (self.SFT_scale_conv1, self.SFT_shift_conv1):
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+        if self.formula == "plain":
+            nn.init.ones_(self.SFT_scale_conv1.bias)
+
     def modulation(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(gamma, beta), each (N, feat_channels, h, w), from the condition (N, cond_channels, h, w).
 
