@@ -366,3 +366,28 @@ def test_loading_the_models_leaves_autograd_on_for_the_process(model_files):
     models = load_models(str(model_files / "generator.pth"))
     assert torch.is_grad_enabled()
     assert not any(p.requires_grad for p in models.generator.parameters())
+
+
+def test_a_port_in_use_a_bad_host_or_auth_exit_2_with_one_line(capsys):
+    """A port in use once ended in Gradio's traceback after the models had loaded."""
+    import socket
+
+    from sftgan_lit.cli import app_main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for args, needle in (
+            (["--port", str(port)], f"--host=127.0.0.1 --port={port}: cannot listen there"),
+            (["--host", "no-such-host.invalid", "--port", "0"], "not an address to listen on"),
+            (["--auth", "nopassword"], "--auth=nopassword: must be USER:PASS"),
+        ):
+            assert app_main(args) == 2
+            err = capsys.readouterr().err
+            assert needle in err and len(err.strip().splitlines()) == 1, err
+    # every interface without a login: said at start-up (here the checkpoint is missing, so it stops after)
+    with pytest.raises(SystemExit) as stop:
+        app_main(["--host", "0.0.0.0", "--port", "0", "--checkpoint", "missing.pth"])
+    assert stop.value.code == 2
+    assert "--host=0.0.0.0 serves the page to other machines without a login" in capsys.readouterr().err

@@ -179,6 +179,19 @@ def _record(edit):
 
 
 LIES = {
+    # header fields that change the computation and still fit the tensors (they once loaded another network)
+    "a formula the record's variant does not have": (
+        _record(lambda r: r["sftgan_lit_config"].update(sft_formula="plain")),
+        r"record and the network .* disagree \(variant: record 'sftgan_pytorch', network 'custom'\)",
+    ),
+    "another slope": (
+        _record(lambda r: r["sftgan_lit_config"].update(sft_negative_slope=0.2)),
+        r"variant: record 'sftgan_pytorch', network 'custom'",
+    ),
+    "another conditioning": (
+        _record(lambda r: r["sftgan_lit_config"].update(conditioning="film")),
+        r"conditioning: record 'sft', network 'film'",
+    ),
     "architecture that does not fit": (
         _record(lambda r: r["sftgan_lit_config"].update(num_blocks=5)),
         r"the recorded architecture \(SFTGAN: num_features=8, num_blocks=5.*does not fit its tensors",
@@ -407,6 +420,11 @@ def test_sftgan_export_writes_checked_files_and_a_model_card(tmp_path):
         (["demo.pth", "--out", ".", "--format", "pth"], "an output would overwrite demo.pth"),
         (["demo.pth", "--tolerance", "0"], "--tolerance=0.0: must be > 0"),
         (["demo.pth", "--prior", "nothing.pth"], "checkpoint not found: nothing.pth"),
+        # the name is joined to --out: a path in it once wrote outside --out
+        (["demo.pth", "--name", "../escape"], "--name=../escape: must be a file stem"),
+        (["demo.pth", "--name", ".."], "--name=..: must be a file stem"),
+        (["demo.pth", "--name", "sub\\x"], "must be a file stem"),
+        (["demo.pth", "--out", "demo.pth"], "--out=demo.pth: it is an existing file, not a folder"),
     ],
 )
 def test_sftgan_export_refuses_bad_arguments_with_exit_2(tmp_path, monkeypatch, capsys, args, message):

@@ -102,3 +102,24 @@ def test_eval_refuses_out_of_range_options(tmp_path, tiny_ckpt, override):
     cfg = compose_exact("eval", [f"checkpoints=[{tiny_ckpt}]", f"out={tmp_path / 'ev'}", override, *TINY_DATA])
     with pytest.raises(ConfigError, match=re.escape(override.split("=")[0] + "=")):
         evaluate(cfg)
+
+
+def test_an_image_too_small_to_score_is_that_files_failure_and_the_rest_are_scored(tmp_path, tiny_ckpt):
+    """SSIM's window once aborted the whole eval (exit 2) on one small image, without naming it."""
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, size in (("ok.png", 32), ("small.png", 12)):
+        Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)).save(folder / name)
+    cfg = compose_exact(
+        "eval",
+        [f"images={folder}", f"checkpoints=[{tiny_ckpt}]", "prior=uniform", "lpips_net=null", f"out={tmp_path / 'r'}"],
+    )
+    result, _ = evaluate(cfg)
+    assert list(result["failures"]) == [str(folder / "small.png")]
+    assert (
+        "12x12 (after cutting to the scale) is too small to score: SSIM needs 19x19 at x4"
+        in result["failures"][str(folder / "small.png")]
+    )
+    with open(tmp_path / "r" / "per_image.csv") as f:
+        assert {row["image"] for row in csv.DictReader(f)} == {"ok.png"}

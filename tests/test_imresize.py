@@ -132,3 +132,19 @@ def test_bicubic_upsample_is_imresize_for_integer_upscales(shape, scale):
     x = torch.rand(*shape, dtype=torch.float64)
     torch.testing.assert_close(bicubic_upsample(x, scale), imresize(x, scale), atol=1e-12, rtol=0)
     torch.testing.assert_close(bicubic_upsample(x.float(), scale), imresize(x.float(), scale), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("scale", "message"),
+    [
+        (1e-9, r"scale=1e-09: a 8x6 input would shrink below one pixel"),
+        (float("inf"), r"scale=inf: must be a finite number > 0"),
+        (float("nan"), r"scale=nan: must be a finite number > 0"),
+        (-0.5, r"scale=-0.5: must be a finite number > 0"),
+        (1e9, r"scale=1000000000.0: the output .* would hold more than 2,147,483,648 values"),
+    ],
+)
+def test_absurd_scales_are_refused_naming_the_scale_before_any_allocation(scale, message):
+    """A scale of 1e-9 once built a 4e9-tap kernel (32 GB) for a one-pixel output, and inf overflowed."""
+    with pytest.raises(ValueError, match=message):
+        imresize(torch.rand(3, 8, 6), scale)

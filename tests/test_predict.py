@@ -357,3 +357,34 @@ def test_latest_is_the_newest_train_run_export(tmp_path, monkeypatch):
     os.utime(run / "generator.pth", (1, 1))  # the driver's file is newer
     monkeypatch.chdir(tmp_path)
     assert resolve_checkpoint("latest") == Path("outputs/2026-01-01/10-00-00/generator.pth")
+
+
+@pytest.mark.parametrize(
+    ("prog", "config", "args", "message"),
+    [
+        # each once ended in a traceback (Hydra making its run folder, torch parsing the device, next() on nothing)
+        ("sftgan-predict", "predict", ["out={file}"], "out={file}: it is an existing file, not a folder"),
+        ("sftgan-eval", "eval", ["out={file}"], "out={file}: it is an existing file, not a folder"),
+        ("sftgan-predict", "predict", ["out={file}/sub"], "out={file}/sub: cannot make the folder"),
+        ("sftgan-train", "train", ["hydra.run.dir={file}"], "hydra.run.dir={file}: it is an existing file"),
+    ],
+)
+def test_an_output_folder_that_cannot_be_one_exits_2_with_one_line(tmp_path, capsys, prog, config, args, message):
+    from sftgan_lit.cli import composition_check
+
+    (tmp_path / "taken").write_text("a file")
+    argv = [a.format(file=tmp_path / "taken") for a in args]
+    with pytest.raises(SystemExit) as stop:
+        composition_check(prog, config, argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and message.format(file=tmp_path / "taken") in err and len(err.splitlines()) == 1
+
+
+def test_a_bad_device_and_an_empty_comparison_are_configuration_errors():
+    from sftgan_lit.config import ConfigError, EvalSchema
+    from sftgan_lit.inference.runtime import pick_device
+
+    with pytest.raises(ConfigError, match=r"device=banana: not a device"):
+        pick_device("banana")
+    with pytest.raises(ConfigError, match=r"compare_priors=\[\]: must be a non-empty list"):
+        EvalSchema(compare_priors=[]).check()

@@ -103,3 +103,29 @@ def test_prior_configs_instantiate_and_drive_the_class_count(name):
     models = build_models(cfg, prior.num_classes)
     assert prior.name == name and prior.num_classes == 8 == models["generator"].config.num_classes
     assert models["discriminator"].num_classes == prior.num_classes
+
+
+class _Code:
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "code", "npy garbage"])
+def test_a_prior_file_that_does_not_load_is_that_files_failure_without_a_hint_to_run_code(tmp_path, kind, capsys):
+    """A garbage .pt or one carrying code once stopped the whole run, with torch's hint to pass weights_only=False."""
+    import pickle
+
+    from sftgan_lit.data.io import ImageError
+    from sftgan_lit.data.readers import load_prior_file
+
+    path = tmp_path / ("p.npy" if kind == "npy garbage" else "p.pt")
+    if kind == "code":
+        path.write_bytes(pickle.dumps(_Code()))
+    elif kind == "truncated":
+        torch.save(torch.rand(3, 4, 4), path)
+        path.write_bytes(path.read_bytes()[:40])
+    else:
+        path.write_bytes(b"\x00not a file of tensors" * 3)
+    with pytest.raises(ImageError, match=f"{path}: not a") as err:
+        load_prior_file(path, 3, (4, 4))
+    assert "weights_only=False" not in str(err.value) and "this ran" not in capsys.readouterr().out

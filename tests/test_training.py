@@ -487,3 +487,11 @@ def test_ema_counts_updates_across_a_reload():
     other.load_state_dict(state)
     other.update(net)
     assert int(other.num_updates) == 4 and other.updates.value == 4
+
+
+def test_a_run_that_trains_nothing_exports_nothing_and_says_so(tmp_path, caplog):
+    """max_steps=0 once exported the untrained weights as generator.pth, which checkpoint=latest then picked."""
+    with caplog.at_level("WARNING", logger="sftgan_lit.train"):
+        _, objects = train(_cfg(tmp_path, ["trainer.max_steps=0"]))
+    assert "export" not in objects and not (tmp_path / "generator.pth").exists()
+    assert "no optimizer step was taken (trainer.max_steps=0): nothing is exported" in caplog.text

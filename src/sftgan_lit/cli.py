@@ -55,6 +55,9 @@ def composition_check(prog: str, config_name: str, argv: list[str]) -> None:
 
     Command lines with Hydra's own options (``-m``, ``--config-dir``, ``hydra.*``) are left to Hydra: they
     can change the search path or sweep, which a plain compose does not see."""
+    for arg in argv:  # the folder Hydra will write into, given on the command line
+        if arg.startswith("hydra.run.dir=") and "${" not in arg:
+            _exit_2_if(prog, folder_problem("hydra.run.dir", arg.split("=", 1)[1]))
     if any(arg.startswith("-") or arg.lstrip("+~").startswith("hydra.") for arg in argv):
         return
     from hydra.errors import HydraException
@@ -63,10 +66,36 @@ def composition_check(prog: str, config_name: str, argv: list[str]) -> None:
     from .config import compose_config
 
     try:
-        compose_config(config_name, argv)
+        cfg = compose_config(config_name, argv)
     except (HydraException, OmegaConfBaseException) as err:
         print(f"{prog}: {composition_error(err)}", file=sys.stderr)
         sys.exit(2)
+    if isinstance(cfg.get("out"), str):  # predict / eval: their outputs and log go there (hydra.run.dir: ${out})
+        _exit_2_if(prog, folder_problem("out", cfg.out))
+
+
+def _exit_2_if(prog: str, message: str | None) -> None:
+    if message:
+        print(f"{prog}: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def folder_problem(key: str, value: str) -> str | None:
+    """None when ``value`` is a folder this run can write into, made if missing (Hydra makes it next anyway);
+    else the one line naming ``key`` and why (Hydra's own failure is a traceback)."""
+    import os
+    from pathlib import Path
+
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        reason = "it is an existing file, not a folder"
+    else:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            reason = None if os.access(path, os.W_OK) else "the folder is not writable"
+        except OSError as err:
+            reason = f"cannot make the folder ({err.strerror or err})"
+    return f"{key}={value}: {reason}; choose another folder" if reason else None
 
 
 def configuration_error(err: BaseException) -> str | None:
@@ -259,6 +288,11 @@ def export_main(argv: list[str] | None = None) -> int:
     for fmt in args.format:  # each format's optional packages, before any work
         if any(_missing_extra("sftgan-export", m, f"--format {fmt}") for m in EXPORTERS[fmt].modules):
             return 2
+    if args.name is not None and (not args.name or args.name in (".", "..") or any(c in args.name for c in "/\\")):
+        print(
+            f"sftgan-export: --name={args.name}: must be a file stem (no path separator, not . or ..)", file=sys.stderr
+        )
+        return 2
     for key in ("tolerance", "fp16_tolerance"):
         if not getattr(args, key) > 0:
             print(f"sftgan-export: --{key.replace('_', '-')}={getattr(args, key)}: must be > 0", file=sys.stderr)
@@ -268,6 +302,10 @@ def export_main(argv: list[str] | None = None) -> int:
         pipeline = load_pipeline(args.checkpoint, segmenter, args.override, args.remap)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"sftgan-export: {err}", file=sys.stderr)
+        return 2
+    problem = folder_problem("--out", args.out)
+    if problem:
+        print(f"sftgan-export: {problem}", file=sys.stderr)
         return 2
     out, stem = Path(args.out), args.name or Path(args.checkpoint).stem
     paths = {fmt: out / f"{stem}{EXPORTERS[fmt].suffix}" for fmt in args.format}
@@ -336,6 +374,9 @@ def app_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860, help="port (0 = a free one; default 7860)")
+    parser.add_argument(
+        "--auth", default=None, help="USER:PASS asked by the page (Gradio's login); set it when --host is not local"
+    )
     parser.add_argument("--max-sessions", type=int, default=8, help="browser sessions kept in memory (default 8)")
     parser.add_argument("--max-lr-pixels", type=int, default=256 * 256, help="largest LR accepted (default 256x256)")
     parser.add_argument("--max-pixels", type=int, default=64_000_000, help="decompression-bomb guard per upload")
@@ -351,6 +392,23 @@ def app_main(argv: list[str] | None = None) -> int:
         if not ok:
             print(f"sftgan-app: --{key.replace('_', '-')}={getattr(args, key)}: out of range", file=sys.stderr)
             return 2
+    auth = None
+    if args.auth is not None:
+        user, sep, password = args.auth.partition(":")
+        if not (sep and user and password):
+            print(f"sftgan-app: --auth={args.auth}: must be USER:PASS, both non-empty", file=sys.stderr)
+            return 2
+        auth = (user, password)
+    problem = listen_problem(args.host, args.port)
+    if problem:
+        print(f"sftgan-app: --host={args.host} --port={args.port}: {problem}", file=sys.stderr)
+        return 2
+    if args.host not in ("127.0.0.1", "localhost", "::1") and auth is None:
+        print(
+            f"sftgan-app: warning: --host={args.host} serves the page to other machines without a login; "
+            "anyone who reaches it can upload and run images: add --auth USER:PASS",
+            file=sys.stderr,
+        )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if _missing_extra("sftgan-app", "gradio", "sftgan-app"):
         return 2
@@ -367,5 +425,22 @@ def app_main(argv: list[str] | None = None) -> int:
         args.segmenter_engine,
     )
     app = PainterApp(models, args.max_sessions, args.demo_split)
-    serve(app, args.host, args.port)
+    serve(app, args.host, args.port, auth=auth)
     return 0
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why the app could not listen on ``host:port`` (in use, not an address of this machine), or None."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port or None, type=socket.SOCK_STREAM)
+    except OSError as err:
+        return f"not an address to listen on ({err.strerror or err})"
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(address)
+        except OSError as err:
+            return f"cannot listen there ({err.strerror or err}); choose another port, or --port 0 for a free one"
+    return None

@@ -319,6 +319,12 @@ class EvalSchema(InferenceSchema):
         super().check()
         require_int("num_crops", self.num_crops, 0)
         require_int("crop_size", self.crop_size, 1)
+        require(
+            len(self.compare_priors) > 0,
+            "compare_priors",
+            self.compare_priors,
+            "a non-empty list (prior, uniform, override:<class>)",
+        )
 
 
 GROUP_KEYS = ("prior", "data", "paths")  # config groups inside an inference config: instantiated, not copied

@@ -145,6 +145,11 @@ def _resize_rows(x: torch.Tensor, plan: _AxisPlan) -> torch.Tensor:
     return out[:, : plan.out_length]
 
 
+# 2**31 values (8 GiB in float32): far above any image this package handles (a 16k x 16k RGB is 0.8e9),
+# well below what would exhaust a machine's memory before a single pixel is computed.
+MAX_OUTPUT_VALUES = 2**31
+
+
 def imresize(
     img: torch.Tensor,
     scale: float | None = None,
@@ -181,12 +186,24 @@ def imresize(
         out_h, out_w = int(size[0]), int(size[1])
         scale_h, scale_w = out_h / in_h, out_w / in_w
     else:
-        if not scale > 0:
-            raise ValueError(f"imresize scale must be positive, got {scale}")
+        try:
+            ok = math.isfinite(float(scale)) and float(scale) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"imresize scale={scale}: must be a finite number > 0")
+        if min(in_h, in_w) * scale < 1:
+            # ceil would make it one pixel, from a kernel 4/scale pixels wide: memory without bound
+            raise ValueError(f"imresize scale={scale}: a {in_h}x{in_w} input would shrink below one pixel")
         out_h, out_w = math.ceil(in_h * scale), math.ceil(in_w * scale)
         scale_h = scale_w = float(scale)
     if min(out_h, out_w, in_h, in_w) < 1:
         raise ValueError(f"imresize cannot resize {in_h}x{in_w} to {out_h}x{out_w}")
+    if out_h * out_w * math.prod(img.shape[:-2]) > MAX_OUTPUT_VALUES:
+        raise ValueError(
+            f"imresize {'scale=' + str(scale) if scale is not None else 'size=' + str(tuple(size))}: the output "
+            f"({out_h}x{out_w} per channel) would hold more than {MAX_OUTPUT_VALUES:,} values"
+        )
 
     lead = img.shape[:-2]
     x = img.reshape(-1, in_h, in_w)

@@ -296,7 +296,14 @@ def train_stage(
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1})
     objects = {**models, "prior": prior, "datamodule": datamodule, "module": module, "trainer": trainer}
-    if cfg.export and not cfg.trainer.get("fast_dev_run"):
+    if cfg.export and trainer.global_step == 0:
+        # untrained weights under the export's name would be what checkpoint=latest picks next
+        log.warning(
+            "%s: no optimizer step was taken (trainer.max_steps=%s): nothing is exported",
+            f"stage {stage}" if stage else "this run",
+            cfg.trainer.get("max_steps"),
+        )
+    elif cfg.export and not cfg.trainer.get("fast_dev_run"):
         # the last (validated) weights; checkpoints/ holds the best by the monitored metric
         path = Path(cfg.get("export_dir") or cfg.paths.output_dir) / (cfg.get("export_name") or module.export_name)
         if trainer.is_global_zero:

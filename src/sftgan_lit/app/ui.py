@@ -369,13 +369,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def serve(app: PainterApp, host: str = "127.0.0.1", port: int = 7860, block: bool = True):
+def serve(
+    app: PainterApp, host: str = "127.0.0.1", port: int = 7860, block: bool = True, auth: tuple[str, str] | None = None
+):
     """Start the page on ``host:port`` (0 = a free port), print its URL; one computation at a time (two
-    CPU cores are busy enough), sessions queue. Returns the Gradio app and its URL when ``block`` is False."""
+    CPU cores are busy enough), sessions queue; ``auth``: ``(user, password)`` the page asks for. Returns the
+    Gradio app and its URL when ``block`` is False."""
     port = port or free_port(host)
     demo = app.blocks()
     demo.queue(default_concurrency_limit=1)
-    demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, show_error=False)
+    demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, show_error=False, auth=auth)
     url = f"http://{host}:{port}/"
     print(f"sftgan-app: serving on {url}", flush=True)
     if block:

@@ -49,11 +49,17 @@ def load_prior_file(path: Path, num_classes: int, size: tuple[int, int]) -> np.n
     if path.suffix == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
-        except ValueError as err:
+        except (ValueError, OSError, EOFError) as err:
             raise ImageError(f"{path}: not a plain .npy array ({err})") from err
         probs = torch.from_numpy(np.asarray(array, dtype=np.float32))
     else:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # garbage, truncated, or pickled code: this file's failure, never a reason to run code
+            raise ImageError(
+                f"{path}: not a tensor file that loads without running code ({type(err).__name__}); "
+                "save the prior with torch.save(tensor) or as .npy"
+            ) from err
         if not isinstance(obj, torch.Tensor):
             raise ImageError(f"{path}: expected a tensor (C, H, W), got {type(obj).__name__}")
         probs = obj.float()

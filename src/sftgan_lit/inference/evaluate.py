@@ -154,8 +154,16 @@ def evaluate_files(
             failures[str(f)] = str(err)
             log.error("skipped %s: %s", f, err)
             continue
-        category = majority_class(item.labels, prior.class_names)
         lr, hr = item.lr, item.hr
+        smallest = 11 + 2 * scale  # SSIM's 11x11 window after the scale's border is cropped
+        if min(hr.shape[:2]) < smallest:
+            failures[str(f)] = (
+                f"{hr.shape[1]}x{hr.shape[0]} (after cutting to the scale) is too small to score: SSIM needs "
+                f"{smallest}x{smallest} at x{scale}"
+            )
+            log.error("skipped %s", failures[str(f)])
+            continue
+        category = majority_class(item.labels, prior.class_names)
         hr_t = torch.from_numpy(np.ascontiguousarray(hr.transpose(2, 0, 1)))[None]
         images = {"bicubic": imresize(lr, scale).clamp(0, 1)}
         rows.append(_scores(f.name, category, BICUBIC, images["bicubic"], hr_t, scale, lpips))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ..config import ConfigError
 from ..models import ConditionedGenerator, load_generator
 from ..priors import Prior, PriorError, SegmentOptions
 from ..state_dict import CheckpointError
@@ -22,7 +23,10 @@ def pick_device(spec: str) -> torch.device:
     """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``; an unavailable CUDA device is an error."""
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(spec)
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"device={spec}: not a device (auto, cpu, cuda, cuda:N, ...)") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={spec}: CUDA is not available on this machine; use device=cpu or device=auto")
     return device

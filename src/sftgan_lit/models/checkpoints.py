@@ -153,15 +153,36 @@ def load_generator(
         raise CheckpointError(f"{path}: '{CONFIG_KEY}' must be a dict of constructor arguments")
     record = read_record(obj, str(path))
     generator = generator_from_state_dict(sd, config, str(path), record.get("architecture", ARCHITECTURE))
-    arch = architecture_of(generator).name
-    if record.get("architecture", arch) != arch:
-        raise CheckpointError(f"{path}: records architecture {record['architecture']!r}, but its tensors are {arch}")
+    check_record(record, generator, str(path))
     if generator.config.num_classes:
         check_class_names(record.get("class_names"), generator.config.num_classes, str(path))
     generator.record = record
     if channels_last:
         generator = generator.to(memory_format=torch.channels_last)
     return generator.eval()
+
+
+def check_record(record: Mapping, generator: ConditionedGenerator, source: str) -> None:
+    """Every fact a file's record states about the computation (architecture, variant, scale, channels, classes,
+    conditioning) equals what the network built from its config and tensors does; a ``CheckpointError``
+    naming each disagreement otherwise (an edited or damaged header would load another network silently)."""
+    cfg = generator.config
+    arch = architecture_of(generator).name
+    actual = {
+        "architecture": arch,
+        "variant": variant_of(generator.config_dict(), arch),
+        "scale": cfg.scale,
+        "input_channels": cfg.in_channels,
+        "output_channels": cfg.out_channels,
+        "num_classes": cfg.num_classes,
+        "conditioning": str(cfg.conditioning),
+    }
+    differ = [f"{k}: record {record[k]!r}, network {v!r}" for k, v in actual.items() if k in record and record[k] != v]
+    if differ:
+        raise CheckpointError(
+            f"{source}: its record and the network its config and tensors build disagree ({'; '.join(differ)}); "
+            "the file was edited or damaged: export it again"
+        )
 
 
 def read_record(obj: Mapping, source: str) -> dict:
