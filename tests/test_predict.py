@@ -217,11 +217,13 @@ def test_cli_exit_codes(tmp_path, tiny_ckpt):
     src.mkdir()
     Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(src / "ok.png")
     (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (src / "notes.txt").write_text("not an image")
     run = run_script(
         tmp_path, "predict.py", f"images={src}", f"checkpoint={tiny_ckpt}", "prior=uniform", "out=sr", "progress=false"
     )
     assert run.returncode == 1, run.stderr
     assert "FAILED" in run.stderr and "broken.jpg" in run.stderr
+    assert "1 skipped" in run.stdout and f"SKIPPED {src / 'notes.txt'}: not an image type" in run.stderr
     assert (tmp_path / "sr" / "ok.png").is_file() and (tmp_path / "sr" / "predict.log").is_file()
     run = run_script(tmp_path, "predict.py", f"images={src}", "checkpoint=missing.pth", "out=sr2")
     assert run.returncode == 2 and "checkpoint=missing.pth: file not found" in run.stderr
@@ -388,3 +390,21 @@ def test_a_bad_device_and_an_empty_comparison_are_configuration_errors():
         pick_device("banana")
     with pytest.raises(ConfigError, match=r"compare_priors=\[\]: must be a non-empty list"):
         EvalSchema(compare_priors=[]).check()
+
+
+def test_every_entry_of_the_input_folder_is_processed_or_listed_as_skipped(tmp_path, tiny_ckpt):
+    """A broken link, a subfolder, another file type and a multi-page file were once left out of the count
+    ("N files ... 0 not processed", exit 0); a several-frame file was read as its first frame."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(src / "ok.png")
+    (src / "notes.txt").write_text("not an image")
+    (src / "sub").mkdir()
+    (src / "gone.png").symlink_to(tmp_path / "missing.png")
+    frames = [Image.fromarray(np.full((12, 16, 3), v, np.uint8)) for v in (0, 200)]
+    frames[0].save(src / "pages.tif", save_all=True, append_images=frames[1:])
+    report, _ = predict(predict_cfg(tmp_path, tiny_ckpt, f"images={src}", "prior=uniform"))
+    assert [p.name for p in report.written] == ["ok.png"] and not report.ok
+    assert set(report.skipped) == {str(src / n) for n in ("notes.txt", "sub", "gone.png")}
+    assert report.skipped[str(src / "gone.png")] == "a broken link"
+    assert "holds 2 frames or pages" in report.failures[str(src / "pages.tif")]

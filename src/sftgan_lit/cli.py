@@ -219,10 +219,13 @@ def predict_main() -> None:
         report, _ = _setup_errors_exit("sftgan-predict", predict, cfg)
         print(
             f"sftgan-predict: {len(report.written)} written to {cfg.out}, {len(report.exists)} already there, "
-            f"{len(report.failures)} failed, {len(report.not_done)} not processed, {report.seconds:.1f} s"
+            f"{len(report.failures)} failed, {len(report.skipped)} skipped (no image read here), "
+            f"{len(report.not_done)} not processed, {report.seconds:.1f} s"
         )
         for name, reason in report.failures.items():
             print(f"sftgan-predict: FAILED {name}: {reason}", file=sys.stderr)
+        for name, reason in report.skipped.items():
+            print(f"sftgan-predict: SKIPPED {name}: {reason}", file=sys.stderr)
         if report.stopped:
             print(
                 f"sftgan-predict: STOPPED: {report.stopped}; not processed: "
@@ -247,7 +250,9 @@ def eval_main() -> None:
         print(f"sftgan-eval: report in {cfg.out} ({result['seconds']:.1f} s)")
         for name, reason in result["failures"].items():
             print(f"sftgan-eval: FAILED {name}: {reason}", file=sys.stderr)
-        if result["failures"]:
+        for name, reason in result["skipped"].items():
+            print(f"sftgan-eval: SKIPPED {name}: {reason}", file=sys.stderr)
+        if result["failures"] or result["skipped"]:
             sys.exit(1)
 
     _main()

@@ -47,6 +47,12 @@ def open_image(path: Path, max_pixels: int) -> Image.Image:
             f"{path}: {w}x{h} = {w * h / 1e6:.1f} MP exceeds the limit of {max_pixels / 1e6:.1f} MP "
             "(decompression-bomb guard); raise max_pixels if the file is trusted"
         )
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1:  # reading the first alone would drop the others without a word
+        img.close()
+        raise ImageError(
+            f"{path}: holds {frames} frames or pages; this reads single images: save each one as its own file"
+        )
     return img
 
 
@@ -178,10 +184,36 @@ def write_png(path: str | os.PathLike, array: np.ndarray, compress_level: int = 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
     """Image files directly in ``folder`` (sorted); a missing folder is an error naming it."""
+    return scan_images(folder)[0]
+
+
+def scan_images(folder: str | os.PathLike) -> tuple[list[Path], dict[str, str]]:
+    """``(image files directly in folder, sorted; every other entry -> why it is not one of them)``: a
+    subfolder, a broken link, a file of another type. A missing folder is an error naming it."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder}")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files, skipped = [], {}
+    for p in sorted(folder.iterdir()):
+        reason = not_an_image(p)
+        if reason is None:
+            files.append(p)
+        else:
+            skipped[str(p)] = reason
+    return files, skipped
+
+
+def not_an_image(path: Path) -> str | None:
+    """Why ``path`` is not an image file this package reads (judged by its type, not its content), or None."""
+    if path.is_symlink() and not path.exists():
+        return "a broken link"
+    if path.is_dir():
+        return "a folder (folders are not searched: point images= at it, or use a glob such as DIR/**/*.png)"
+    if not path.is_file():
+        return "not a regular file"
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return f"not an image type read here ({path.suffix or 'no extension'}; reads {', '.join(IMAGE_SUFFIXES)})"
+    return None
 
 
 class PngStripWriter:

@@ -109,6 +109,11 @@ def _read_tiff(path: Path, max_pixels: int) -> Picture:
 
     try:
         with tifffile.TiffFile(path) as tif:
+            if len(tif.pages) > 1:  # reading the first alone would drop the others without a word
+                raise ImageError(
+                    f"{path}: holds {len(tif.pages)} frames or pages; this reads single images: "
+                    "save each one as its own file"
+                )
             page = tif.pages[0]
             h, w = page.shape[:2] if page.planarconfig != 2 or page.ndim < 3 else page.shape[1:3]
             if h * w > max_pixels:

@@ -222,7 +222,9 @@ def evaluate(cfg) -> tuple[dict, dict]:
     prior: Prior = instantiate(cfg.prior)
     prior.check_ready()  # missing segmenter weights: one configuration error, not a failure per file
     variants = parse_variants(list(options.checkpoints), list(options.compare_priors), prior)
-    files, labels = input_files(options.images, options.labels, options.demo_split, cfg.data)
+    files, labels, skipped = input_files(options.images, options.labels, options.demo_split, cfg.data)
+    for name, reason in skipped.items():
+        log.warning("skipped %s: %s", name, reason)
     generators = load_generators(variants, prior, device)
     scale = next(iter(generators.values())).scale
     reader = InputReader(
@@ -247,4 +249,5 @@ def evaluate(cfg) -> tuple[dict, dict]:
         runners,
     )
     result["seconds"] = time.perf_counter() - start
+    result["skipped"] = skipped
     return result, {"rows": rows, "variants": variants, "prior": prior, "files": files}

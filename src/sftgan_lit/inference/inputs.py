@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.io import ImageError, list_images, open_image, read_label_map
+from ..data.io import ImageError, not_an_image, open_image, read_label_map, scan_images
 from ..data.picture import Picture, PictureFormat, read_picture
 from ..data.readers import load_prior_file
 from ..data.transforms import lr_from_image
@@ -25,33 +25,48 @@ from ..priors import PriorError
 INPUT_ERRORS = (ImageError, PriorError, FileNotFoundError)
 
 
-def find_inputs(spec: str) -> list[Path]:
-    """An image file, a folder (its images, sorted) or a glob pattern -> files; an empty match is an error."""
+def find_inputs(spec: str) -> tuple[list[Path], dict[str, str]]:
+    """An image file, a folder (its images, sorted) or a glob pattern -> ``(files, skipped)``: every entry of
+    the folder or match that is not an image file read here, with why (``data.io.not_an_image``), so that
+    nothing the user pointed at goes uncounted. No image at all is an error."""
     path = Path(os.path.expanduser(spec))
     if path.is_dir():
-        files = list_images(path)
+        files, skipped = scan_images(path)
     elif path.is_file():
-        files = [path]
+        files, skipped = [path], {}
     elif any(ch in spec for ch in "*?["):
-        files = sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True) if Path(p).is_file())
+        files, skipped = [], {}
+        for p in sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True)):
+            reason = not_an_image(p)
+            if reason is None:
+                files.append(p)
+            elif not p.is_dir():  # a recursive glob matches the folders it walks through: they are not inputs
+                skipped[str(p)] = reason
     else:
         raise FileNotFoundError(f"images={spec}: no such file or folder")
     if not files:
-        raise FileNotFoundError(f"images={spec}: no image files found")
-    return files
+        extra = (
+            f" ({len(skipped)} other entries: {', '.join(Path(k).name for k in list(skipped)[:5])})" if skipped else ""
+        )
+        raise FileNotFoundError(f"images={spec}: no image files found{extra}")
+    return files, skipped
 
 
-def input_files(images: str, labels: str | None, demo_split: str, data_cfg) -> tuple[list[Path], Path | None]:
-    """``images`` as files, and the label folder: ``labels``, or the demo split's labels for ``images=demo``
-    (the demo set is generated on first use with ``data_cfg``'s settings)."""
+def input_files(
+    images: str, labels: str | None, demo_split: str, data_cfg
+) -> tuple[list[Path], Path | None, dict[str, str]]:
+    """``images`` as files, the label folder (``labels``, or the demo split's labels for ``images=demo``: the
+    demo set is generated on first use with ``data_cfg``'s settings), and the entries skipped with why."""
     labels_dir = Path(labels) if labels else None
     if images != "demo":
-        return find_inputs(str(images)), labels_dir
+        files, skipped = find_inputs(str(images))
+        return files, labels_dir, skipped
     from ..data.demo import DemoConfig, default_cache_dir, generate_demo
 
     cache = Path(data_cfg.cache_dir) if data_cfg.get("cache_dir") else default_cache_dir()
     root = generate_demo(cache / "demo", DemoConfig(**data_cfg.demo)) / demo_split
-    return find_inputs(str(root / "images")), labels_dir or root / "labels"
+    files, skipped = find_inputs(str(root / "images"))
+    return files, labels_dir or root / "labels", skipped
 
 
 def companion(folder: Path, image: Path, suffixes: tuple[str, ...], what: str) -> Path:

@@ -49,13 +49,14 @@ class PredictReport:
     written: list[Path] = field(default_factory=list)
     exists: list[Path] = field(default_factory=list)  # outputs already there (overwrite=false)
     failures: dict[str, str] = field(default_factory=dict)  # input -> reason
+    skipped: dict[str, str] = field(default_factory=dict)  # entries pointed at that are no image read here -> why
     not_done: list[Path] = field(default_factory=list)  # inputs not processed because the run stopped
     stopped: str | None = None  # why the run stopped early (an output could not be written: disk full...)
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not self.failures and not self.stopped
+        return not self.failures and not self.skipped and not self.stopped
 
 
 @dataclass
@@ -446,7 +447,9 @@ def predict(cfg) -> tuple[PredictReport, dict]:
         log.info("texture strength %s: %s (0) .. %s (1)", options.strength_map or options.strength, fid_path, ckpt)
         if options.strength_map:
             blend = Blend(fidelity, generator_runner(choice, fidelity), StrengthMap.read(options.strength_map))
-    files, labels = input_files(options.images, options.labels, options.demo_split, cfg.data)
+    files, labels, skipped = input_files(options.images, options.labels, options.demo_split, cfg.data)
+    for name, reason in skipped.items():
+        log.warning("skipped %s: %s", name, reason)
     reader = InputReader(
         generator.scale,
         prior.num_classes,
@@ -467,4 +470,5 @@ def predict(cfg) -> tuple[PredictReport, dict]:
     segment = segment_options(cfg, device, choice)
     runner = generator_runner(choice, generator)
     report = predict_files(generator, files, Path(options.out), prior, reader, options, edits, segment, runner, blend)
+    report.skipped = skipped
     return report, {"generator": generator, "prior": prior, "checkpoint": ckpt, "files": files}
