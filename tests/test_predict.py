@@ -408,3 +408,24 @@ def test_every_entry_of_the_input_folder_is_processed_or_listed_as_skipped(tmp_p
     assert set(report.skipped) == {str(src / n) for n in ("notes.txt", "sub", "gone.png")}
     assert report.skipped[str(src / "gone.png")] == "a broken link"
     assert "holds 2 frames or pages" in report.failures[str(src / "pages.tif")]
+
+
+def test_ctrl_c_keeps_what_is_written_and_lists_what_is_not(tmp_path, tiny_ckpt, monkeypatch):
+    """Ctrl-C once ended in a KeyboardInterrupt traceback and no summary; the CLI now exits 130 after it."""
+    from sftgan_lit.inference.inputs import InputReader
+
+    original, calls = InputReader.read, []
+
+    def read(self, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(InputReader, "read", read)
+    # tiled: each image is written as soon as it is read (a batch in hand when Ctrl-C comes is not written)
+    report, objs = predict(predict_cfg(tmp_path, tiny_ckpt, "images=demo", "input=hr", "tile=12"))
+    assert report.interrupted and report.stopped == "interrupted (Ctrl-C)" and not report.ok
+    assert [p.name for p in report.written] == [objs["files"][0].name]
+    assert report.not_done == [objs["files"][1]]
+    assert not list((tmp_path / "out").glob(".*.tmp"))  # nothing half-written

@@ -216,7 +216,11 @@ def predict_main() -> None:
 
     @_hydra_main("sftgan-predict", "predict")
     def _main(cfg) -> None:
-        report, _ = _setup_errors_exit("sftgan-predict", predict, cfg)
+        try:
+            report, _ = _setup_errors_exit("sftgan-predict", predict, cfg)
+        except KeyboardInterrupt:  # before the first image: nothing was written
+            print("sftgan-predict: interrupted (Ctrl-C) before any output was written", file=sys.stderr)
+            sys.exit(130)
         print(
             f"sftgan-predict: {len(report.written)} written to {cfg.out}, {len(report.exists)} already there, "
             f"{len(report.failures)} failed, {len(report.skipped)} skipped (no image read here), "
@@ -232,6 +236,8 @@ def predict_main() -> None:
                 f"{', '.join(p.name for p in report.not_done[:5])}{' ...' if len(report.not_done) > 5 else ''}",
                 file=sys.stderr,
             )
+        if report.interrupted:
+            sys.exit(130)
         if not report.ok:
             sys.exit(1)
 
@@ -245,7 +251,11 @@ def eval_main() -> None:
 
     @_hydra_main("sftgan-eval", "eval")
     def _main(cfg) -> None:
-        result, _ = _setup_errors_exit("sftgan-eval", evaluate, cfg)
+        try:
+            result, _ = _setup_errors_exit("sftgan-eval", evaluate, cfg)
+        except KeyboardInterrupt:  # the report is written at the end: nothing of this run is on disk
+            print("sftgan-eval: interrupted (Ctrl-C); no report was written", file=sys.stderr)
+            sys.exit(130)
         print((Path(cfg.out) / "summary.md").read_text())
         print(f"sftgan-eval: report in {cfg.out} ({result['seconds']:.1f} s)")
         for name, reason in result["failures"].items():

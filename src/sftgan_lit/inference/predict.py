@@ -52,6 +52,7 @@ class PredictReport:
     skipped: dict[str, str] = field(default_factory=dict)  # entries pointed at that are no image read here -> why
     not_done: list[Path] = field(default_factory=list)  # inputs not processed because the run stopped
     stopped: str | None = None  # why the run stopped early (an output could not be written: disk full...)
+    interrupted: bool = False  # stopped by Ctrl-C (the command exits 130)
     seconds: float = 0.0
 
     @property
@@ -390,26 +391,32 @@ def predict_files(
     out.mkdir(parents=True, exist_ok=True)
     run = Predictor(generator, prior, options, runner, blend)
     report = run.report
-    for src in tqdm(files, desc="sftgan-predict", unit="img", disable=not options.progress):
-        if report.stopped:
-            report.not_done.append(src)
-            continue
-        dst = destinations[src]
-        if dst.exists() and not options.overwrite:
-            report.exists.append(dst)
-            log.warning("%s exists; skipped (overwrite=true replaces it)", dst)
-            continue
-        try:
-            item = reader.read(src, with_labels=prior.needs_labels)
-            pm, how = prior.image_map(item.lr, run.scale, item.labels, item.probs, edits, segment)
-            if blend is not None:
-                blend.strength.check((item.lr.shape[-2] * run.scale, item.lr.shape[-1] * run.scale))
-        except INPUT_ERRORS as err:
-            report.failures[str(src)] = str(err)
-            log.error("skipped %s: %s", src, err)
-            continue
-        run.add(Pending(src, dst, item.lr, pm, how, item.alpha, item.format))
-    run.flush()
+    try:
+        for src in tqdm(files, desc="sftgan-predict", unit="img", disable=not options.progress):
+            if report.stopped:
+                report.not_done.append(src)
+                continue
+            dst = destinations[src]
+            if dst.exists() and not options.overwrite:
+                report.exists.append(dst)
+                log.warning("%s exists; skipped (overwrite=true replaces it)", dst)
+                continue
+            try:
+                item = reader.read(src, with_labels=prior.needs_labels)
+                pm, how = prior.image_map(item.lr, run.scale, item.labels, item.probs, edits, segment)
+                if blend is not None:
+                    blend.strength.check((item.lr.shape[-2] * run.scale, item.lr.shape[-1] * run.scale))
+            except INPUT_ERRORS as err:
+                report.failures[str(src)] = str(err)
+                log.error("skipped %s: %s", src, err)
+                continue
+            run.add(Pending(src, dst, item.lr, pm, how, item.alpha, item.format))
+        run.flush()
+    except KeyboardInterrupt:  # Ctrl-C: what is on disk is whole (atomic writes); say what it is and what is not
+        report.interrupted = True
+        report.stopped = "interrupted (Ctrl-C)"
+        handled = {destinations[s] for s in files} & {*report.written, *report.exists}
+        report.not_done = [s for s in files if destinations[s] not in handled and str(s) not in report.failures]
     order = {src: i for i, src in enumerate(files)}
     report.not_done.sort(key=order.__getitem__)
     report.seconds = time.perf_counter() - start
