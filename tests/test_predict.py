@@ -425,7 +425,18 @@ def test_ctrl_c_keeps_what_is_written_and_lists_what_is_not(tmp_path, tiny_ckpt,
     monkeypatch.setattr(InputReader, "read", read)
     # tiled: each image is written as soon as it is read (a batch in hand when Ctrl-C comes is not written)
     report, objs = predict(predict_cfg(tmp_path, tiny_ckpt, "images=demo", "input=hr", "tile=12"))
-    assert report.interrupted and report.stopped == "interrupted (Ctrl-C)" and not report.ok
+    assert report.interrupted and report.stopped == "interrupted (Ctrl-C or SIGTERM)" and not report.ok
     assert [p.name for p in report.written] == [objs["files"][0].name]
     assert report.not_done == [objs["files"][1]]
     assert not list((tmp_path / "out").glob(".*.tmp"))  # nothing half-written
+
+
+def test_a_rerun_removes_the_temporary_files_a_killed_run_left_and_only_those(tmp_path, tiny_ckpt):
+    out = tmp_path / "out"
+    out.mkdir()
+    ours = out / ".0000.png.k3j_9x2q.tmp"  # AtomicFile's name for 0000.png (mkstemp's 8 characters)
+    theirs = [out / ".0000.png.mine.tmp", out / ".notes.txt.abcd1234.tmp", out / "0000.png.abcd1234.tmp"]
+    for p in (ours, *theirs):
+        p.write_bytes(b"half an image")
+    report, _ = predict(predict_cfg(tmp_path, tiny_ckpt, "images=demo", "input=hr"))
+    assert report.ok and not ours.exists() and all(p.exists() for p in theirs)

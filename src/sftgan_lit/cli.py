@@ -216,11 +216,21 @@ def predict_main() -> None:
 
     @_hydra_main("sftgan-predict", "predict")
     def _main(cfg) -> None:
+        import signal
+
+        received = []
+
+        def terminate(signum, _frame):  # SIGTERM stops like Ctrl-C: temporary files removed, summary printed
+            received.append(signum)
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, terminate)
         try:
             report, _ = _setup_errors_exit("sftgan-predict", predict, cfg)
         except KeyboardInterrupt:  # before the first image: nothing was written
-            print("sftgan-predict: interrupted (Ctrl-C) before any output was written", file=sys.stderr)
-            sys.exit(130)
+            print("sftgan-predict: interrupted before any output was written", file=sys.stderr)
+            sys.exit(128 + signal.SIGTERM if received else 130)
+        code = 128 + signal.SIGTERM if received else 130
         print(
             f"sftgan-predict: {len(report.written)} written to {cfg.out}, {len(report.exists)} already there, "
             f"{len(report.failures)} failed, {len(report.skipped)} skipped (no image read here), "
@@ -237,7 +247,7 @@ def predict_main() -> None:
                 file=sys.stderr,
             )
         if report.interrupted:
-            sys.exit(130)
+            sys.exit(code)
         if not report.ok:
             sys.exit(1)
 

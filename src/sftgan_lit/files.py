@@ -3,8 +3,28 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files an ``AtomicFile`` for ``path`` left behind when its process was killed
+    (``.NAME.<mkstemp's 8 characters>.tmp`` beside it: this package's own names only, nothing else);
+    returns those removed."""
+    path = Path(path)
+    own = re.compile(rf"^\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp$")
+    removed = []
+    if path.parent.is_dir():
+        for p in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+            if own.match(p.name) and p.is_file():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 class AtomicFile:

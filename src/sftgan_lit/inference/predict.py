@@ -27,6 +27,7 @@ from ..config import ConfigError, PredictSchema
 from ..config import options as typed_options
 from ..data.io import PngStripWriter, write_png
 from ..data.picture import PictureFormat, write_picture
+from ..files import remove_stale_temporaries
 from ..imresize import imresize
 from ..models import ConditionedGenerator, interpolate_generators
 from ..priors import Prior, PriorEdits, PriorError, PriorMap, SegmentOptions
@@ -389,6 +390,10 @@ def predict_files(
     start = time.perf_counter()
     destinations = output_paths(files, out, options.save_prior)
     out.mkdir(parents=True, exist_ok=True)
+    for dst in destinations.values():  # what a killed earlier run left half-written (this package's names only)
+        for target in (dst, dst.with_name(dst.stem + "_prior.png")):
+            for stale in remove_stale_temporaries(target):
+                log.info("removed %s, left by an interrupted run", stale)
     run = Predictor(generator, prior, options, runner, blend)
     report = run.report
     try:
@@ -412,9 +417,9 @@ def predict_files(
                 continue
             run.add(Pending(src, dst, item.lr, pm, how, item.alpha, item.format))
         run.flush()
-    except KeyboardInterrupt:  # Ctrl-C: what is on disk is whole (atomic writes); say what it is and what is not
+    except KeyboardInterrupt:  # Ctrl-C (sftgan-predict turns SIGTERM into it too): what is on disk is whole (atomic writes); say what it is and what is not
         report.interrupted = True
-        report.stopped = "interrupted (Ctrl-C)"
+        report.stopped = "interrupted (Ctrl-C or SIGTERM)"
         handled = {destinations[s] for s in files} & {*report.written, *report.exists}
         report.not_done = [s for s in files if destinations[s] not in handled and str(s) not in report.failures]
     order = {src: i for i, src in enumerate(files)}
