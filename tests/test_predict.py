@@ -440,3 +440,50 @@ def test_a_rerun_removes_the_temporary_files_a_killed_run_left_and_only_those(tm
         p.write_bytes(b"half an image")
     report, _ = predict(predict_cfg(tmp_path, tiny_ckpt, "images=demo", "input=hr"))
     assert report.ok and not ours.exists() and all(p.exists() for p in theirs)
+
+
+def test_companion_images_are_read_as_what_they_mean_by_their_mode(tmp_path):
+    """A 16-bit strength map of 32768 once gave strength 0, a mask one level off the palette edited nothing,
+    and a palette PNG painted in the building colour was read as class 0."""
+    import imagecodecs
+
+    from sftgan_lit.categories import OUTDOOR_CLASSES, OUTDOOR_COLORS
+    from sftgan_lit.config import ConfigError
+    from sftgan_lit.inference.inputs import read_mask_image
+    from sftgan_lit.inference.predict import StrengthMap
+    from sftgan_lit.priors import PriorError, class_mask_from_image
+
+    def mask_of(path):
+        return class_mask_from_image(read_mask_image(path), OUTDOOR_CLASSES, OUTDOOR_COLORS, str(path))
+
+    half16 = np.full((6, 8), 32768, np.uint16)
+    (tmp_path / "s16.png").write_bytes(imagecodecs.png_encode(half16))
+    assert np.allclose(StrengthMap.read(str(tmp_path / "s16.png")).values, 32768 / 65535)
+    Image.fromarray(np.full((6, 8), 128, np.uint8)).save(tmp_path / "s8.png")
+    assert np.allclose(StrengthMap.read(str(tmp_path / "s8.png")).values, 128 / 255)
+    rgb = np.zeros((6, 8, 3), np.uint8)
+    rgb[..., 0] = 200
+    Image.fromarray(rgb).save(tmp_path / "red.png")
+    with pytest.raises(ConfigError, match=r"strength_map=.*red.png: 48 pixels are not grey"):
+        StrengthMap.read(str(tmp_path / "red.png"))
+
+    building = np.asarray(OUTDOOR_COLORS[5], np.uint8)
+    off = np.full((4, 4, 3), 255, np.uint8)  # white: keep
+    off[:2] = building + np.array([1, 0, 0], np.uint8)  # one level off the palette: still building
+    Image.fromarray(off).save(tmp_path / "off.png")
+    assert (mask_of(tmp_path / "off.png")[:2] == 5).all() and (mask_of(tmp_path / "off.png")[2:] == 255).all()
+    pal = Image.new("P", (4, 4), 1)
+    pal.putpalette([255, 255, 255, *building.tolist()] + [0] * 762)  # index 1 holds the building colour
+    pal.save(tmp_path / "palette.png")
+    assert (mask_of(tmp_path / "palette.png") == 5).all()
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[:, :2] = [*OUTDOOR_COLORS[1], 255]  # sky, opaque; the rest transparent: keep
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    assert (mask_of(tmp_path / "rgba.png")[:, :2] == 1).all() and (mask_of(tmp_path / "rgba.png")[:, 2:] == 255).all()
+    far = np.full((4, 4, 3), 255, np.uint8)
+    far[0, :3] = (0, 0, 0)
+    Image.fromarray(far).save(tmp_path / "far.png")
+    with pytest.raises(
+        PriorError, match=r"far.png: 3 painted pixels are no class colour \(e.g. rgb\(0, 0, 0\), nearest"
+    ):
+        mask_of(tmp_path / "far.png")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import ConfigError
 from ..data.io import ImageError, not_an_image, open_image, read_label_map, scan_images
 from ..data.picture import Picture, PictureFormat, read_picture
 from ..data.readers import load_prior_file
@@ -171,15 +172,42 @@ class InputReader:
 
 
 def read_mask_image(path: str | os.PathLike, max_pixels: int = 64_000_000) -> np.ndarray:
-    """A prior-edit mask file as an array: ``(H, W)`` class indices (single-channel PNG) or ``(H, W, 3)`` RGB
-    painted in the classes' colours (``priors.PriorEdits.by_name`` decodes it)."""
+    """A prior-edit mask file decoded by its mode into what it means (``priors.class_mask_from_image`` reads it):
+
+    - single-channel grey (8- or 16-bit, mode L / I;16): class indices, 255 = keep, as an integer ``(H, W)``;
+    - anything in colour (RGB, RGBA, palette, 16-bit RGB): ``(H, W, 4)`` uint8 RGBA, the palette resolved to
+      its colours and a missing alpha opaque, so the colours (and transparency = keep) decide.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"prior_mask={path}: file not found")
     img = open_image(path, max_pixels)
     try:
-        if img.mode in ("L", "P", "I", "I;16"):
+        if img.mode in ("L", "I", "I;16", "I;16B", "I;16L"):
             return np.asarray(img, dtype=np.int64)
-        return np.asarray(img.convert("RGB"))
     finally:
         img.close()
+    picture = read_picture(path, max_pixels)
+    rgb = np.round(picture.rgb * 255).astype(np.uint8)
+    alpha = np.round((picture.alpha if picture.alpha is not None else np.ones(rgb.shape[:2])) * 255).astype(np.uint8)
+    return np.concatenate([rgb, alpha[..., None]], axis=-1)
+
+
+def read_fraction_map(path: str | os.PathLike, key: str, max_pixels: int = 64_000_000) -> np.ndarray:
+    """A grey map of fractions (``strength_map=``) decoded by its precision: float32 ``(H, W)`` in [0, 1]
+    (8-bit 0..255 and 16-bit 0..65535 both span [0, 1]). A colour that is not grey, or a pixel that is not
+    opaque, is refused naming ``key``, the file and how many pixels."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{key}={path}: file not found")
+    try:
+        picture = read_picture(path, max_pixels)
+    except ImageError as err:
+        raise ConfigError(f"{key}={path}: {err}") from err
+    rgb = picture.rgb
+    coloured = int((np.ptp(rgb, axis=-1) > 0.5 / 255).sum())
+    if coloured:
+        raise ConfigError(f"{key}={path}: {coloured} pixels are not grey; the map is grey levels (0 to white)")
+    if picture.alpha is not None and (see_through := int((picture.alpha < 1).sum())):
+        raise ConfigError(f"{key}={path}: {see_through} pixels are not opaque; a map has no transparent pixels")
+    return np.ascontiguousarray(rgb[..., 0], dtype=np.float32)

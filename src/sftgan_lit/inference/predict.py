@@ -31,7 +31,7 @@ from ..files import remove_stale_temporaries
 from ..imresize import imresize
 from ..models import ConditionedGenerator, interpolate_generators
 from ..priors import Prior, PriorEdits, PriorError, PriorMap, SegmentOptions
-from .inputs import INPUT_ERRORS, InputReader, input_files, read_mask_image
+from .inputs import INPUT_ERRORS, InputReader, input_files, read_fraction_map, read_mask_image
 from .runtime import (
     choose_engine,
     generator_runner,
@@ -63,20 +63,15 @@ class PredictReport:
 
 @dataclass
 class StrengthMap:
-    """Texture strength per pixel: a grey PNG (0 = the fidelity model, 255 = the GAN model) at the LR or the
-    output size of each image it is used with."""
+    """Texture strength per pixel: a grey image (black = the fidelity model, white = the GAN model; 8- or
+    16-bit, read at its precision) at the LR or the output size of each image it is used with."""
 
-    values: np.ndarray  # uint8 (h, w)
+    values: np.ndarray  # float32 (h, w) in [0, 1]
     source: str
 
     @classmethod
     def read(cls, path: str) -> StrengthMap:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"strength_map={path}: file not found")
-        values = read_mask_image(path)
-        if values.ndim != 2:
-            raise ConfigError(f"strength_map={path}: must be a grey (single-channel) PNG, 0..255")
-        return cls(values.astype(np.uint8), f"strength_map={path}")
+        return cls(read_fraction_map(path, "strength_map"), f"strength_map={path}")
 
     def check(self, hr_size: tuple[int, int]) -> None:
         """The map fits an image of output size ``hr_size``, or a ``PriorError`` naming both sizes (that image fails)."""
@@ -89,7 +84,7 @@ class StrengthMap:
         H, W = hr_size
         k = H // self.values.shape[0]
         rows = self.values[np.arange(top, top + count) // k]
-        return (np.repeat(rows, k, axis=1) if k > 1 else rows).astype(np.float32) / 255.0
+        return np.repeat(rows, k, axis=1) if k > 1 else rows
 
 
 @dataclass

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..categories import VOID_LABEL
+from ..categories import VOID_COLOR, VOID_LABEL
 from .maps import PriorMap
 from .validation import PriorError
 
@@ -49,13 +49,24 @@ def parse_remap(spec, class_names: Sequence[str]) -> dict[int, int]:
     return mapping
 
 
+# A colour mask's pixel takes the nearest class colour when no channel is farther than this from it (the
+# anti-aliasing of a brush edge, JPEG-like rounding); farther from every class colour it is refused.
+COLOR_TOLERANCE = 32
+ALPHA_PAINTED = 128  # a pixel at least half opaque is painted, as the app's brush reads it
+
+
 def class_mask_from_image(
     image: np.ndarray, class_names: Sequence[str], colors: Sequence[Sequence[int]], source: str = "prior_mask"
 ) -> np.ndarray:
     """A decoded edit mask -> class index per pixel, 255 = keep the prior (uint8 ``(H, W)``).
 
-    ``image``: ``(H, W)`` integer class indices (255 = keep), or ``(H, W, 3)`` RGB painted with the
-    prior's class colours (any other colour = keep).
+    ``image`` (``inference.inputs.read_mask_image`` decodes a file by its mode into one of these):
+
+    - ``(H, W)`` integer class indices, 255 = keep; another value is refused;
+    - ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA painted in the prior's class colours: a pixel less than half
+      opaque, or white (the void colour), keeps the prior; any other takes the nearest class colour when
+      every channel is within ``COLOR_TOLERANCE`` of it, and is refused otherwise, naming the file, how
+      many pixels, one such colour and its nearest class.
     """
     if image.ndim == 2:
         mask = image.astype(np.int64)
@@ -65,10 +76,27 @@ def class_mask_from_image(
                 f"{source}: mask values {bad[:8].tolist()} are neither a class index < {len(class_names)} nor 255 (keep)"
             )
         return mask.astype(np.uint8)
-    rgb = image[..., :3].astype(np.int64)
+    rgb = image[..., :3].astype(np.int32)
+    painted = image[..., 3] >= ALPHA_PAINTED if image.shape[-1] == 4 else np.ones(rgb.shape[:2], bool)
+    painted &= ~(rgb == np.asarray(VOID_COLOR)).all(-1)
     mask = np.full(rgb.shape[:2], VOID_LABEL, np.uint8)
-    for i, color in enumerate(colors):
-        mask[(rgb == np.asarray(color)).all(-1)] = i
+    if not painted.any():
+        return mask
+    px = rgb[painted]
+    palette = np.asarray(colors, np.int32)
+    gap = np.abs(px[:, None, :] - palette[None]).max(-1)  # largest channel difference to each class colour
+    nearest = gap.argmin(-1)
+    far = gap[np.arange(len(px)), nearest] > COLOR_TOLERANCE
+    if far.any():
+        i = int(np.flatnonzero(far)[0])
+        colour = ", ".join(str(int(v)) for v in px[i])
+        raise PriorError(
+            f"{source}: {int(far.sum())} painted pixels are no class colour (e.g. rgb({colour}), nearest "
+            f"{class_names[nearest[i]]} rgb({', '.join(str(int(v)) for v in palette[nearest[i]])}), "
+            f"{int(gap[i, nearest[i]])} levels off; within {COLOR_TOLERANCE} counts); paint with the class colours, "
+            "and white or transparent where the prior is kept"
+        )
+    mask[painted] = nearest
     return mask
 
 
