@@ -3,9 +3,13 @@ and the page itself in headless Chromium (Debian's package, driven by Playwright
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -391,3 +395,38 @@ def test_a_port_in_use_a_bad_host_or_auth_exit_2_with_one_line(capsys):
         app_main(["--host", "0.0.0.0", "--port", "0", "--checkpoint", "missing.pth"])
     assert stop.value.code == 2
     assert "--host=0.0.0.0 serves the page to other machines without a login" in capsys.readouterr().err
+
+
+def test_the_file_route_serves_this_apps_outputs_and_nothing_else(models, tmp_path, monkeypatch):
+    """Gradio once served every file under its shared cache folder (other runs' results, files other programs
+    drop there) with status 200; now its cache is the app's own folder, which goes at exit."""
+    import urllib.error
+    import urllib.request
+
+    pytest.importorskip("gradio")
+    from sftgan_lit.app.ui import serve
+
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    shared = Path(tempfile.gettempdir()) / "gradio"  # Gradio's default cache folder
+    shared.mkdir(exist_ok=True)
+    planted = shared / f"planted-{uuid.uuid4().hex}.txt"
+    planted.write_text("another program's file")
+    app = PainterApp(models, max_sessions=2)
+    demo, url = serve(app, port=0, block=False)
+    try:
+
+        def status(path) -> int:
+            try:
+                return urllib.request.urlopen(f"{url}gradio_api/file={path}", timeout=30).status
+            except urllib.error.HTTPError as err:
+                return err.code
+
+        assert status(planted) == 403
+        own = Path(os.environ["GRADIO_TEMP_DIR"])
+        assert own.is_relative_to(app.downloads)
+        own.mkdir(parents=True, exist_ok=True)
+        (own / "ours.txt").write_text("this app's")
+        assert status(own / "ours.txt") == 200
+    finally:
+        demo.close()
+        planted.unlink()

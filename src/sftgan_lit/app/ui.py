@@ -10,6 +10,9 @@ region), and the result beside bicubic in a before/after slider, with the SR PNG
 
 from __future__ import annotations
 
+import atexit
+import os
+
 import html
 import logging
 import shutil
@@ -75,6 +78,8 @@ class PainterApp:
         self.models = models
         self.scenes = demo_scenes(models, demo_split)
         self.downloads = Path(tempfile.mkdtemp(prefix="sftgan-app-"))
+        # the app's files, Gradio's copies of them included, live here and nowhere else, and go at exit
+        atexit.register(shutil.rmtree, self.downloads, True)
         # a dropped session's download folder goes with it: disk, like memory, holds max_sessions sessions
         self.store = SessionStore(max_sessions, on_evict=lambda key: shutil.rmtree(self.downloads / key, True))
 
@@ -186,6 +191,10 @@ class PainterApp:
     def blocks(self):
         import gradio as gr
 
+        # Gradio serves every file under its cache folder: a private one inside the app's folder, so the file
+        # route reaches this app's outputs only, not the shared default (/tmp/gradio: other runs' and programs'
+        # files). Read when the page is built and when it is served, hence an environment variable.
+        os.environ["GRADIO_TEMP_DIR"] = str(self.downloads / "gradio")
         m = self.models
         strength_on = m.fidelity is not None
         with gr.Blocks(title="sftgan_lit: paint the prior") as demo:
