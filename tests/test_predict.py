@@ -487,3 +487,15 @@ def test_companion_images_are_read_as_what_they_mean_by_their_mode(tmp_path):
         PriorError, match=r"far.png: 3 painted pixels are no class colour \(e.g. rgb\(0, 0, 0\), nearest"
     ):
         mask_of(tmp_path / "far.png")
+
+
+def test_a_refused_run_leaves_no_log_in_the_folder_it_was_refused_for(tmp_path):
+    """A refused run once wrote predict.log into out= (the input folder itself when out= pointed there)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(src / "a.png")
+    (src / "predict.log").write_text("an earlier run's log\n")
+    run = run_script(tmp_path, "predict.py", f"images={src}", f"out={src}", "checkpoint=missing.pth")
+    assert run.returncode == 2 and "checkpoint=missing.pth: file not found" in run.stderr
+    assert sorted(p.name for p in src.iterdir()) == ["a.png", "predict.log"]
+    assert (src / "predict.log").read_text() == "an earlier run's log\n"

@@ -71,7 +71,38 @@ def composition_check(prog: str, config_name: str, argv: list[str]) -> None:
         print(f"{prog}: {composition_error(err)}", file=sys.stderr)
         sys.exit(2)
     if isinstance(cfg.get("out"), str):  # predict / eval: their outputs and log go there (hydra.run.dir: ${out})
+        from pathlib import Path
+
+        out = Path(cfg.out).expanduser()
+        log = out / f"{config_name}.log"
+        _RUN_LOG.update(path=log, size=log.stat().st_size if log.is_file() else None, made_dir=not out.exists())
         _exit_2_if(prog, folder_problem("out", cfg.out))
+
+
+# The log file Hydra opens in a predict / eval run's out folder, as it was before the run: a run refused for
+# its configuration takes its lines back out (or the file, or the folder it made), so that a refused run
+# leaves nothing in a folder it was refused for (out= may be the input folder).
+_RUN_LOG: dict = {}
+
+
+def _undo_run_log() -> None:
+    import logging
+
+    path = _RUN_LOG.get("path")
+    if path is None:
+        return
+    for logger in (logging.getLogger(), *(logging.getLogger(n) for n in logging.root.manager.loggerDict)):
+        for handler in list(getattr(logger, "handlers", [])):
+            if isinstance(handler, logging.FileHandler) and handler.baseFilename == str(path.resolve()):
+                logger.removeHandler(handler)
+                handler.close()
+    if _RUN_LOG["size"] is None:
+        path.unlink(missing_ok=True)
+        if _RUN_LOG["made_dir"] and path.parent.is_dir() and not any(path.parent.iterdir()):
+            path.parent.rmdir()
+    elif path.is_file():
+        with open(path, "r+b") as f:
+            f.truncate(_RUN_LOG["size"])
 
 
 def _exit_2_if(prog: str, message: str | None) -> None:
@@ -143,6 +174,7 @@ def _setup_errors_exit(prog: str, fn, *args):
             sys.exit(1)
         if message is None:
             raise
+        _undo_run_log()
         print(f"{prog}: {message}", file=sys.stderr)
         sys.exit(2)
 

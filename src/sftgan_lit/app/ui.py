@@ -11,10 +11,9 @@ region), and the result beside bicubic in a before/after slider, with the SR PNG
 from __future__ import annotations
 
 import atexit
-import os
-
 import html
 import logging
+import os
 import shutil
 import tempfile
 import uuid
