@@ -234,3 +234,16 @@ def test_a_full_disk_stops_prepare_resumably(tmp_path, monkeypatch):
     again = prepare(folder_items(images, labels), tmp_path / "store", LabelPrior(), min_size=32, progress=False)
     assert again.ok and again.total == 4
     assert [e.file for e in Store(tmp_path / "store").entries] == ["000.png", "001.png", "002.png", "003.png"]
+
+
+def test_every_entry_of_a_training_folder_is_prepared_or_reported(tmp_path):
+    """A subfolder, another file type and a broken link in a training folder were once left out without a word."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(images / "a.png")
+    (images / "notes.txt").write_text("not an image")
+    (images / "more").mkdir()
+    (images / "gone.png").symlink_to(tmp_path / "missing.png")
+    report = prepare(folder_items(images), tmp_path / "s", LabelPrior(), min_size=32, progress=False)
+    assert report.written == 1 and set(report.failures) == {"notes.txt", "more", "gone.png"}
+    assert "a broken link" in report.failures["gone.png"] and "not an image type" in report.failures["notes.txt"]

@@ -246,9 +246,12 @@ class SFTGANDataModule(L.LightningDataModule):
         items = source.items(self.prior.class_names)
         if split not in ("train", "val") or not self._holdout():
             return items
-        # the same (name-ordered) listing for both; each keeps its side of the deterministic holdout
-        held = set(holdout_indices(len(items), self.val_holdout))
-        return [item for i, item in enumerate(items) if (i in held) == (split == "val")]
+        # the same (name-ordered) listing for both; each keeps its side of the deterministic holdout, which is
+        # drawn among the images (the folder's other entries are reported with the training split)
+        images = [item for item in items if not item.stray]
+        held = set(holdout_indices(len(images), self.val_holdout))
+        kept = [item for i, item in enumerate(images) if (i in held) == (split == "val")]
+        return kept + ([item for item in items if item.stray] if split == "train" else [])
 
     def _usable(self, split: str, background: bool = False) -> list[SourceItem]:
         """What a split reads from files: images missing a partner file are named in the log and left out

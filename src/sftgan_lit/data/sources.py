@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .io import list_images
+from .io import scan_images
 
 PRIOR_SUFFIXES = (".npy", ".pt", ".pth")
 
@@ -32,6 +32,7 @@ class SourceItem:
     category: int = -1  # image-level category when the layout defines one (OST folders, background)
     lr: Path | None = None  # given LR (paired layout)
     missing: str | None = None  # why it cannot be read (a partner file not found): reported when it is read
+    stray: bool = False  # an entry of the folder that is no image (a subfolder, another type): reported, not an image
 
 
 def usable_items(items: Sequence[SourceItem], where: str) -> list[SourceItem]:
@@ -65,10 +66,14 @@ def folder_items(
     category: int = -1,
 ) -> list[SourceItem]:
     """Layout (b): every image in ``images`` with its label map / prior file from the parallel folders
-    (an image whose partner is missing carries the reason in ``missing``)."""
+    (an image whose partner is missing carries the reason in ``missing``, and so does every other entry of the
+    folder: a subfolder, a broken link, another file type, each reported by name where the items are used)."""
     images = Path(images)
+    files, skipped = scan_images(images)
+    if not files:
+        raise FileNotFoundError(f"no images in {images}")
     items = []
-    for path in list_images(images):
+    for path in files:
         label_path, no_labels = (
             _partner(Path(labels), path.stem, (".png",), "label map", path) if labels else (None, None)
         )
@@ -85,9 +90,11 @@ def folder_items(
                 missing=no_labels or no_prior,
             )
         )
-    if not items:
-        raise FileNotFoundError(f"no images in {images}")
-    return items
+    strays = [
+        SourceItem(Path(p), Path(p).name, category=category, missing=f"{p}: {why}", stray=True)
+        for p, why in skipped.items()
+    ]
+    return items + strays
 
 
 def ost_items(
@@ -98,6 +105,7 @@ def ost_items(
     if not root.is_dir():
         raise FileNotFoundError(f"OST root not found: {root}")
     folders = sorted(p for p in root.iterdir() if p.is_dir())
+    strays = [p for p in sorted(root.iterdir()) if not p.is_dir()]  # reported with the items, never left out
     unknown = [p.name for p in folders if p.name not in class_names]
     if unknown:
         raise ValueError(
@@ -109,11 +117,30 @@ def ost_items(
         label_dir = Path(labels) / folder.name if labels else None
         for item in folder_items(folder, labels=label_dir, category=cat):
             items.append(
-                SourceItem(item.image, f"{folder.name}/{item.name}", item.labels, None, cat, missing=item.missing)
+                SourceItem(
+                    item.image,
+                    f"{folder.name}/{item.name}",
+                    item.labels,
+                    None,
+                    cat,
+                    missing=item.missing,
+                    stray=item.stray,
+                )
             )
     if not items:
         raise FileNotFoundError(f"no images in the class folders of {root}")
-    return items
+    return items + [
+        SourceItem(
+            p,
+            p.name,
+            None,
+            None,
+            0,
+            missing=f"{p}: not a class folder (the OST layout is ROOT/<class>/*.png)",
+            stray=True,
+        )
+        for p in strays
+    ]
 
 
 def paired_items(
@@ -129,6 +156,15 @@ def paired_items(
     for item in folder_items(hr, labels=labels, priors=priors):
         lr_path, no_lr = _partner(Path(lr), item.image.stem + lr_suffix, (item.image.suffix, ".png"), "LR", item.image)
         items.append(
-            SourceItem(item.image, item.name, item.labels, item.prior, item.category, lr_path, item.missing or no_lr)
+            SourceItem(
+                item.image,
+                item.name,
+                item.labels,
+                item.prior,
+                item.category,
+                lr_path,
+                item.missing or no_lr,
+                item.stray,
+            )
         )
     return items
