@@ -56,7 +56,7 @@ def composition_check(prog: str, config_name: str, argv: list[str]) -> None:
     Command lines with Hydra's own options (``-m``, ``--config-dir``, ``hydra.*``) are left to Hydra: they
     can change the search path or sweep, which a plain compose does not see."""
     for arg in argv:  # the folder Hydra will write into, given on the command line
-        if arg.startswith("hydra.run.dir=") and "${" not in arg:
+        if arg.startswith("hydra.run.dir=") and "${" not in arg and "://" not in arg:
             _exit_2_if(prog, folder_problem("hydra.run.dir", arg.split("=", 1)[1]))
     if any(arg.startswith("-") or arg.lstrip("+~").startswith("hydra.") for arg in argv):
         return
@@ -70,7 +70,7 @@ def composition_check(prog: str, config_name: str, argv: list[str]) -> None:
     except (HydraException, OmegaConfBaseException) as err:
         print(f"{prog}: {composition_error(err)}", file=sys.stderr)
         sys.exit(2)
-    if isinstance(cfg.get("out"), str):  # predict / eval: their outputs and log go there (hydra.run.dir: ${out})
+    if config_name in ("predict", "eval") and isinstance(cfg.get("out"), str):  # outputs and log (hydra.run.dir)
         from pathlib import Path
 
         out = Path(cfg.out).expanduser()
