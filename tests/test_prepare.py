@@ -14,7 +14,7 @@ from PIL import Image
 from sftgan_lit.data import ImageError, Store, folder_items, prepare, read_image
 from sftgan_lit.priors import LabelPrior
 
-from helpers import write_folder
+from helpers import compose, write_folder
 
 
 def _bad_folder(root):
@@ -247,3 +247,15 @@ def test_every_entry_of_a_training_folder_is_prepared_or_reported(tmp_path):
     report = prepare(folder_items(images), tmp_path / "s", LabelPrior(), min_size=32, progress=False)
     assert report.written == 1 and set(report.failures) == {"notes.txt", "more", "gone.png"}
     assert "a broken link" in report.failures["gone.png"] and "not an image type" in report.failures["notes.txt"]
+
+
+def test_an_out_that_is_a_file_is_a_configuration_error_naming_it(tmp_path):
+    """It once ended as an operating-system error (exit 1, "File exists") after the inputs were listed."""
+    from sftgan_lit.config import ConfigError
+    from sftgan_lit.data.prepare import prepare_from_config
+
+    images, _ = write_folder(tmp_path / "a", 1)
+    (tmp_path / "taken").write_text("a file")
+    cfg = compose([f"input.images={images}", "input.layout=folder", f"out={tmp_path / 'taken'}"], "prepare")
+    with pytest.raises(ConfigError, match=r"out=.*taken: must be a folder \(an existing file is there\)"):
+        prepare_from_config(cfg)

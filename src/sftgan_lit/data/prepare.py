@@ -191,6 +191,9 @@ def prepare_from_config(cfg) -> int:
         require(cfg.staging or not is_url(cfg.out), "staging", cfg.staging, "a local folder when out is a URL")
         store = cfg.staging or f"{cfg.out}-mmap"
         require_int("workers", cfg.workers, 1)
+    local = Path(store)
+    key = "out" if store == cfg.out else "staging"
+    require(not local.exists() or local.is_dir(), key, store, "a folder (an existing file is there)")
     items = spec.items(prior.class_names, background=cfg.background)
     report = prepare(
         items,
