@@ -248,3 +248,29 @@ def test_streaming_triplets_refuse_a_map_style_reader(tmp_path):
     dm = tiny_demo_datamodule(tmp_path, epoch_length=None)
     with pytest.raises(ValueError, match="over a StreamReader"):
         StreamingTriplets(dm.datasets["train"], seed=0)
+
+
+def test_a_worker_that_finds_the_shared_cache_before_its_index_waits_for_it(tmp_path, monkeypatch):
+    """Workers opening one remote stream share its cache folder; one found the folder made and its index.json
+    not yet downloaded by another, and the epoch failed in CI. It waits for the index now; other errors stand."""
+    import sftgan_lit.data.streaming as streaming
+
+    dm = tiny_demo_datamodule(tmp_path)
+    stream = tmp_path / "s"
+    write_stream(dm._store_dir("train"), str(stream))
+    reader = StreamReader(str(stream), num_classes=8)
+    real, calls = streaming.StreamingDataset, []
+
+    def racing(*args, **kwargs):
+        calls.append(args)
+        if len(calls) < 3:
+            raise ValueError(f"The provided dataset `{stream}/x` doesn't contain any index.json file.")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(streaming, "StreamingDataset", racing)
+    monkeypatch.setattr(streaming.time, "sleep", lambda s: None)
+    assert reader.load(0)[0].ndim == 3 and len(calls) == 3
+    monkeypatch.setattr(streaming, "StreamingDataset", lambda *a, **k: (_ for _ in ()).throw(ValueError("other")))
+    reader._dataset = None
+    with pytest.raises(ValueError, match="other"):
+        reader.load(0)

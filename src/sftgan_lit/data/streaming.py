@@ -32,6 +32,7 @@ import logging
 import multiprocessing
 import os
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -241,9 +242,19 @@ class StreamReader:
 
     def _stream(self) -> StreamingDataset:
         if self._dataset is None or self._pid != os.getpid():
-            self._dataset = StreamingDataset(
-                self.location, cache_dir=self.cache_dir, storage_options=self.storage_options
-            )
+            for attempt in range(6):
+                try:
+                    self._dataset = StreamingDataset(
+                        self.location, cache_dir=self.cache_dir, storage_options=self.storage_options
+                    )
+                    break
+                except ValueError as err:
+                    # Workers opening one remote stream share its cache folder: one may find the folder made
+                    # and its index.json not yet downloaded by another (LitData writes it in place). It is
+                    # there a moment later; any other error, or a sixth miss, is the stream's own.
+                    if "index.json" not in str(err) or attempt == 5:
+                        raise
+                    time.sleep(0.1 * 2**attempt)
             self._pid = os.getpid()
         return self._dataset
 
