@@ -122,10 +122,16 @@ def tiny_generator(seed: int = 0, blocks: int = 3, **kw) -> SFTGenerator:
     g = SFTGenerator(
         num_features=8, num_blocks=blocks, cond_channels=4, cond_hidden_channels=8, sft_hidden_channels=4, **kw
     )
-    with torch.no_grad():
-        for p in g.parameters():  # variance-preserving scale: outputs stay O(1), so 1e-4 means something
-            p.copy_(torch.randn_like(p) * (p[0].numel() ** -0.5 if p.dim() > 1 else 0.05))
-    return g.eval()
+    return randomize_(g)
+
+
+@torch.no_grad()
+def randomize_(net: torch.nn.Module, vector_std: float = 0.05) -> torch.nn.Module:
+    """Every weight of ``net`` random from the current torch seed, at a variance-preserving scale (outputs stay
+    O(1), so 1e-4 means something); biases and other vectors (PReLU slopes) at ``vector_std``. Eval mode."""
+    for p in net.parameters():
+        p.copy_(torch.randn_like(p) * (p[0].numel() ** -0.5 if p.dim() > 1 else vector_std))
+    return net.eval()
 
 
 def tiny_demo_datamodule(store_root, **kwargs):

@@ -31,6 +31,7 @@ from sftgan_lit.models import (
 from sftgan_lit.priors import DenseProbs
 from sftgan_lit.state_dict import CheckpointError
 
+from helpers import randomize_
 from reference_nets import RefRRDBNet, RefSRVGGNetCompact
 
 SMALL_COND = {"num_classes": 3, "cond_channels": 4, "cond_hidden_channels": 8, "sft_hidden_channels": 4}
@@ -55,10 +56,7 @@ def source(backbone: str, scale: int, seed: int = 0) -> nn.Module:
         if backbone == "rrdb"
         else RefSRVGGNetCompact(num_feat=8, num_conv=3, upscale=scale)
     )
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn_like(p) * (p[0].numel() ** -0.5 if p.dim() > 1 else 0.1))
-    return net.eval()
+    return randomize_(net, 0.1)
 
 
 def probs(n: int, classes: int, h: int, w: int, seed: int) -> torch.Tensor:
@@ -210,10 +208,7 @@ def test_exports_round_trip_and_placement_is_read_from_the_tensors(tmp_path, bac
 def tiny_random(g: ConditionedGenerator, seed: int = 0) -> ConditionedGenerator:
     """All weights random (not the near-identity init), so the prior and every layer matter."""
     torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in g.parameters():
-            p.copy_(torch.randn_like(p) * (p[0].numel() ** -0.5 if p.dim() > 1 else 0.1))
-    return g.eval()
+    return randomize_(g, 0.1)
 
 
 @pytest.mark.parametrize(("backbone", "scale", "size"), [("rrdb", 2, (104, 97)), ("compact", 3, (37, 29))])

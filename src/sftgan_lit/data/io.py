@@ -182,11 +182,6 @@ def write_png(path: str | os.PathLike, array: np.ndarray, compress_level: int = 
     atomic_write_bytes(path, buf.getvalue())
 
 
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly in ``folder`` (sorted); a missing folder is an error naming it."""
-    return scan_images(folder)[0]
-
-
 def scan_images(folder: str | os.PathLike) -> tuple[list[Path], dict[str, str]]:
     """``(image files directly in folder, sorted; every other entry -> why it is not one of them)``: a
     subfolder, a broken link, a file of another type. A missing folder is an error naming it."""

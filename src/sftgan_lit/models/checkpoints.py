@@ -86,6 +86,22 @@ def check_class_names(names, count: int, source: str) -> None:
         )
 
 
+def network_facts(generator: ConditionedGenerator) -> dict:
+    """What a record states about the computation: architecture, variant, scale, channels, classes and
+    conditioning (written by ``generator_record``, checked on load by ``check_record``)."""
+    cfg = generator.config
+    arch = architecture_of(generator).name
+    return {
+        "architecture": arch,
+        "variant": variant_of(generator.config_dict(), arch),
+        "scale": cfg.scale,
+        "input_channels": cfg.in_channels,
+        "output_channels": cfg.out_channels,
+        "num_classes": cfg.num_classes,
+        "conditioning": str(cfg.conditioning),
+    }
+
+
 def generator_record(
     generator: ConditionedGenerator,
     class_names: Iterable[str] | None = None,
@@ -94,16 +110,9 @@ def generator_record(
 ) -> dict:
     """What a generator export records about itself (``RECORD_KEY``; the safetensors header)."""
     cfg = generator.config
-    arch = architecture_of(generator).name
     record = {
         "kind": "generator",
-        "architecture": arch,
-        "variant": variant_of(generator.config_dict(), arch),
-        "scale": cfg.scale,
-        "input_channels": cfg.in_channels,
-        "output_channels": cfg.out_channels,
-        "num_classes": cfg.num_classes,
-        "conditioning": str(cfg.conditioning),
+        **network_facts(generator),
         "class_names": [str(c) for c in class_names] if class_names is not None else None,
         "colors": [[int(v) for v in c] for c in colors] if colors is not None else None,
         "package_version": package_version(),
@@ -166,17 +175,7 @@ def check_record(record: Mapping, generator: ConditionedGenerator, source: str) 
     """Every fact a file's record states about the computation (architecture, variant, scale, channels, classes,
     conditioning) equals what the network built from its config and tensors does; a ``CheckpointError``
     naming each disagreement otherwise (an edited or damaged header would load another network silently)."""
-    cfg = generator.config
-    arch = architecture_of(generator).name
-    actual = {
-        "architecture": arch,
-        "variant": variant_of(generator.config_dict(), arch),
-        "scale": cfg.scale,
-        "input_channels": cfg.in_channels,
-        "output_channels": cfg.out_channels,
-        "num_classes": cfg.num_classes,
-        "conditioning": str(cfg.conditioning),
-    }
+    actual = network_facts(generator)
     differ = [f"{k}: record {record[k]!r}, network {v!r}" for k, v in actual.items() if k in record and record[k] != v]
     if differ:
         raise CheckpointError(

@@ -373,9 +373,9 @@ def infer_segmenter(sd: Mapping[str, torch.Tensor], scale: int = 4, source: str 
 
 @dataclass(frozen=True)
 class Architecture:
-    """A generator architecture: what builds it, its arguments, its released variants, and how its
-    arguments are read from a state dict alone (``infer``: raises ``CheckpointError`` when the tensors are
-    not this architecture)."""
+    """A generator architecture: what builds it, its arguments, and how its arguments are read from a state
+    dict alone (``infer``: raises ``CheckpointError`` when the tensors are not this architecture); its
+    released variants are the ``GENERATOR_VARIANTS`` entries that name it."""
 
     name: str
     network: type[ConditionedGenerator]
@@ -386,10 +386,6 @@ class Architecture:
     convert: Callable[[Mapping[str, torch.Tensor], str], dict] = lambda sd, source="": dict(sd)
     # the sizes that model cards and spandrel's tags show, from a config (e.g. ["64nf", "23nb", "32gc"])
     tags: Callable[[object], list[str]] = lambda cfg: []
-
-    @property
-    def variants(self) -> dict[str, GeneratorVariant]:
-        return {n: v for n, v in GENERATOR_VARIANTS.items() if v.architecture == self.name}
 
 
 ARCHITECTURES: dict[str, Architecture] = {
