@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test docs format bench ablation ablation_rrdb demo_x2 pipeline strength real app screenshot notebook clean
+.PHONY: install test docs format bench ablation ablation_rrdb degradation_prior demo_x2 pipeline strength real app screenshot notebook clean
 
 install: $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip >/dev/null
@@ -49,6 +49,11 @@ ablation:
 # the prior ablation on SFT-RRDBNet at demo size (sft vs none vs uniform prior; docs/backbones.md)
 ablation_rrdb:
 	$(BIN)/python -m sftgan_lit.experiments.prior_ablation --out outputs/ablation_rrdb --no-gan --variants sft,none,sft_uniform model=sft_rrdb model.generator.num_blocks=2 model.generator.num_grow_ch=16
+
+# continuous prior channels: SFT on [classes, degradation maps] vs classes vs none on degraded LRs, the denoise
+# control, the swap test and the blind estimator (docs/priors.md)
+degradation_prior:
+	$(BIN)/python -m sftgan_lit.experiments.degradation_prior --out outputs/degradation_prior
 
 # the demo recipe at x2 on SFT-RRDBNet (pixel-unshuffled input, as RealESRGAN_x2plus), with its report
 demo_x2:

@@ -198,7 +198,7 @@ def test_without_a_fidelity_model_the_strength_is_fixed(model_files, tmp_path):
 
 def _upload(app, path, mode="LR (super-resolve as is)", key=None):
     out = app.upload(str(path), mode, key)
-    return out[0], out[5]
+    return out[0], out[6]
 
 
 def test_bad_uploads_are_refused_in_the_page(app, tmp_path):
@@ -221,7 +221,7 @@ def test_bad_uploads_are_refused_in_the_page(app, tmp_path):
     key, message = _upload(app, tmp_path / "ok.png", "HR (downscale x4 first)")
     assert "75x75 LR" in message and key
     out = app.upload(str(tmp_path / "ok.png"), "HR (downscale x4 first)", key)
-    assert out[6].endswith("ok_sr.png") and out[7].endswith("ok_prior.png")  # downloads named after the upload
+    assert out[7].endswith("ok_sr.png") and out[8].endswith("ok_prior.png")  # downloads named after the upload
 
 
 def test_rgba_and_16_bit_grey_uploads_keep_their_alpha_and_greyness_in_the_download(app, tmp_path):
@@ -230,14 +230,14 @@ def test_rgba_and_16_bit_grey_uploads_keep_their_alpha_and_greyness_in_the_downl
     Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
     Image.fromarray(rng.integers(0, 65536, (12, 14)).astype(np.uint16)).save(tmp_path / "deep.png")
     out = app.upload(str(tmp_path / "rgba.png"), "LR (super-resolve as is)", None)
-    assert not out[5].startswith("**Refused:**")
-    download = np.asarray(Image.open(out[6]))
+    assert not out[6].startswith("**Refused:**")
+    download = np.asarray(Image.open(out[7]))
     assert download.shape == (48, 56, 4)
     up = imresize(torch.from_numpy(rgba[..., 3]).float()[None, None] / 255, 4).clamp(0, 1)[0, 0].numpy()
     assert np.array_equal(download[..., 3], np.round(up * 255).astype(np.uint8))
-    assert np.array_equal(download[..., :3], out[4][1])  # the colour is what the page shows
+    assert np.array_equal(download[..., :3], out[5][1])  # the colour is what the page shows
     out = app.upload(str(tmp_path / "deep.png"), "LR (super-resolve as is)", None)
-    assert Image.open(out[6]).mode == "L"
+    assert Image.open(out[7]).mode == "L"
 
 
 def test_sessions_are_separate_and_bounded(app):
@@ -257,7 +257,7 @@ def test_sessions_are_separate_and_bounded(app):
     assert not (app.downloads / key_a).exists() and (app.downloads / key_b).is_dir()  # its files went with it
     editor = {"background": a[1]["background"], "layers": [], "composite": None}
     assert "no image in this session" in app.run(key_a, editor, None, 1.0)[1]
-    assert "unknown demo scene" in app.pick_demo("nope", None)[5]
+    assert "unknown demo scene" in app.pick_demo("nope", None)[6]
 
 
 def test_session_store_rejects_a_bad_capacity():
@@ -292,9 +292,11 @@ def test_models_with_unknown_classes_are_refused(tmp_path):
 
 
 @pytest.mark.browser
-def test_paint_run_and_a_second_user_in_headless_chromium(models, tmp_path):
+def test_paint_run_and_a_second_user_in_headless_chromium(noise_models, tmp_path):
     """Pick a demo scene, paint a rectangle as another class, run: the output changes inside the painted
-    area and not beyond the receptive field; a second browser context sees its own image."""
+    area and not beyond the receptive field; the same with the noise brush (a model that reads a noise
+    level); a second browser context sees its own image."""
+    models = noise_models
     from playwright.sync_api import sync_playwright
 
     from sftgan_lit.app import browser
@@ -323,7 +325,8 @@ def test_paint_run_and_a_second_user_in_headless_chromium(models, tmp_path):
             assert painted.sum() > 200, "the brush strokes did not reach the prior"
             assert (prior1[painted] == building).all()  # the stroke's class, edges included
             ys, xs = np.nonzero(painted)
-            changed = (sr0 != sr1).any(-1)
+            # more than one level: a recomputed window may round a value on an 8-bit boundary the other way
+            changed = (np.abs(sr0.astype(int) - sr1) > 1).any(-1)
             # (a tiny random model clips many pixels to 0 or 255, where a new class changes nothing)
             assert changed[painted].mean() > 0.25, "the output did not change where the prior was painted"
             session = next(iter(app.store._items.values()))[0]
@@ -335,6 +338,28 @@ def test_paint_run_and_a_second_user_in_headless_chromium(models, tmp_path):
             assert not changed[~near].any(), "pixels beyond the receptive field changed"
             assert (~near).sum() > 0.2 * near.size  # the check covers a real part of the image
             assert "% of the image" in status
+
+            # the noise brush: white is the noise channel's top (50 levels) in the painted region only
+            first.get_by_role("tab", name="Paint noise level").click()
+            first.locator("#noise-editor canvas").first.wait_for(state="visible")
+            first.wait_for_timeout(500)  # the tab's editor lays out its canvas once shown
+            browser.paint_rectangle(first, (255, 255, 255), (-0.04, 0.04), (-0.08, 0.08), editor_id="noise-editor")
+            first.wait_for_timeout(1000)  # the editor hands its new layer to the page after the last stroke
+            first.locator("#run").click()
+            assert "recomputed" in browser.wait_status(first, "% of the image): ")  # the noise paint is in
+            sr2 = browser.download(first, "download-sr", tmp_path)
+            noisy = ~np.isnan(session.noise_paint)
+            assert noisy.sum() > 200 and np.all(session.noise_paint[noisy] == 50)
+            # more than one level: a recomputed window may round a value on an 8-bit boundary the other way
+            moved = (np.abs(sr2.astype(int) - sr1) > 1).any(-1)
+            assert moved[noisy].mean() > 0.25, "the output did not change where the noise level was painted"
+            ys, xs = np.nonzero(noisy)
+            near = np.zeros_like(noisy)
+            near[max(0, ys.min() - reach) : ys.max() + 1 + reach, max(0, xs.min() - reach) : xs.max() + 1 + reach] = (
+                True
+            )
+            assert not moved[~near].any(), "pixels beyond the receptive field changed"
+            sr1 = sr2
 
             second = chromium.new_context(viewport={"width": 1400, "height": 1000}).new_page()
             second.goto(url)
@@ -430,3 +455,51 @@ def test_the_file_route_serves_this_apps_outputs_and_nothing_else(models, tmp_pa
     finally:
         demo.close()
         planted.unlink()
+
+
+# --------------------------------------------------------------------------- the noise level (continuous prior channel)
+
+
+@pytest.fixture(scope="module")
+def noise_models(tmp_path_factory):
+    """A tiny generator that reads the classes and the degradation channels (prior=[labels,degradation])."""
+    from sftgan_lit.priors import LabelPrior
+
+    prior = LabelPrior(continuous=["noise_sigma", "blur_sigma", "jpeg_quality"])
+    path = tmp_path_factory.mktemp("noise_app") / "generator.pth"
+    g = tiny_generator(blocks=2, num_continuous=3)
+    export_generator(g, path, prior.class_names, prior.colors, continuous=[c.record() for c in prior.continuous])
+    return load_models(str(path))
+
+
+def noise_layer(size, fraction: float, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    layer = np.zeros((*size, 4), np.uint8)
+    layer[y0:y1, x0:x1, :3] = round(fraction * 255)
+    layer[y0:y1, x0:x1, 3] = 255
+    return layer
+
+
+def test_the_noise_slider_and_brush_reach_the_generator_incrementally(noise_models, models):
+    session = PaintSession(noise_models, scene(3))
+    clean = session.run().copy()
+    session.set_noise(20)
+    slid = session.run().copy()
+    assert session.last["full"] is False and np.abs(slid.astype(int) - clean).max() > 2
+    prior = session.prior()
+    assert prior.shape[1] == 8 + 3 and torch.allclose(prior[0, 8], torch.full((96, 80), 20 / 50))
+    assert torch.allclose(prior[0, 10], torch.ones(96, 80))  # jpeg_quality at its default, 100 of [0, 100]
+    session.set_noise_layer(noise_layer((96, 80), 0.6, 8, 40, 8, 40))  # 30 levels painted
+    painted = session.run()
+    assert session.last["box"] is not None and session.last["fraction"] < 1
+    assert torch.allclose(session.prior()[0, 8, 8:40, 8:40], torch.full((32, 32), 30 / 50))
+    fresh = PaintSession(noise_models, scene(3))  # the incremental result equals a full recompute
+    fresh.set_noise(20)
+    fresh.set_noise_layer(noise_layer((96, 80), 0.6, 8, 40, 8, 40))
+    assert np.array_equal(fresh.run(), painted)
+    with pytest.raises(InputRefused, match=r"noise level 90: must be in \[0, 50\]"):
+        session.set_noise(90)
+    plain = PaintSession(models, scene(3))
+    with pytest.raises(InputRefused, match="reads no noise level"):
+        plain.set_noise(5)
+    with pytest.raises(InputRefused, match="noise brush has no effect"):
+        plain.set_noise_layer(noise_layer((96, 80), 0.6, 8, 40, 8, 40))

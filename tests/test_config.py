@@ -117,6 +117,10 @@ def _needs(group: str, option: str, tmp_path) -> list[str]:
     segmenter_run = ["experiment=segmenter"]
     for key in (("module", "segmenter"), ("model", "segmenter_lraspp"), ("callbacks", "segmenter")):
         needs[key] = segmenter_run
+    for key in (("module", "estimator"), ("model", "estimator"), ("callbacks", "estimator")):
+        needs[key] = ["experiment=degradation_estimator"]
+    needs[("degradation", "mapped")] = ["prior=[labels,degradation]"]
+    needs[("prior", "degradation")] = ["degradation=mapped"]
     needs[("model", "segmenter_ost")] = [
         *segmenter_run,
         "model.segmenter.layers=[1,1,1,1]",
@@ -141,7 +145,9 @@ def test_every_option_of_every_group_composes_and_builds(group, option, tmp_path
 
     from sftgan_lit.train import build_trainer
 
-    overrides = [f"{group}={option}", *_needs(group, option, tmp_path), f"paths.output_dir={tmp_path / 'run'}"]
+    # a prior mixin (continuous channels) is chosen after a categorical prior
+    chosen = f"{group}=[labels,{option}]" if (group, option) == ("prior", "degradation") else f"{group}={option}"
+    overrides = [chosen, *_needs(group, option, tmp_path), f"paths.output_dir={tmp_path / 'run'}"]
     # no GPU and no cluster here: the trainer options' other settings (strategy, plugins, sync BN) still build
     overrides += ["trainer.accelerator=cpu", "trainer.precision=32-true", "trainer.devices=1", "trainer.num_nodes=1"]
     if (group, option) == ("logger", "wandb"):
@@ -155,7 +161,7 @@ def test_every_option_of_every_group_composes_and_builds(group, option, tmp_path
     if "generator" in cfg.model and not cfg.init_from_srgan:  # an SRGAN trunk fixes the size
         cfg = compose([*overrides, *TINY_MODEL])
     prior = instantiate(cfg.prior)
-    models = build_models(cfg, prior.num_classes)
+    models = build_models(cfg, prior)
     instantiate(cfg.data, prior=prior, scale=data_scale(cfg, models))
     module = instantiate(cfg.module, prior=prior, **models)
     assert module.prior is prior

@@ -425,6 +425,8 @@ def test_sftgan_export_writes_checked_files_and_a_model_card(tmp_path):
         (["demo.pth", "--name", ".."], "--name=..: must be a file stem"),
         (["demo.pth", "--name", "sub\\x"], "must be a file stem"),
         (["demo.pth", "--out", "demo.pth"], "--out=demo.pth: it is an existing file, not a folder"),
+        (["demo.pth", "--continuous", "noise_sigma"], "--continuous noise_sigma: expected NAME=NUMBER"),
+        (["demo.pth", "--continuous", "noise_sigma=5"], "continuous noise_sigma: not a channel of this generator"),
     ],
 )
 def test_sftgan_export_refuses_bad_arguments_with_exit_2(tmp_path, monkeypatch, capsys, args, message):

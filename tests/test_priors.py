@@ -100,7 +100,7 @@ def test_segmenter_prior_matches_the_network_and_checks_class_count(tmp_path):
 def test_prior_configs_instantiate_and_drive_the_class_count(name):
     cfg = compose(config_name="train", overrides=[f"prior={name}", *TINY_MODEL])
     prior = instantiate(cfg.prior)
-    models = build_models(cfg, prior.num_classes)
+    models = build_models(cfg, prior)
     assert prior.name == name and prior.num_classes == 8 == models["generator"].config.num_classes
     assert models["discriminator"].num_classes == prior.num_classes
 

@@ -70,6 +70,14 @@ def composition_check(prog: str, config_name: str, argv: list[str]) -> None:
     except (HydraException, OmegaConfBaseException) as err:
         print(f"{prog}: {composition_error(err)}", file=sys.stderr)
         sys.exit(2)
+    prior = cfg.get("prior")
+    if prior is not None and "_target_" not in prior:  # a mixin alone (prior=degradation): it stacks onto classes
+        print(
+            f"{prog}: prior: {', '.join(sorted(prior)) or 'nothing'} but no categorical prior to stack onto; choose "
+            "one first, e.g. prior=[labels,degradation] or prior=[uniform,degradation]",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     if config_name in ("predict", "eval") and isinstance(cfg.get("out"), str):  # outputs and log (hydra.run.dir)
         from pathlib import Path
 
@@ -330,6 +338,16 @@ def export_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--override", help="fixed edit: every pixel this class")
     parser.add_argument("--remap", help="fixed edit: source:target[,source:target]")
+    parser.add_argument(
+        "--estimator", help="for a generator with continuous channels: a degradation estimator file (blind use)"
+    )
+    parser.add_argument(
+        "--continuous",
+        nargs="+",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fixed continuous channels, in their units, e.g. noise_sigma=10 (they win over the estimator)",
+    )
     parser.add_argument("--format", nargs="+", choices=list(EXPORTERS), default=["safetensors", "onnx", "onnx-fp16"])
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     parser.add_argument(
@@ -355,8 +373,18 @@ def export_main(argv: list[str] | None = None) -> int:
             print(f"sftgan-export: --{key.replace('_', '-')}={getattr(args, key)}: must be > 0", file=sys.stderr)
             return 2
     segmenter = None if args.prior == "uniform" else args.prior
+    continuous = {}
+    for item in args.continuous:
+        name, _, value = item.partition("=")
+        try:
+            continuous[name] = float(value)
+        except ValueError:
+            print(f"sftgan-export: --continuous {item}: expected NAME=NUMBER, e.g. noise_sigma=10", file=sys.stderr)
+            return 2
     try:
-        pipeline = load_pipeline(args.checkpoint, segmenter, args.override, args.remap)
+        pipeline = load_pipeline(
+            args.checkpoint, segmenter, args.override, args.remap, args.estimator, continuous or None
+        )
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"sftgan-export: {err}", file=sys.stderr)
         return 2

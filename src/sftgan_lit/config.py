@@ -13,6 +13,7 @@ the package (``sftgan_lit/conf``), so the installed console scripts work from an
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -293,6 +294,8 @@ class PredictSchema(InferenceSchema):
     checkpoint_fidelity: Optional[str] = None
     strength_map: Optional[str] = None
     alpha: str = "bicubic"
+    noise_level: Optional[float] = None  # the noise_sigma channel everywhere, 8-bit levels (a prior with it)
+    noise_map: Optional[str] = None  # the noise_sigma channel per pixel: a grey PNG (0..white = the channel's range)
 
     def check(self) -> None:
         super().check()
@@ -302,6 +305,14 @@ class PredictSchema(InferenceSchema):
         require(ok, "strength", self.strength, "a number in [0, 1] (0: the fidelity model, 1: the GAN model)")
         require_int("overlap", self.overlap, 0, optional=True)
         require_int("batch_size", self.batch_size, 1)
+        level = self.noise_level
+        ok = level is None or (
+            isinstance(level, int | float) and not isinstance(level, bool) and math.isfinite(level) and level >= 0
+        )
+        require(ok, "noise_level", level, "a finite number of 8-bit levels >= 0 (the noise to remove)")
+        require(
+            level is None or self.noise_map is None, "noise_level", level, "unset when noise_map is given (one of them)"
+        )
 
 
 @dataclass

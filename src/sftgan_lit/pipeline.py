@@ -5,7 +5,10 @@ single image (chaiNNer, spandrel, ONNX runtimes).
 generator). The prior is a segmenter run on the LR (the released OutdoorSceneSeg or a trained LR-ASPP,
 whole image) or a fixed uniform prior; optional fixed edits (``override`` one class everywhere,
 ``remap`` classes) act on its probabilities as a constant class-to-class matrix, so the module stays
-one traceable graph. Exported as one file (``export_pipeline``: ``.safetensors`` or ``.pth``) that
+one traceable graph. A generator that also reads continuous channels (``priors.channels``: a noise level...)
+gets them from a degradation estimator on the LR (``estimator``), or as fixed values (``continuous``: the
+channel's default, or a value set at export such as ``noise_sigma=10``), or both (the fixed ones win).
+Exported as one file (``export_pipeline``: ``.safetensors`` or ``.pth``) that
 records everything needed to rebuild it (``load_pipeline``).
 """
 
@@ -17,15 +20,17 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from .models import ConditionedGenerator, load_generator, read_segmenter
+from .models import ConditionedGenerator, DegradationEstimator, load_estimator, load_generator, read_segmenter
 from .models.checkpoints import (
     CONFIG_KEY,
+    ESTIMATOR_KEY,
     RECORD_KEY,
     SEGMENTER_KEY,
     generator_record,
     segmenter_record,
     write_export,
 )
+from .priors.channels import from_record, stack_problem
 from .priors.edits import parse_remap
 from .state_dict import CheckpointError, cpu_state, load_checkpoint_file
 from .tensors import check_image
@@ -79,6 +84,9 @@ class SFTGANPipeline(nn.Module):
         colors: their RGB colours, ``[r, g, b]`` in 0-255.
         override: a fixed edit: every pixel this class (recorded in the exported metadata).
         remap: a fixed edit: ``{source: target}`` class names (recorded in the exported metadata).
+        estimator: a ``DegradationEstimator`` for the generator's continuous channels (None: fixed values).
+        continuous: fixed values of continuous channels by name, in their units (the rest: the estimator's, else
+            each channel's default); recorded in the exported metadata.
     """
 
     def __init__(
@@ -89,6 +97,8 @@ class SFTGANPipeline(nn.Module):
         colors: Sequence[Sequence[int]] | None = None,
         override: str | None = None,
         remap: Mapping | str | None = None,
+        estimator: DegradationEstimator | None = None,
+        continuous: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         cfg = generator.config
@@ -115,6 +125,31 @@ class SFTGANPipeline(nn.Module):
         self.remap = parse_remap_names(remap, self.class_names) if remap else {}
         matrix = edit_matrix(self.class_names, override, remap) if generator.uses_prior else None
         self.register_buffer("edits", matrix if matrix is not None else torch.zeros(0), persistent=False)
+        self.channels = from_record(generator.record.get("continuous")) if cfg.num_continuous else ()
+        if len(self.channels) != cfg.num_continuous:
+            raise ValueError(f"the generator reads {cfg.num_continuous} continuous channels but records none")
+        given = {str(k): float(v) for k, v in (continuous or {}).items()}
+        unknown = sorted(set(given) - {c.name for c in self.channels})
+        if unknown:
+            raise ValueError(
+                f"continuous {', '.join(unknown)}: not a channel of this generator "
+                f"({', '.join(c.name for c in self.channels) or 'none'})"
+            )
+        for c in self.channels:
+            if c.name in given and c.problem(torch.tensor([given[c.name]])):
+                raise ValueError(f"continuous {c.name}={given[c.name]:g}: {c.problem(torch.tensor([given[c.name]]))}")
+        if estimator is not None:
+            if not self.channels:
+                raise ValueError("an estimator was given, but the generator reads no continuous channels")
+            problem = stack_problem(self.channels, from_record(getattr(estimator, "channels", None) or ()))
+            if problem:
+                raise ValueError(f"the estimator does not predict the generator's channels: {problem}")
+        self.estimator = estimator  # its tensors are the file's estimator.* keys
+        self.continuous = given
+        values = [c.normalise(torch.tensor(given.get(c.name, c.default))) for c in self.channels]
+        self.register_buffer("fixed", torch.stack(values) if values else torch.zeros(0), persistent=False)
+        mask = [1.0 if (c.name in given or estimator is None) else 0.0 for c in self.channels]
+        self.register_buffer("fixed_mask", torch.tensor(mask), persistent=False)
 
     @property
     def prior_type(self) -> str:
@@ -128,11 +163,22 @@ class SFTGANPipeline(nn.Module):
             probs = nn.functional.conv2d(probs, self.edits.to(probs.dtype)[:, :, None, None])
         return probs
 
+    def continuous_maps(self, lr: torch.Tensor) -> torch.Tensor:
+        """The continuous channels the generator gets, normalised: ``(N, K, s*h, s*w)``."""
+        fixed = (lr[:, :1] * 0 + 1) * self.fixed.to(lr.dtype)[None, :, None, None]  # sized from the input
+        if self.estimator is not None:
+            m = self.fixed_mask.to(lr.dtype)[None, :, None, None]
+            fixed = self.estimator(lr) * (1 - m) + fixed * m
+        return nn.functional.interpolate(fixed, scale_factor=self.scale)
+
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         check_image(lr, "lr (the pipeline's input)")
         if not self.generator.uses_prior:
             return self.generator(lr, None)
-        return self.generator(lr, self.prior_probs(lr))
+        prior = self.prior_probs(lr)
+        if self.channels:
+            prior = torch.cat([prior, self.continuous_maps(lr)], dim=1)
+        return self.generator(lr, prior)
 
     def metadata(self) -> dict:
         """What the pipeline is, as recorded in its exports."""
@@ -143,6 +189,8 @@ class SFTGANPipeline(nn.Module):
             "remap": self.remap,
             "class_names": self.class_names,
             "colors": self.colors,
+            "continuous_values": dict(self.continuous),
+            "estimator": self.estimator is not None,
         }
 
 
@@ -156,7 +204,11 @@ def export_pipeline(pipeline: SFTGANPipeline, path: str | os.PathLike, training:
     what rebuilds them: ``.safetensors`` (no pickle; the record in its header) or ``.pth``."""
     g = pipeline.generator
     record = generator_record(
-        g, pipeline.class_names or None, pipeline.colors or None, training or g.record.get("training")
+        g,
+        pipeline.class_names or None,
+        pipeline.colors or None,
+        training or g.record.get("training"),
+        [c.record() for c in pipeline.channels],
     )
     record.update(kind="pipeline", **pipeline.metadata())
     tensors = {f"generator.{k}": v for k, v in cpu_state(g).items()}
@@ -164,6 +216,13 @@ def export_pipeline(pipeline: SFTGANPipeline, path: str | os.PathLike, training:
     if pipeline.segmenter is not None:
         tensors.update({f"segmenter.{k}": v for k, v in cpu_state(pipeline.segmenter).items()})
         entries[SEGMENTER_KEY] = segmenter_record(pipeline.segmenter, pipeline.class_names, pipeline.colors)
+    if pipeline.channels:  # what a reader of the tensors alone (spandrel) needs to run the channels
+        tensors["continuous.fixed"] = pipeline.fixed.clone()
+        tensors["continuous.fixed_mask"] = pipeline.fixed_mask.clone()
+    if pipeline.estimator is not None:
+        est = pipeline.estimator
+        tensors.update({f"estimator.{k}": v for k, v in cpu_state(est).items()})
+        entries[ESTIMATOR_KEY] = {"config": est.config_dict(), "continuous": [c.record() for c in pipeline.channels]}
     write_export(tensors, path, entries)
 
 
@@ -172,6 +231,8 @@ def load_pipeline(
     segmenter: str | os.PathLike | nn.Module | None = None,
     override: str | None = None,
     remap: Mapping | str | None = None,
+    estimator: str | os.PathLike | nn.Module | None = None,
+    continuous: Mapping[str, float] | None = None,
 ) -> SFTGANPipeline:
     """A pipeline from a file, eval mode.
 
@@ -186,6 +247,8 @@ def load_pipeline(
         segmenter: the prior for a generator-only file: a segmenter file or module (None: uniform prior).
         override: a class name: every pixel's prior is that class.
         remap: ``{source: target}`` or ``"source:target,..."`` class remapping.
+        estimator: for a generator-only file with continuous channels: a ``DegradationEstimator`` file or module.
+        continuous: for a generator-only file: fixed values of continuous channels, ``{name: value}``.
 
     Returns:
         The ``SFTGANPipeline`` in eval mode: ``(N, 3, h, w)`` RGB in [0, 1] -> ``(N, 3, scale*h, scale*w)``.
@@ -199,8 +262,13 @@ def load_pipeline(
     if meta is not None:
         if not isinstance(meta, Mapping) or meta.get("prior") not in ("uniform", "segmenter"):
             raise CheckpointError(f"{path}: malformed '{PIPELINE_KEY}' record (prior must be uniform or segmenter)")
-        if segmenter is not None or override is not None or remap:
+        if segmenter is not None or override is not None or remap or estimator is not None or continuous:
             raise ValueError(f"{path} is a pipeline: its prior and edits are recorded; use load_pipeline(path) alone")
+        continuous = meta.get("continuous_values") or {}
+        if meta.get("estimator"):
+            if ESTIMATOR_KEY not in obj:
+                raise CheckpointError(f"{path}: records an estimator but holds no estimator record")
+            estimator = path
         if meta["prior"] == "segmenter":
             if SEGMENTER_KEY not in obj:
                 raise CheckpointError(f"{path}: records a segmenter prior but holds no segmenter record")
@@ -219,8 +287,10 @@ def load_pipeline(
             names, colors = seg_spec.get("class_names"), seg_spec.get("colors")
         if not names and generator.config.num_classes == NUM_OUTDOOR_CLASSES:
             names, colors = list(OUTDOOR_CLASSES), [list(c) for c in OUTDOOR_COLORS]
+    if estimator is not None and not isinstance(estimator, nn.Module):
+        estimator = load_estimator(estimator)[0]
     try:
-        pipeline = SFTGANPipeline(generator, seg_module, names, colors, override, remap)
+        pipeline = SFTGANPipeline(generator, seg_module, names, colors, override, remap, estimator, continuous)
     except ValueError as err:
         raise CheckpointError(f"{path}: {err}") from err
     return pipeline.eval()

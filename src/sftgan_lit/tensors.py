@@ -105,6 +105,23 @@ def check_probs(p: torch.Tensor, name: str) -> None:
         raise TensorValueError(f"{name}: {problem}")
 
 
+def check_unit(x: torch.Tensor, name: str) -> None:
+    """``x``: finite values in [0, 1] (normalised continuous prior channels); a ``TensorValueError`` naming ``name``."""
+    if checking() and x.numel():
+        problem = unit_problem(*_stats(x))
+        if problem:
+            raise TensorValueError(f"{name}: {problem}")
+
+
+def unit_problem(bad: float, low: float, high: float, margin: float = PROBS_ATOL) -> str | None:
+    """What is wrong with values whose ``_stats`` are ``bad, low, high`` as values in [0, 1] (``margin`` allowed)."""
+    if bad:
+        return f"{int(bad)} non-finite values (NaN or inf)"
+    if low < -margin or high > 1 + margin:
+        return f"values outside [0, 1] (min {low:.4g}, max {high:.4g})"
+    return None
+
+
 def trusted(step):
     """Decorator: run ``step`` (a training or validation step on the package's own batches) in
     ``trusted_inputs()``, so that no value check syncs the device on every step."""

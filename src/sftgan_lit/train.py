@@ -33,15 +33,25 @@ def count_parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def build_models(cfg: DictConfig, num_classes: int | None = None) -> dict[str, torch.nn.Module]:
+#: which of the prior's sizes each network of the model group is built with (the rest: the class count)
+MODEL_READS = {"generator": ("num_classes", "num_continuous"), "estimator": ("num_continuous",)}
+
+
+def build_models(cfg: DictConfig, prior=None) -> dict[str, torch.nn.Module]:
     """Instantiate every network of ``cfg.model`` (generator + discriminator, or a segmenter), each sized by
-    the prior's class count (``num_classes``; None: ``cfg.prior``'s); the generator starts from
+    the prior's class count (``prior``: a ``priors.Prior``; None: ``cfg.prior``'s), the generator also by its
+    continuous channels (what it reads; the discriminator's class head sees classes only); the generator starts from
     ``cfg.init_generator`` (all its weights, e.g. an earlier stage's export), ``cfg.init_from`` (a released
     unconditioned backbone: the trunk, conditioning layers the identity) or ``cfg.init_from_srgan`` (an
     SRResNet trunk, conditioning layers small), a segmenter from ``cfg.init_segmenter``, when set."""
-    if num_classes is None:
-        num_classes = instantiate(cfg.prior).num_classes
-    models = {name: instantiate(node, num_classes=num_classes) for name, node in cfg.model.items() if node is not None}
+    if prior is None:
+        prior = instantiate(cfg.prior)
+    facts = {"num_classes": prior.num_classes, "num_continuous": len(prior.continuous)}
+    models = {
+        name: instantiate(node, **{k: facts[k] for k in MODEL_READS.get(name, ("num_classes",))})
+        for name, node in cfg.model.items()
+        if node is not None
+    }
     starts = [k for k in ("init_generator", "init_from", "init_from_srgan") if cfg.get(k)]
     if len(starts) > 1:
         raise ConfigError(f"{' and '.join(starts)} are all set; a generator starts from one of them: keep one")
@@ -272,7 +282,7 @@ def train_stage(
     try:
         prior = instantiate(cfg.prior)
         log.info("prior: %s", prior.describe())
-        models = build_models(cfg, prior.num_classes)
+        models = build_models(cfg, prior)
         datamodule = instantiate(cfg.data, prior=prior, scale=data_scale(cfg, models))
         if init_state is not None:
             load_strict(models["generator"], init_state, source="the previous stage's generator")

@@ -55,10 +55,13 @@ def pick_scene(page, index: int = 0) -> str:
     return wait_status(page, "full pass")
 
 
-def paint_rectangle(page, color: tuple[int, int, int], dx: tuple[float, float], dy: tuple[float, float]) -> None:
-    """Choose ``color`` in the class brush's palette and fill a rectangle with horizontal strokes. ``dx`` /
-    ``dy``: its extent as fractions of the canvas's size, from the canvas's centre (the image sits there)."""
-    editor = page.locator("#editor")
+def paint_rectangle(
+    page, color: tuple[int, int, int], dx: tuple[float, float], dy: tuple[float, float], editor_id: str = "editor"
+) -> None:
+    """Choose ``color`` in a brush's palette (``editor_id``: the class brush, ``noise-editor``...) and fill a
+    rectangle with horizontal strokes. ``dx`` / ``dy``: its extent as fractions of the canvas's size, from the
+    canvas's centre (the image sits there)."""
+    editor = page.locator(f"#{editor_id}")
     editor.locator("button[aria-label='Brush']").click()
     editor.locator("button[aria-label='Color']").click()
     editor.locator(f"menu.swatch button.color[style*='rgb({color[0]}, {color[1]}, {color[2]})']").click()

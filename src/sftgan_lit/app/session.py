@@ -4,7 +4,9 @@ with the user's edits, and the last result kept for incremental recompute.
 ``AppModels`` is loaded once per server (the GAN generator, the optional fidelity generator for the texture
 strength, the prior sources). A ``PaintSession`` is one browser session: its image, the computed prior of
 the chosen source, the edits on top (painted classes, a remap, an override), the texture strength (per
-image: interpolated weights; per region: painted strength, blending the two ends' outputs), and an
+image: interpolated weights; per region: painted strength, blending the two ends' outputs), for a generator
+that reads a noise channel (``prior=[labels,degradation]``) the noise level to remove (per image: a slider;
+per region: painted levels; the other continuous channels at their defaults), and an
 ``IncrementalSR`` per generator in use, so that a stroke recomputes only what it reaches.
 ``SessionStore`` bounds how many sessions the server keeps.
 """
@@ -30,6 +32,7 @@ from ..inference.predict import mix, upscale_alpha
 from ..inference.tiling import to_uint8_hwc
 from ..models import ConditionedGenerator, interpolate_generators
 from ..priors import DenseProbs, EditedPrior, LabelPrior, Prior, SegmenterPrior, SegmentOptions, UniformPrior
+from ..priors.channels import Channel, from_record
 from ..priors.edits import fit_mask
 from ..priors.validation import PriorError
 
@@ -37,6 +40,9 @@ KEEP = 255  # a class mask's "keep the computed prior" value (as in predict.py's
 SOURCES = ("label map", "segmenter", "uniform")
 # The strength brush's grey levels: strength = grey / 255 (0 = the fidelity model, 1 = the GAN model).
 STRENGTH_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
+# The noise brush's levels, as fractions of the noise channel's range (grey = fraction * 255).
+NOISE_FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0)
+NOISE_CHANNEL = "noise_sigma"
 
 
 class InputRefused(ValueError):
@@ -83,6 +89,11 @@ class AppModels:
 
     def __post_init__(self) -> None:
         self.class_names, self.colors = class_names_of(self.generator)
+        #: the continuous channels the generator reads after the classes (its record), and the noise one if any
+        self.channels: tuple[Channel, ...] = from_record(self.generator.record.get("continuous"))
+        if len(self.channels) != self.generator.config.num_continuous:
+            raise PriorError("the checkpoint reads continuous channels its record does not name; export it again")
+        self.noise: Channel | None = next((c for c in self.channels if c.name == NOISE_CHANNEL), None)
         kw = {"num_classes": len(self.class_names), "class_names": self.class_names, "colors": self.colors}
         self.labels = LabelPrior("labels", **kw)
         self.uniform = UniformPrior("uniform", **kw)
@@ -146,13 +157,18 @@ def layer_classes(layer: np.ndarray, colors, size: tuple[int, int], alpha_min: i
         raise InputRefused(str(err)) from err
 
 
-def layer_strength(layer: np.ndarray, size: tuple[int, int], alpha_min: int = 128) -> np.ndarray:
-    """A strength paint layer (grey brush, RGBA) -> strength per output pixel: float32 ``size`` in [0, 1],
-    NaN where unpainted; greys snap to ``STRENGTH_LEVELS``."""
-    levels = np.asarray(STRENGTH_LEVELS, np.float32)
-    grey = [[round(v * 255)] * 3 for v in STRENGTH_LEVELS]
+def layer_levels(layer: np.ndarray, size: tuple[int, int], levels=STRENGTH_LEVELS, alpha_min: int = 128) -> np.ndarray:
+    """A grey paint layer (RGBA) -> the painted fraction per output pixel: float32 ``size`` in [0, 1], NaN where
+    unpainted; greys snap to ``levels`` (fractions; the brush paints grey ``fraction * 255``)."""
+    values = np.asarray(levels, np.float32)
+    grey = [[round(v * 255)] * 3 for v in levels]
     idx = layer_classes(layer, grey, size, alpha_min)
-    return np.where(idx == KEEP, np.nan, levels[np.minimum(idx, len(levels) - 1)]).astype(np.float32)
+    return np.where(idx == KEEP, np.nan, values[np.minimum(idx, len(values) - 1)]).astype(np.float32)
+
+
+def layer_strength(layer: np.ndarray, size: tuple[int, int], alpha_min: int = 128) -> np.ndarray:
+    """A strength paint layer -> strength per output pixel in [0, 1] (``layer_levels`` of ``STRENGTH_LEVELS``)."""
+    return layer_levels(layer, size, STRENGTH_LEVELS, alpha_min)
 
 
 class PaintSession:
@@ -169,6 +185,9 @@ class PaintSession:
         self.override: int | None = None
         self.strength = 1.0
         self.strength_paint = np.full(self.hr_size, np.nan, np.float32)
+        noise = models.noise
+        self.noise_level = noise.default if noise is not None else 0.0  # the channel's unit (8-bit levels)
+        self.noise_paint = np.full(self.hr_size, np.nan, np.float32)  # painted levels, NaN: the slider's
         self._results: dict[float, IncrementalSR] = {}  # strength -> its kept result
         self.bicubic = to_uint8_hwc(imresize(scene.lr, s)[0])
         self.alpha = upscale_alpha(scene.alpha, s) if scene.alpha is not None else None  # (H, W) for the download
@@ -221,6 +240,38 @@ class PaintSession:
     def set_override(self, name: str | None) -> None:
         self.override = self.edit_class(name)
 
+    def set_noise_layer(self, layer: np.ndarray | None) -> None:
+        """The painted noise levels (grey brush: ``NOISE_FRACTIONS`` of the noise channel's range)."""
+        noise = self.models.noise
+        if layer is None or noise is None:
+            if layer is not None:
+                raise InputRefused("this model reads no noise level: the noise brush has no effect")
+            self.noise_paint = np.full(self.hr_size, np.nan, np.float32)
+            return
+        fractions = layer_levels(layer, self.hr_size, NOISE_FRACTIONS)
+        self.noise_paint = (noise.low + fractions * (noise.high - noise.low)).astype(np.float32)
+
+    def set_noise(self, level: float) -> None:
+        """The noise level to remove where none is painted, in the noise channel's unit (8-bit levels)."""
+        noise = self.models.noise
+        if noise is None:
+            raise InputRefused("this model reads no noise level (train it with prior=[labels,degradation])")
+        if not (isinstance(level, int | float) and noise.low <= level <= noise.high):
+            raise InputRefused(f"noise level {level}: must be in [{noise.low:g}, {noise.high:g}] ({noise.unit})")
+        self.noise_level = float(level)
+
+    def continuous(self) -> torch.Tensor:
+        """The continuous channels ``(1, K, H, W)``, normalised: the noise level (painted, else the slider's),
+        the other channels at their defaults."""
+        maps = []
+        for c in self.models.channels:
+            if c is self.models.noise:
+                values = torch.from_numpy(np.where(np.isnan(self.noise_paint), self.noise_level, self.noise_paint))
+            else:
+                values = torch.full(self.hr_size, c.default)
+            maps.append(c.normalise(values))
+        return torch.stack(maps)[None] if maps else torch.zeros(1, 0, *self.hr_size)
+
     def set_strength(self, strength: float) -> None:
         if not (isinstance(strength, int | float) and 0.0 <= strength <= 1.0):
             raise InputRefused(f"strength={strength}: must be in [0, 1]")
@@ -229,13 +280,23 @@ class PaintSession:
         self.strength = float(strength)
 
     def prior(self) -> torch.Tensor:
-        """The edited prior ``(1, C, H, W)``: remap, then override, then the painted classes on top (kept until
-        the next edit, with its argmax image: the result, the overlay and the download share them)."""
-        state = (self.source, self.override, tuple(self.remap.items()), self.paint.tobytes())
+        """The edited prior ``(1, C + K, H, W)``: remap, then override, then the painted classes on top, then the
+        continuous channels (``continuous``); kept until the next edit, with its argmax image (the result, the
+        overlay and the download share them)."""
+        state = (
+            self.source,
+            self.override,
+            tuple(self.remap.items()),
+            self.paint.tobytes(),
+            self.noise_level,
+            self.noise_paint.tobytes(),
+        )
         if self._prior is None or self._prior[0] != state:
             mask = self.paint if (self.paint != KEEP).any() else None
-            edited = EditedPrior(DenseProbs(self.base, self.models.scale), self.override, mask, self.remap)
-            self._prior = (state, edited.full().contiguous(), None)
+            edited = EditedPrior(DenseProbs(self.base, self.models.scale), self.override, mask, self.remap).full()
+            if self.models.channels:
+                edited = torch.cat([edited, self.continuous()], dim=1)
+            self._prior = (state, edited.contiguous(), None)
         return self._prior[1]
 
     def prior_image(self) -> np.ndarray:
@@ -244,7 +305,7 @@ class PaintSession:
         probs = self.prior()
         state, _, rgb = self._prior
         if rgb is None:  # once per edit: the overlay and the download both use it
-            rgb = np.asarray(self.models.colors, np.uint8)[probs[0].argmax(0).numpy()]
+            rgb = np.asarray(self.models.colors, np.uint8)[probs[0, : len(self.models.class_names)].argmax(0).numpy()]
             self._prior = (state, probs, rgb)
         return rgb
 

@@ -3,7 +3,7 @@
 The page: a scene (a demo scene or an upload, as LR or as HR to downscale), the prior as a translucent
 overlay in the class colours with a legend, a class brush (the palette), an eraser that gives the
 computed prior back, remap and override, a texture-strength slider (per image) and a strength brush (per
-region), and the result beside bicubic in a before/after slider, with the SR PNG and the edited prior
+region), for a model with a noise channel a noise slider (per image) and a noise brush (per region), and the result beside bicubic in a before/after slider, with the SR PNG and the edited prior
 (class colours, ``predict.py prior_mask=`` reads it) to download. Every handler is a thin call into
 ``session.PaintSession``; anything refused is a message in the page, never a crash.
 """
@@ -27,6 +27,7 @@ from ..data.picture import write_picture
 from ..data.transforms import lr_from_image
 from ..priors.validation import PriorError
 from .session import (
+    NOISE_FRACTIONS,
     STRENGTH_LEVELS,
     AppModels,
     InputRefused,
@@ -105,7 +106,14 @@ class PainterApp:
         )
         return (
             f"**{session.scene.name}** ({w}x{h} LR -> {w * session.models.scale}x{h * session.models.scale}), "
-            f"prior: {session.source}, strength {session.strength:g}: {what} in {last['seconds']:.2f} s"
+            f"prior: {session.source}, strength {session.strength:g}"
+            + (f", noise level {session.noise_level:g}" if session.models.noise is not None else "")
+            + (
+                f" (painted on {100 * painted:.0f}% of the image)"
+                if (painted := float(np.mean(~np.isnan(session.noise_paint))))
+                else ""
+            )
+            + f": {what} in {last['seconds']:.2f} s"
         )
 
     def open_scene(self, scene: Scene, key: str | None):
@@ -121,11 +129,13 @@ class PainterApp:
         key, session, image = self.open_scene(scene, key)
         editor = {"background": session.overlay(), "layers": [], "composite": None}
         strength_editor = {"background": session.bicubic, "layers": [], "composite": None}
+        noise_editor = {"background": session.bicubic, "layers": [], "composite": None}
         sources = self.models.sources(scene)
         return (
             key,
             editor,
             strength_editor,
+            noise_editor,
             gr.update(choices=sources, value=session.source),
             *self._outputs(key, session, image, self.status(session)),
         )
@@ -137,7 +147,7 @@ class PainterApp:
 
     def pick_demo(self, name: str, key: str | None):
         if name not in self.scenes:
-            return self._refusal(InputRefused(f"unknown demo scene {name!r}"), 5)
+            return self._refusal(InputRefused(f"unknown demo scene {name!r}"), 6)
         return self.start(self.scenes[name], key)
 
     def upload(self, path: str | None, mode: str, key: str | None):
@@ -148,9 +158,9 @@ class PainterApp:
             return self.start(scene, key)
         except REFUSED as err:
             log.info("upload refused: %s", err)
-            return self._refusal(err, 5)
+            return self._refusal(err, 6)
 
-    def _edit(self, key, editor, strength_editor, change, redraw: bool = True):
+    def _edit(self, key, editor, strength_editor, change, redraw: bool = True, noise_editor=None):
         """Apply ``change(session)`` and the two paint layers, run. ``redraw``: the edit changed the prior under
         the paint (source, remap, override), so the editor gets the new overlay, the paint layer kept; a plain
         run leaves the editor alone (the browser already shows the strokes, and keeps its undo history)."""
@@ -162,6 +172,7 @@ class PainterApp:
                 change(session)
                 session.set_paint_layer(_layer(editor))
                 session.set_strength_layer(_layer(strength_editor))
+                session.set_noise_layer(_layer(noise_editor))
                 image = session.run()
                 background = session.overlay() if redraw else None
             outputs = self._outputs(key, session, image, self.status(session))
@@ -174,17 +185,24 @@ class PainterApp:
             refused = (gr.update(), f"**Refused:** {html.escape(str(err))}", gr.update(), gr.update())
             return (gr.update(), *refused) if redraw else refused
 
-    def run(self, key, editor, strength_editor, strength):
-        return self._edit(key, editor, strength_editor, lambda s: s.set_strength(strength), redraw=False)
+    def run(self, key, editor, strength_editor, strength, noise_editor=None, noise=None):
+        def change(s: PaintSession) -> None:
+            s.set_strength(strength)
+            if noise is not None and self.models.noise is not None:
+                s.set_noise(noise)
 
-    def set_source(self, key, editor, strength_editor, source):
-        return self._edit(key, editor, strength_editor, lambda s: s.set_source(source))
+        return self._edit(key, editor, strength_editor, change, redraw=False, noise_editor=noise_editor)
 
-    def remap(self, key, editor, strength_editor, source, target):
-        return self._edit(key, editor, strength_editor, lambda s: s.set_remap(source or None, target or None))
+    def set_source(self, key, editor, strength_editor, source, noise_editor=None):
+        return self._edit(key, editor, strength_editor, lambda s: s.set_source(source), noise_editor=noise_editor)
 
-    def override(self, key, editor, strength_editor, name):
-        return self._edit(key, editor, strength_editor, lambda s: s.set_override(name or None))
+    def remap(self, key, editor, strength_editor, source, target, noise_editor=None):
+        change = lambda s: s.set_remap(source or None, target or None)
+        return self._edit(key, editor, strength_editor, change, noise_editor=noise_editor)
+
+    def override(self, key, editor, strength_editor, name, noise_editor=None):
+        change = lambda s: s.set_override(name or None)
+        return self._edit(key, editor, strength_editor, change, noise_editor=noise_editor)
 
     # ---------------------------------------------------------------- the page
     def blocks(self):
@@ -229,6 +247,17 @@ class PainterApp:
                         interactive=strength_on,
                         info=None if strength_on else "needs the fidelity-stage generator (checkpoint_fidelity)",
                     )
+                    noise_on = m.noise is not None
+                    noise = gr.Slider(
+                        m.noise.low if noise_on else 0.0,
+                        m.noise.high if noise_on else 1.0,
+                        value=m.noise.default if noise_on else 0.0,
+                        step=1.0,
+                        label=f"Noise to remove ({m.noise.unit if noise_on else 'levels'})",
+                        interactive=noise_on,
+                        info=None if noise_on else "needs a model trained with prior=[labels,degradation]",
+                        elem_id="noise",
+                    )
                     run = gr.Button("Run", variant="primary", elem_id="run")
                     status = gr.Markdown("Pick a demo scene or upload a photo.", elem_id="status")
                     gr.HTML(legend(m))
@@ -241,12 +270,18 @@ class PainterApp:
                             "editor",
                         )
                     with gr.Tab("Paint texture strength"):
-                        strength_editor = _paint_editor(
+                        strength_editor = _grey_editor(
                             "Strength per region (black 0 ... white 1); unpainted: the slider",
-                            [_hex([round(v * 255)] * 3) for v in STRENGTH_LEVELS],
-                            "#ffffff",
+                            STRENGTH_LEVELS,
                             "strength-editor",
-                            interactive=strength_on,
+                            strength_on,
+                        )
+                    with gr.Tab("Paint noise level"):
+                        noise_editor = _grey_editor(
+                            "Noise to remove per region (black 0 ... white the most); unpainted: the slider",
+                            NOISE_FRACTIONS,
+                            "noise-editor",
+                            noise_on,
                         )
                 with gr.Column(scale=2):
                     result = gr.ImageSlider(
@@ -261,15 +296,17 @@ class PainterApp:
                         sr_file = gr.DownloadButton("Download SR PNG", elem_id="download-sr")
                         prior_file = gr.DownloadButton("Download prior PNG", elem_id="download-prior")
 
-            started = [key, editor, strength_editor, source, result, status, sr_file, prior_file]
+            started = [key, editor, strength_editor, noise_editor, source, result, status, sr_file, prior_file]
             edited = [editor, result, status, sr_file, prior_file]
             scene.input(self.pick_demo, [scene, key], started)
             upload.upload(self.upload, [upload, mode, key], started)
-            run.click(self.run, [key, editor, strength_editor, strength], edited[1:])
-            strength.release(self.run, [key, editor, strength_editor, strength], edited[1:])
-            source.input(self.set_source, [key, editor, strength_editor, source], edited)
-            remap_btn.click(self.remap, [key, editor, strength_editor, remap_from, remap_to], edited)
-            override_btn.click(self.override, [key, editor, strength_editor, override], edited)
+            running = [key, editor, strength_editor, strength, noise_editor, noise]
+            run.click(self.run, running, edited[1:])
+            strength.release(self.run, running, edited[1:])
+            noise.release(self.run, running, edited[1:])
+            source.input(self.set_source, [key, editor, strength_editor, source, noise_editor], edited)
+            remap_btn.click(self.remap, [key, editor, strength_editor, remap_from, remap_to, noise_editor], edited)
+            override_btn.click(self.override, [key, editor, strength_editor, override, noise_editor], edited)
         return demo
 
 
@@ -290,6 +327,11 @@ def _paint_editor(label: str, colors: list[str], default: str, elem_id: str, int
         interactive=interactive,
         elem_id=elem_id,
     )
+
+
+def _grey_editor(label: str, fractions, elem_id: str, interactive: bool):
+    """An image editor painting the greys ``fraction * 255`` of ``fractions`` (white by default)."""
+    return _paint_editor(label, [_hex([round(v * 255)] * 3) for v in fractions], "#ffffff", elem_id, interactive)
 
 
 def _layer(editor) -> np.ndarray | None:

@@ -45,8 +45,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..choices import StoreFormat, choice
 from ..config import ConfigError, DemoConfig, is_int, require, require_int
-from ..degradations import make_degradation
-from ..priors import Prior
+from ..degradations import DEGRADATIONS, make_degradation
+from ..priors import Prior, PriorError
 from .backends import make_backend
 from .dataset import ORIGINAL_SCALES, PairedDataset, TripletDataset
 from .demo import default_cache_dir, generate_demo
@@ -176,6 +176,14 @@ class SFTGANDataModule(L.LightningDataModule):
                 f"prior={prior.name} prior.mode=cached: its stored probabilities were computed from the bicubic LR, "
                 f"but data.degradation.kind={self.degradation.name} makes another LR; set prior.mode=online (the "
                 "prior from the degraded LR, per batch, as at inference)"
+            )
+        missing = [c.name for c in prior.continuous if c.name not in self.degradation.channels]
+        if missing:
+            knowing = [n for n, d in DEGRADATIONS.items() if set(missing) <= set(d.channels)]
+            raise ConfigError(
+                f"prior.continuous: {', '.join(missing)} cannot be trained on: data.degradation.kind="
+                f"{self.degradation.name} does not say it per pixel; choose "
+                + (" or ".join(f"degradation={n}" for n in knowing) or "a degradation that does")
             )
         pool = self.degradation.pool_size
         self.pool = TrainingPairPool(pool - pool % batch_size)
@@ -448,14 +456,25 @@ class SFTGANDataModule(L.LightningDataModule):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(batch["seed"][0]))
                 batch = self.gpu_augment(batch)
-        if "lr" not in batch:
-            batch["lr"], target = self.degradation(batch["hr"], batch.pop("degradation", {}), training)
+        params = batch.pop("degradation", {})
+        made_here = "lr" not in batch
+        if made_here:
+            batch["lr"], target = self.degradation(batch["hr"], params, training)
             if target is not None:
                 batch["hr_usm"] = target
-        batch.pop("degradation", None)
+        if self.prior.continuous:  # the per-pixel degradation, pooled with its sample; stacked after the classes below
+            if not made_here:
+                raise PriorError(
+                    f"prior={self.prior.name} has continuous channels, but this batch's LR was given "
+                    f"({batch['path'][:3]}...), so its degradation per pixel is unknown: train on data the "
+                    "degradation makes the LR of (data.layout=folder, degradation=mapped)"
+                )
+            batch["prior_maps"] = self.prior.continuous_maps(self.degradation.maps(params, batch["lr"].shape[-2:]))
         if training and self.pool.size:
             batch = self.pool(batch, int(batch["seed"][0]))
         batch = self.prior.on_device(batch)
         if "prior" not in batch:
             raise RuntimeError(f"prior={self.prior.name} produced no prior for this batch ({batch['path'][:3]}...)")
+        if "prior_maps" in batch:
+            batch["prior"] = torch.cat([batch["prior"], batch.pop("prior_maps").to(batch["prior"])], dim=1)
         return batch

@@ -44,25 +44,34 @@ class Reader(Protocol):
         """Raise on a crop of entry ``i`` whose stored bytes are corrupted."""
 
 
-def load_prior_file(path: Path, num_classes: int, size: tuple[int, int]) -> np.ndarray:
-    """A stored prior ``(C, H, W)`` float (``.npy`` or a tensor in ``.pt``/``.pth``), validated -> ``(H, W, C)`` float32."""
+def load_array_file(path: Path, what: str = "(C, H, W)") -> torch.Tensor:
+    """A stored array (``.npy`` without pickles, or a tensor in ``.pt``/``.pth`` read with ``weights_only``) as a
+    float32 tensor; ``what`` names the expected shape in errors. Anything else is an ``ImageError`` naming the file."""
     if path.suffix == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as err:
             raise ImageError(f"{path}: not a plain .npy array ({err})") from err
-        probs = torch.from_numpy(np.asarray(array, dtype=np.float32))
-    else:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # garbage, truncated, or pickled code: this file's failure, never a reason to run code
-            raise ImageError(
-                f"{path}: not a tensor file that loads without running code ({type(err).__name__}); "
-                "save the prior with torch.save(tensor) or as .npy"
-            ) from err
-        if not isinstance(obj, torch.Tensor):
-            raise ImageError(f"{path}: expected a tensor (C, H, W), got {type(obj).__name__}")
-        probs = obj.float()
+        if array.dtype.kind not in "fiu":
+            raise ImageError(f"{path}: expected a numeric array {what}, got dtype {array.dtype}")
+        return torch.from_numpy(np.asarray(array, dtype=np.float32))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # garbage, truncated, or pickled code: this file's failure, never a reason to run code
+        raise ImageError(
+            f"{path}: not a tensor file that loads without running code ({type(err).__name__}); "
+            "save it with torch.save(tensor) or as .npy"
+        ) from err
+    if not isinstance(obj, torch.Tensor):
+        raise ImageError(f"{path}: expected a tensor {what}, got {type(obj).__name__}")
+    if obj.is_complex() or obj.dtype == torch.bool:
+        raise ImageError(f"{path}: expected a real-valued tensor {what}, got {obj.dtype}")
+    return obj.float()
+
+
+def load_prior_file(path: Path, num_classes: int, size: tuple[int, int]) -> np.ndarray:
+    """A stored prior ``(C, H, W)`` float (``.npy`` or a tensor in ``.pt``/``.pth``), validated -> ``(H, W, C)`` float32."""
+    probs = load_array_file(path)
     if probs.dim() == 4 and probs.shape[0] == 1:  # the original saved (1, C, H, W)
         probs = probs[0]
     validate_probs(probs, num_classes, size=None, source=str(path))

@@ -4,7 +4,7 @@ Real-ESRGAN's second-order model of real photos, and the primitives they are mad
 Kernels (numpy, as BasicSR's ``basicsr/data/degradations.py`` names them): ``bivariate_gaussian``,
 ``bivariate_generalized_gaussian``, ``bivariate_plateau``, ``circular_lowpass_kernel``. On the device
 (torch, batched): ``filter2d``, ``usm_sharp``, ``gaussian_noise``, ``poisson_noise``, ``jpeg``. Models:
-``Bicubic``, ``SecondOrder`` (``degradation=realesrgan``), by name in ``DEGRADATIONS``.
+``Bicubic``, ``SecondOrder`` (``degradation=realesrgan``), ``Mapped`` (``degradation=mapped``: strengths known per pixel), by name in ``DEGRADATIONS``.
 """
 
 from .base import Degradation
@@ -21,6 +21,7 @@ from .kernels import (
     random_mixed_kernel,
     sigma_matrix2,
 )
+from .mapped import Mapped, MappedSchema, noise_field
 from .noise import gaussian_noise, poisson_noise
 from .registry import DEGRADATIONS, check_degradation, make_degradation
 from .second_order import BlurSchema, FinalSchema, RealESRGANSchema, SecondOrder, StageSchema
@@ -34,6 +35,8 @@ __all__ = [
     "BlurSchema",
     "Degradation",
     "FinalSchema",
+    "Mapped",
+    "MappedSchema",
     "RealESRGANSchema",
     "SecondOrder",
     "StageSchema",
@@ -48,6 +51,7 @@ __all__ = [
     "jpeg",
     "make_degradation",
     "mesh_grid",
+    "noise_field",
     "poisson_noise",
     "quantization_tables",
     "random_mixed_kernel",

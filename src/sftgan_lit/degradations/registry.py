@@ -8,9 +8,10 @@ from dataclasses import asdict, fields, is_dataclass
 from ..config import ConfigError, merged
 from .base import KEY, Degradation
 from .bicubic import Bicubic
+from .mapped import Mapped
 from .second_order import SecondOrder
 
-DEGRADATIONS: dict[str, type[Degradation]] = {cls.name: cls for cls in (Bicubic, SecondOrder)}
+DEGRADATIONS: dict[str, type[Degradation]] = {cls.name: cls for cls in (Bicubic, SecondOrder, Mapped)}
 
 
 def make_degradation(cfg, scale: int) -> Degradation:

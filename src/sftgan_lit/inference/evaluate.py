@@ -86,9 +86,9 @@ def variant_prior(base: PriorMap, variant: Variant, prior: Prior) -> PriorMap:
     if variant.prior == "prior":
         return base
     if variant.prior == "uniform":
-        return UniformPriorMap(base.num_classes, base.lr_size, base.scale)
+        return base.with_classes(lambda m: UniformPriorMap(m.num_classes, m.lr_size, m.scale))
     cls = variant.prior.split(":", 1)[1]
-    return PriorEdits(override=prior.class_names.index(cls)).apply(base)
+    return base.with_classes(PriorEdits(override=prior.class_names.index(cls)).apply)
 
 
 def majority_class(labels: np.ndarray | None, class_names) -> str:

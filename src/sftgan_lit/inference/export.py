@@ -21,13 +21,16 @@ log = logging.getLogger(__name__)
 def example_inputs(
     generator: ConditionedGenerator, h: int = 24, w: int = 20, batch: int = 1, seed: int = 0
 ) -> tuple[torch.Tensor, ...]:
-    """A random LR image and a random (softmax) prior of matching size."""
+    """A random LR image and a random prior of matching size (softmax classes, then continuous channels in [0, 1])."""
     gen = torch.Generator().manual_seed(seed)
     cfg = generator.config
     lr = torch.rand(batch, cfg.in_channels, h, w, generator=gen)
     if not generator.uses_prior:
         return (lr,)
-    prior = torch.softmax(3 * torch.randn(batch, cfg.num_classes, h * cfg.scale, w * cfg.scale, generator=gen), dim=1)
+    size = (h * cfg.scale, w * cfg.scale)
+    prior = torch.softmax(3 * torch.randn(batch, cfg.num_classes, *size, generator=gen), dim=1)
+    if cfg.num_continuous:  # normalised continuous channels follow the classes
+        prior = torch.cat([prior, torch.rand(batch, cfg.num_continuous, *size, generator=gen)], dim=1)
     return lr, prior
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +18,9 @@ import torch
 from ..config import ConfigError
 from ..data.io import ImageError, not_an_image, open_image, read_label_map, scan_images
 from ..data.picture import Picture, PictureFormat, read_picture
-from ..data.readers import load_prior_file
+from ..data.readers import load_array_file, load_prior_file
 from ..data.transforms import lr_from_image
-from ..priors import PriorError
+from ..priors import Channel, PriorError
 
 # Errors that belong to one input file: reported and skipped, never fatal for the batch.
 INPUT_ERRORS = (ImageError, PriorError, FileNotFoundError)
@@ -97,6 +97,64 @@ class InputImage:
     probs: torch.Tensor | None = None
     alpha: torch.Tensor | None = None
     format: PictureFormat = PictureFormat()
+    #: continuous prior channels given as files, ``{name: (h, w) or (H, W)}`` in the channel's unit
+    maps: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+#: how a continuous channel's map may be stored (``<stem>.<channel><suffix>`` in the prior folder)
+MAP_SUFFIXES = (".npy", ".pt", ".png")
+
+
+def read_channel_map(
+    path: Path, channel: Channel, lr_size: tuple[int, int], scale: int, hr_crop: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """A continuous channel's map file -> float32 ``(h, w)`` (LR size) or ``(H, W)`` (output size), in the channel's unit.
+
+    ``.npy`` / ``.pt``: ``(H, W)`` or ``(1, H, W)`` values in the channel's unit (``channel.unit``); ``.png``:
+    grey levels (8- or 16-bit) spanning the channel's range (0: ``low``, white: ``high``). A map at the LR size
+    covers each LR pixel's ``scale x scale`` outputs (``priors.ChannelMap``); at the HR size before modcrop it is cut.
+    Wrong size, channel count, dtype, non-finite values or values outside the range: a ``PriorError`` or
+    ``ImageError`` naming the file and what differs.
+    """
+    (h, w), s = lr_size, scale
+    if path.suffix.lower() == ".png":
+        try:
+            fraction = read_fraction_map(path, f"{channel.name} map")
+        except ConfigError as err:  # a bad map is this image's failure
+            raise ImageError(str(err)) from None
+        values = channel.physical(torch.from_numpy(fraction))
+    else:
+        values = load_array_file(path, "(H, W)")
+        if values.dim() == 3 and values.shape[0] == 1:
+            values = values[0]
+        if values.dim() != 2:
+            raise PriorError(f"{path}: a {channel.name} map is one channel (H, W), got shape {tuple(values.shape)}")
+    channel.check(values, str(path))
+    if hr_crop is not None and tuple(values.shape) == tuple(hr_crop):
+        return values[: h * s, : w * s].contiguous()
+    if tuple(values.shape) not in ((h, w), (h * s, w * s)):
+        raise PriorError(
+            f"{path}: {channel.name} map is {values.shape[1]}x{values.shape[0]}; it must be the size of its image "
+            f"({w}x{h} LR) or of the output ({w * s}x{h * s})"
+        )
+    return values
+
+
+@dataclass
+class ChannelOverrides:
+    """Continuous channels set for every input from the command line (``noise_level=``: a number; ``noise_map=``:
+    a map file as ``read_channel_map`` reads it), which win over the maps in the prior folder."""
+
+    values: dict[str, float] = field(default_factory=dict)
+    files: dict[str, tuple[Channel, Path]] = field(default_factory=dict)
+
+    def maps(self, item: InputImage, scale: int) -> dict[str, float | torch.Tensor]:
+        """``item``'s continuous channels: its own map files, then these on top."""
+        h, w = item.lr.shape[-2:]
+        out: dict[str, float | torch.Tensor] = {**item.maps, **self.values}
+        for name, (channel, path) in self.files.items():
+            out[name] = read_channel_map(path, channel, (h, w), scale)
+        return out
 
 
 def picture_lr(picture: Picture, mode: str, scale: int) -> tuple[torch.Tensor, torch.Tensor | None, tuple | None]:
@@ -123,6 +181,8 @@ class InputReader:
     priors: Path | None = None
     lr_folder: Path | None = None
     max_pixels: int = 64_000_000
+    #: the prior's continuous channels, whose maps the prior folder may hold (``<stem>.<channel>.npy|.pt|.png``)
+    channels: tuple[Channel, ...] = ()
 
     def read(self, path: Path, with_labels: bool) -> InputImage:
         """Read ``path`` (and its label map when ``with_labels`` and a label folder is set)."""
@@ -148,7 +208,21 @@ class InputReader:
         if with_labels and self.labels is not None:
             item.labels = self._labels(path, (h, w), hr_crop)
         if self.priors is not None:
-            prior_path = companion(self.priors, path, (".npy", ".pt", ".pth"), "prior file")
+            for channel in self.channels:
+                found = [self.priors / f"{path.stem}.{channel.name}{x}" for x in MAP_SUFFIXES]
+                found = [f for f in found if f.is_file()]
+                if len(found) > 1:
+                    raise PriorError(
+                        f"{path}: {len(found)} {channel.name} maps ({', '.join(f.name for f in found)}); keep one"
+                    )
+                if found:
+                    item.maps[channel.name] = read_channel_map(found[0], channel, (h, w), s, hr_crop)
+            try:
+                prior_path = companion(self.priors, path, (".npy", ".pt", ".pth"), "prior file")
+            except FileNotFoundError:
+                if not item.maps:  # the folder holds this image's continuous maps only: its classes come from the prior
+                    raise
+                return item
             probs = load_prior_file(prior_path, self.num_classes, hr_crop or (H, W))[:H, :W]
             item.probs = torch.from_numpy(np.ascontiguousarray(probs)).permute(2, 0, 1)
         return item

@@ -57,7 +57,9 @@ def model_card(
         "description": description
         or (
             f"{arch.name} x{cfg.scale}: super-resolution conditioned on a categorical prior ({pipeline.prior_type}) "
-            f"over {len(pipeline.class_names)} classes through spatial feature transform layers."
+            f"over {len(pipeline.class_names)} classes"
+            + (f" and {len(pipeline.channels)} continuous channels" if pipeline.channels else "")
+            + " through spatial feature transform layers."
         ),
         "date": date.today().isoformat(),
         "architecture": arch.name.lower(),
@@ -76,6 +78,17 @@ def model_card(
             "colors": pipeline.colors,
             "override": pipeline.override,
             "remap": pipeline.remap,
+            # the continuous channels after the classes: each channel's record, and where the file's values come from
+            "continuous": [
+                {
+                    **c.record(),
+                    "source": "fixed" if c.name in pipeline.continuous or pipeline.estimator is None else "estimator",
+                    "value": pipeline.continuous.get(c.name, c.default)
+                    if c.name in pipeline.continuous or pipeline.estimator is None
+                    else None,
+                }
+                for c in pipeline.channels
+            ],
             "conditioning": str(cfg.conditioning),
             "variant": g.record.get("variant"),
             "package_version": g.record.get("package_version"),
@@ -99,6 +112,11 @@ def readme(card: dict) -> str:
         edits.append(f"every pixel is given the class `{extra['override']}`")
     if extra["remap"]:
         edits.append("classes remapped: " + ", ".join(f"`{a}` -> `{b}`" for a, b in extra["remap"].items()))
+    continuous = "".join(
+        f"; {c['name']} ({c['unit']}, [{c['low']:g}, {c['high']:g}]): "
+        + (f"{c['value']:g}" if c["source"] == "fixed" else "estimated from the LR")
+        for c in extra.get("continuous", [])
+    )
     resources = "\n".join(
         f"| `{r['file']}` | {r['platform']} {r['type']} | {r['size']:,} bytes | `{r['sha256']}` |"
         for r in card["resources"]
@@ -112,7 +130,7 @@ def readme(card: dict) -> str:
 | architecture | {card["architecture"]} ({extra["variant"]}, {", ".join(card["size"])}, conditioning {extra["conditioning"]}) |
 | scale | x{card["scale"]} |
 | input / output channels | {card["inputChannels"]} / {card["outputChannels"]} (RGB in [0, 1]) |
-| prior | {extra["prior"]}{"; fixed edits: " + "; ".join(edits) if edits else ""} |
+| prior | {extra["prior"]}{"; fixed edits: " + "; ".join(edits) if edits else ""}{continuous} |
 | author / license | {card["author"]} / {card["license"]} |
 | dataset | {card["dataset"]} |
 | training iterations (optimizer steps, G and D) | {card["trainingIterations"]} |

@@ -31,7 +31,7 @@ from ..files import remove_stale_temporaries
 from ..imresize import imresize
 from ..models import ConditionedGenerator, interpolate_generators
 from ..priors import Prior, PriorEdits, PriorError, PriorMap, SegmentOptions
-from .inputs import INPUT_ERRORS, InputReader, input_files, read_fraction_map, read_mask_image
+from .inputs import INPUT_ERRORS, ChannelOverrides, InputReader, input_files, read_fraction_map, read_mask_image
 from .runtime import (
     choose_engine,
     generator_runner,
@@ -362,6 +362,7 @@ def predict_files(
     segment: SegmentOptions = SegmentOptions(),
     runner=None,
     blend: Blend | None = None,
+    channels: ChannelOverrides | None = None,
 ) -> PredictReport:
     """Super-resolve ``files`` into ``out`` (see the module docstring).
 
@@ -377,12 +378,14 @@ def predict_files(
         segment: how a segmenter prior runs (whole image or tiles, engine).
         runner: the generator's engine (None: torch).
         blend: a strength map and the fidelity end it blends in.
+        channels: continuous prior channels set for every image (``noise_level=`` / ``noise_map=``).
 
     Returns:
         The ``PredictReport``: outputs written, outputs kept (they existed), inputs refused with the reason,
         and, when a write failed, why the run stopped and which inputs were not processed.
     """
     start = time.perf_counter()
+    channels = channels if channels is not None else ChannelOverrides()
     destinations = output_paths(files, out, options.save_prior)
     out.mkdir(parents=True, exist_ok=True)
     for dst in destinations.values():  # what a killed earlier run left half-written (this package's names only)
@@ -403,7 +406,10 @@ def predict_files(
                 continue
             try:
                 item = reader.read(src, with_labels=prior.needs_labels)
-                pm, how = prior.image_map(item.lr, run.scale, item.labels, item.probs, edits, segment)
+                maps = channels.maps(item, run.scale) if prior.continuous else None
+                pm, how = prior.image_map(
+                    item.lr, run.scale, item.labels, item.probs, edits, segment, maps, f"{src}: continuous prior"
+                )
                 if blend is not None:
                     blend.strength.check((item.lr.shape[-2] * run.scale, item.lr.shape[-1] * run.scale))
             except INPUT_ERRORS as err:
@@ -421,6 +427,35 @@ def predict_files(
     report.not_done.sort(key=order.__getitem__)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def channel_overrides(options: PredictSchema, prior: Prior) -> ChannelOverrides:
+    """``noise_level=`` / ``noise_map=`` as the prior's ``noise_sigma`` channel, checked before any image is read:
+    a prior without that channel, a level outside its range or an unreadable map is a ``ConfigError``."""
+    out = ChannelOverrides()
+    given = {k: v for k, v in (("noise_level", options.noise_level), ("noise_map", options.noise_map)) if v is not None}
+    if not given:
+        return out
+    key, value = next(iter(given.items()))
+    channel = next((c for c in prior.continuous if c.name == "noise_sigma"), None)
+    if channel is None:
+        raise ConfigError(
+            f"{key}={value}: prior={prior.name} has no noise_sigma channel (continuous: "
+            f"{', '.join(c.name for c in prior.continuous) or 'none'}); a model trained with "
+            "prior=[labels,degradation] degradation=mapped has one"
+        )
+    if options.noise_level is not None:
+        if channel.problem(torch.tensor([float(options.noise_level)])):
+            raise ConfigError(
+                f"noise_level={options.noise_level}: must be in [{channel.low:g}, {channel.high:g}] ({channel.unit})"
+            )
+        out.values["noise_sigma"] = float(options.noise_level)
+    else:
+        read_fraction_map(
+            options.noise_map, "noise_map"
+        )  # unreadable, coloured or transparent: a configuration error now
+        out.files["noise_sigma"] = (channel, Path(options.noise_map))
+    return out
 
 
 def predict(cfg) -> tuple[PredictReport, dict]:
@@ -454,6 +489,7 @@ def predict(cfg) -> tuple[PredictReport, dict]:
         log.info("texture strength %s: %s (0) .. %s (1)", options.strength_map or options.strength, fid_path, ckpt)
         if options.strength_map:
             blend = Blend(fidelity, generator_runner(choice, fidelity), StrengthMap.read(options.strength_map))
+    channels = channel_overrides(options, prior)
     files, labels, skipped = input_files(options.images, options.labels, options.demo_split, cfg.data)
     for name, reason in skipped.items():
         log.warning("skipped %s: %s", name, reason)
@@ -464,6 +500,7 @@ def predict(cfg) -> tuple[PredictReport, dict]:
         labels,
         Path(options.priors) if options.priors else None,
         max_pixels=options.max_pixels,
+        channels=prior.continuous,
     )
     log.info(
         "checkpoint %s (%s conditioning) on %s, %s; prior %s; %d files",
@@ -476,6 +513,8 @@ def predict(cfg) -> tuple[PredictReport, dict]:
     )
     segment = segment_options(cfg, device, choice)
     runner = generator_runner(choice, generator)
-    report = predict_files(generator, files, Path(options.out), prior, reader, options, edits, segment, runner, blend)
+    report = predict_files(
+        generator, files, Path(options.out), prior, reader, options, edits, segment, runner, blend, channels
+    )
     report.skipped = skipped
     return report, {"generator": generator, "prior": prior, "checkpoint": ckpt, "files": files}

@@ -68,11 +68,9 @@ def load_for_prior(
         generator = load_generator(ckpt, channels_last=channels_last).to(device)
     except CheckpointError as err:
         raise CheckpointError(f"{key}: {err}") from err
-    if generator.uses_prior and generator.config.num_classes != prior.num_classes:
-        raise PriorError(
-            f"checkpoint {ckpt} is conditioned on {generator.config.num_classes} classes but prior={prior.name} has "
-            f"{prior.num_classes}; choose the prior the model was trained with"
-        )
+    problem = prior.generator_problem(generator)
+    if problem:
+        raise PriorError(f"checkpoint {ckpt}: {problem}; choose the prior the model was trained with")
     return generator
 
 

@@ -30,28 +30,32 @@ from __future__ import annotations
 import os
 
 from ..models import architecture_of, generator_from_state_dict
+from ..models.estimator import infer_estimator
 from ..models.registry import infer_segmenter, recognise
 from ..pipeline import SFTGANPipeline
+from ..priors.channels import Channel
 from ..state_dict import CheckpointError
 
 ARCH_ID = "SFTGAN"
 _settings: dict = {"segmenter": None}
 
 
-def _split(state_dict) -> tuple[dict, dict]:
-    """The generator's and the segmenter's tensors of a generator-only or a pipeline state dict."""
+def _split(state_dict) -> tuple[dict, dict, dict]:
+    """The generator's, the segmenter's and the rest (estimator, continuous channels) of a generator-only or a
+    pipeline state dict; the rest keeps its prefixes."""
     if any(k.startswith("generator.") for k in state_dict):
         gen = {k[len("generator.") :]: v for k, v in state_dict.items() if k.startswith("generator.")}
         seg = {k[len("segmenter.") :]: v for k, v in state_dict.items() if k.startswith("segmenter.")}
-        return gen, seg
-    return dict(state_dict), {}
+        rest = {k: v for k, v in state_dict.items() if k.startswith(("estimator.", "continuous."))}
+        return gen, seg, rest
+    return dict(state_dict), {}, {}
 
 
 def detect(state_dict) -> bool:
     """A prior-conditioned generator of a registered architecture (SFT-Net, SFT-RRDBNet, SFT-Compact): a
     condition network (``CondNet``) beside tensors that architecture's ``infer`` recognises. Plain RRDBNet
     and SRVGGNetCompact files (no condition net) stay spandrel's own ESRGAN / Real-ESRGAN Compact."""
-    gen, _ = _split(state_dict)
+    gen, _, _ = _split(state_dict)
     if "CondNet.0.weight" not in gen:
         return False
     try:
@@ -69,8 +73,15 @@ def _architecture():
             super().__init__(id=ARCH_ID, name="SFTGAN", detect=detect)
 
         def load(self, state_dict) -> spandrel.ImageModelDescriptor[SFTGANPipeline]:
-            gen_sd, seg_sd = _split(state_dict)
+            gen_sd, seg_sd, rest = _split(state_dict)
             generator = generator_from_state_dict(gen_sd, source="SFTGAN state dict").eval()
+            estimator, fixed = None, {}
+            if "continuous.fixed" in rest:  # a pipeline whose generator also reads continuous channels
+                generator, fixed = _continuous_generator(generator, gen_sd, rest)
+                est_sd = {k[len("estimator.") :]: v for k, v in rest.items() if k.startswith("estimator.")}
+                estimator = infer_estimator(est_sd) if est_sd else None
+                if estimator is not None:
+                    estimator.channels = generator.record["continuous"]
             scale = generator.config.scale
             arch = architecture_of(generator)
             if seg_sd:
@@ -82,7 +93,8 @@ def _architecture():
             else:
                 segmenter, prior = None, "uniform prior"
             names = _class_names(generator.config.num_classes)
-            pipeline = SFTGANPipeline(generator, segmenter, names[0], names[1]).eval()
+            pipeline = SFTGANPipeline(generator, segmenter, names[0], names[1], estimator=estimator, continuous=fixed)
+            pipeline = pipeline.eval()
             return spandrel.ImageModelDescriptor(
                 pipeline,
                 pipeline.state_dict(),  # the descriptor reloads it into the module: the pipeline's own keys
@@ -99,6 +111,19 @@ def _architecture():
             )
 
     return SFTGANArch()
+
+
+def _continuous_generator(generator, gen_sd: dict, rest: dict):
+    """The generator rebuilt with its condition net's last ``K`` inputs as continuous channels (``K``: the
+    pipeline's ``continuous.fixed``), and the fixed channels' values. The tensors keep no channel names or
+    units: the channels are ``channel0..`` with the normalised range [0, 1], which leaves the values as stored."""
+    fixed, mask = rest["continuous.fixed"].float(), rest["continuous.fixed_mask"].float()
+    k = fixed.numel()
+    cfg = {**generator.config_dict(), "num_classes": generator.config.num_classes - k, "num_continuous": k}
+    rebuilt = generator_from_state_dict(gen_sd, cfg, "SFTGAN state dict", architecture_of(generator).name).eval()
+    channels = [Channel(f"channel{i}", "normalised", 0.0, 1.0, float(fixed[i])) for i in range(k)]
+    rebuilt.record = {"continuous": [c.record() for c in channels]}
+    return rebuilt, {c.name: float(fixed[i]) for i, c in enumerate(channels) if mask[i] > 0}
 
 
 def _class_names(num_classes: int) -> tuple[list[str], list[list[int]]]:

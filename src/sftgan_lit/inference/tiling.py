@@ -55,9 +55,15 @@ def receptive_field(generator: ConditionedGenerator, within: nn.Module | None = 
     try:
         param = next(generator.parameters())
         lr = torch.zeros(1, generator.config.in_channels, h, w, device=param.device, dtype=param.dtype)
-        c = generator.config.num_classes
+        c, k = generator.config.num_classes, generator.config.num_continuous
         prior = (
-            torch.full((1, c, h * scale, w * scale), 1.0 / c, device=param.device, dtype=param.dtype)
+            torch.cat(
+                [
+                    torch.full((1, c, h * scale, w * scale), 1.0 / c, device=param.device, dtype=param.dtype),
+                    torch.zeros((1, k, h * scale, w * scale), device=param.device, dtype=param.dtype),
+                ],
+                dim=1,
+            )
             if generator.uses_prior
             else None
         )
@@ -193,7 +199,7 @@ def _run_windows(
                 )
                 if labels_out is not None and labels_out[n] is not None:
                     labels_out[n][top : top + s * (y1 - y0), s * x0 : s * x1] = (
-                        priors[j, :, rows, cols].argmax(0).to(torch.uint8).cpu().numpy()
+                        priors[j, : maps[n].num_classes, rows, cols].argmax(0).to(torch.uint8).cpu().numpy()
                     )
             del sr, x, priors
 

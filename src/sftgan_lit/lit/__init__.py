@@ -2,11 +2,13 @@
 
 from .callbacks import PreemptionCheckpoint, ValidationImages, WeightSyncCheck
 from .ema import EMA
+from .estimator_module import EstimatorModule
 from .segmenter_module import SegmenterModule
 from .sftgan_module import NonFiniteLossError, SFTGANModule
 
 __all__ = [
     "EMA",
+    "EstimatorModule",
     "NonFiniteLossError",
     "PreemptionCheckpoint",
     "SFTGANModule",

@@ -111,11 +111,9 @@ class SFTGANModule(L.LightningModule):
         self.discriminator = discriminator
         self.objective = objective
         self.prior = prior
-        if generator.uses_prior and generator.config.num_classes != prior.num_classes:
-            raise ValueError(
-                f"the generator is conditioned on {generator.config.num_classes} classes but prior={prior.name} has "
-                f"{prior.num_classes}; set model.generator.num_classes=${{prior.num_classes}} (the default)"
-            )
+        problem = prior.generator_problem(generator)
+        if problem:
+            raise ValueError(f"the generator does not fit the prior: {problem}; build it with train.build_models")
         self.ema = EMA(generator, ema_decay) if ema_decay is not None else None
         self.optimizer_g = optimizer_g or (lambda params: torch.optim.Adam(params, lr=1e-4, betas=(0.9, 0.999)))
         self.optimizer_d = optimizer_d or (lambda params: torch.optim.Adam(params, lr=1e-4, betas=(0.9, 0.999)))
@@ -331,7 +329,14 @@ class SFTGANModule(L.LightningModule):
             "loss": {k: v for k, v in self.objective.describe().items() if isinstance(v, int | float | str)},
             "prior": self.prior.name,
         }
-        export_generator(self.eval_generator, path, self.prior.class_names, self.prior.colors, training)
+        export_generator(
+            self.eval_generator,
+            path,
+            self.prior.class_names,
+            self.prior.colors,
+            training,
+            [c.record() for c in self.prior.continuous],
+        )
         log.info("generator (EMA: %s) exported to %s", self.ema is not None, path)
         return Path(path)
 

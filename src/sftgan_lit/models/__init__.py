@@ -2,9 +2,11 @@
 
 from .checkpoints import (
     LIGHTNING_GENERATOR_PREFIXES,
+    export_estimator,
     export_generator,
     export_segmenter,
     generator_from_state_dict,
+    load_estimator,
     load_generator,
     load_segmenter,
     package_version,
@@ -15,6 +17,7 @@ from .concat import ConcatLayer
 from .condition import ConditionNet
 from .conditioned import ConditionedConfig, ConditionedGenerator, Stage, conv_radius
 from .discriminator import ACDDiscriminator
+from .estimator import DegradationEstimator, EstimatorConfig
 from .generator import GeneratorConfig, ResBlockSFT, SFTGenerator
 from .init import scaled_kaiming_
 from .interpolation import interpolate_generators
@@ -50,6 +53,8 @@ __all__ = [
     "ConditionedConfig",
     "ConditionedGenerator",
     "ConditionNet",
+    "DegradationEstimator",
+    "EstimatorConfig",
     "GENERATOR_VARIANTS",
     "LIGHTNING_GENERATOR_PREFIXES",
     "GeneratorConfig",
@@ -71,9 +76,11 @@ __all__ = [
     "build_generator",
     "conv_radius",
     "convert_srgan_state_dict",
+    "export_estimator",
     "export_generator",
     "export_segmenter",
     "generator_from_state_dict",
+    "load_estimator",
     "infer_segmenter",
     "package_version",
     "infer_generator_config",

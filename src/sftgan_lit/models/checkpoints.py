@@ -23,6 +23,7 @@ from ..state_dict import (
     unwrap_state_dict,
 )
 from .conditioned import ConditionedGenerator
+from .estimator import DegradationEstimator
 from .registry import ARCHITECTURE, ARCHITECTURES, SEGMENTER_ARCHS, architecture_of, infer_generator, variant_of
 from .segmenter import OutdoorSceneSeg
 
@@ -98,6 +99,7 @@ def network_facts(generator: ConditionedGenerator) -> dict:
         "input_channels": cfg.in_channels,
         "output_channels": cfg.out_channels,
         "num_classes": cfg.num_classes,
+        "num_continuous": cfg.num_continuous,
         "conditioning": str(cfg.conditioning),
     }
 
@@ -107,20 +109,35 @@ def generator_record(
     class_names: Iterable[str] | None = None,
     colors: Iterable | None = None,
     training=None,
+    continuous: Iterable[Mapping] | None = None,
 ) -> dict:
-    """What a generator export records about itself (``RECORD_KEY``; the safetensors header)."""
+    """What a generator export records about itself (``RECORD_KEY``; the safetensors header). ``continuous``:
+    the prior's continuous channels (``priors.Channel.record()``), one per ``num_continuous``."""
     cfg = generator.config
     record = {
         "kind": "generator",
         **network_facts(generator),
         "class_names": [str(c) for c in class_names] if class_names is not None else None,
         "colors": [[int(v) for v in c] for c in colors] if colors is not None else None,
+        "continuous": [dict(c) for c in continuous or ()],
         "package_version": package_version(),
         "training": dict(training or {}),
     }
     if cfg.num_classes:
         check_class_names(record["class_names"], cfg.num_classes, "export_generator")
+    check_continuous(record["continuous"], cfg.num_continuous, "export_generator")
     return record
+
+
+def check_continuous(channels, count: int, source: str) -> None:
+    """Recorded continuous channels (a list of ``{name, unit, low, high, default}``) must be one per continuous
+    input of the network (``count``); files from before continuous channels record none and have none."""
+    channels = list(channels or ())
+    ok = all(isinstance(c, Mapping) and {"name", "low", "high", "default"} <= set(c) for c in channels)
+    if not ok or len(channels) != count:
+        raise CheckpointError(
+            f"{source}: the recorded continuous channels {channels} do not fit the network, which has {count}"
+        )
 
 
 def write_export(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike, entries: Mapping) -> None:
@@ -165,6 +182,8 @@ def load_generator(
     check_record(record, generator, str(path))
     if generator.config.num_classes:
         check_class_names(record.get("class_names"), generator.config.num_classes, str(path))
+    if record or generator.config.num_continuous:
+        check_continuous(record.get("continuous"), generator.config.num_continuous, str(path))
     generator.record = record
     if channels_last:
         generator = generator.to(memory_format=torch.channels_last)
@@ -202,6 +221,7 @@ def export_generator(
     class_names: Iterable[str] | None = None,
     colors: Iterable | None = None,
     training: Mapping | None = None,
+    continuous: Iterable[Mapping] | None = None,
 ) -> None:
     """Save the generator alone, in the original key layout, with its constructor arguments and record
     (``generator_record``), atomically: ``.safetensors`` (no pickle) or a ``torch.save`` file.
@@ -212,10 +232,11 @@ def export_generator(
         class_names: one name per prior class (recorded; checked against the network).
         colors: one ``[r, g, b]`` (0-255) per class, for overlays and masks.
         training: facts of the run that trained it (steps, loss weights, prior).
+        continuous: the prior's continuous channels (``Channel.record()``), one per ``num_continuous``.
     """
     entries = {
         CONFIG_KEY: generator.config_dict(),
-        RECORD_KEY: generator_record(generator, class_names, colors, training),
+        RECORD_KEY: generator_record(generator, class_names, colors, training, continuous),
     }
     write_export(cpu_state(generator), path, entries)
 
@@ -312,3 +333,35 @@ def read_segmenter(path: str | os.PathLike, **arch) -> tuple[nn.Module, dict | N
     segmenter = OutdoorSceneSeg(num_classes=num_classes, **arch)
     load_strict(segmenter, sd, source=str(path))
     return segmenter.eval(), None
+
+
+ESTIMATOR_KEY = "sftgan_lit_estimator"
+
+
+def export_estimator(estimator: DegradationEstimator, path: str | os.PathLike, continuous: Iterable[Mapping]) -> None:
+    """Save a trained ``DegradationEstimator`` with its constructor arguments and the continuous channels it
+    predicts (``priors.Channel.record()``, in order), atomically (``.safetensors`` or ``torch.save``)."""
+    channels = [dict(c) for c in continuous]
+    check_continuous(channels, estimator.config.num_continuous, "export_estimator")
+    record = {"config": estimator.config_dict(), "continuous": channels, "package_version": package_version()}
+    write_export(cpu_state(estimator), path, {ESTIMATOR_KEY: record})
+
+
+def load_estimator(path: str | os.PathLike) -> tuple[DegradationEstimator, list[dict]]:
+    """A ``DegradationEstimator`` written by ``export_estimator``, strictly, in eval mode, and the channels it
+    predicts (records ``{name, unit, low, high, default}``). Any other file is a ``CheckpointError`` naming it."""
+    obj = load_checkpoint_file(path)
+    record = obj.get(ESTIMATOR_KEY)
+    if not isinstance(record, Mapping) or not isinstance(record.get("config"), Mapping):
+        raise CheckpointError(
+            f"{path}: not a degradation estimator exported by this package (no '{ESTIMATOR_KEY}' record); "
+            "train one with experiment=degradation_estimator"
+        )
+    try:
+        estimator = DegradationEstimator(**record["config"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: the recorded estimator config is not valid ({err})") from err
+    check_continuous(record.get("continuous"), estimator.config.num_continuous, str(path))
+    load_strict(estimator, unwrap_state_dict(obj, ("estimator.",), source=str(path)), source=str(path))
+    estimator.channels = [dict(c) for c in record["continuous"]]
+    return estimator.eval(), estimator.channels

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..choices import Conditioning, choice
 from ..config import require, require_int
-from ..tensors import check_image, check_probs
+from ..tensors import check_image, check_probs, check_unit
 from .concat import ConcatLayer
 from .condition import ConditionNet
 from .init import scaled_kaiming_
@@ -45,6 +45,8 @@ class ConditionedConfig:
     in_channels: int = 3
     out_channels: int = 3
     num_classes: int = 8
+    # continuous prior channels stacked after the classes (a degradation's strength, a depth), each in [0, 1]
+    num_continuous: int = 0
     scale: int = 4
     conditioning: str = Conditioning.sft.value  # one of choices.Conditioning
     num_cond_blocks: int | None = None
@@ -75,8 +77,8 @@ class ConditionedConfig:
             "cond_hidden_channels",
             "sft_hidden_channels",
         )
-        for name in (*sizes, "num_classes"):
-            require_int(f"model.generator.{name}", getattr(self, name), 0 if name == "num_classes" else 1)
+        for name in (*sizes, "num_classes", "num_continuous"):
+            require_int(f"model.generator.{name}", getattr(self, name), 1 if name in sizes else 0)
         require(
             self.scale in self.SCALES,
             "model.generator.scale",
@@ -207,7 +209,7 @@ class ConditionedGenerator(nn.Module):
         if cfg.conditioning == "none" or not any_layer:
             return None
         return ConditionNet(
-            cfg.num_classes,
+            cfg.num_classes + cfg.num_continuous,
             cfg.cond_channels,
             cfg.cond_hidden_channels,
             scale=self.cond_stride,
@@ -253,13 +255,17 @@ class ConditionedGenerator(nn.Module):
         if prior is None:
             raise ValueError(f"this generator (conditioning={cfg.conditioning!r}) needs a prior; got None")
         n, _, h, w = lr.shape
-        expected = (n, cfg.num_classes, h * cfg.scale, w * cfg.scale)
+        c, k = cfg.num_classes, cfg.num_continuous
+        expected = (n, c + k, h * cfg.scale, w * cfg.scale)
         if tuple(prior.shape) != expected:
+            more = f" and {k} continuous channels" if k else ""
             raise ValueError(
                 f"prior shape {tuple(prior.shape)} does not fit lr shape {tuple(lr.shape)}: expected {expected} "
-                f"({cfg.num_classes} class probabilities at {cfg.scale}x the LR size)"
+                f"({c} class probabilities{more} at {cfg.scale}x the LR size)"
             )
-        check_probs(prior, "prior (the generator's categorical prior)")
+        check_probs(prior[:, :c], "prior (the generator's categorical prior)")
+        if k:
+            check_unit(prior[:, c:], "prior (the generator's continuous channels, normalised to [0, 1])")
 
     def condition(self, prior: torch.Tensor) -> torch.Tensor:
         """Shared conditions (N, cond_channels, h', w') on the trunk's grid, or (N, cond_channels, 1, 1) for ``film``."""

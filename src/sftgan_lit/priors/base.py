@@ -14,21 +14,26 @@ plus, if its probabilities come from somewhere new, a small subclass overriding 
 ``on_device`` / ``from_lr`` / ``_image_map``; no caller asks which subclass it has.
 
 Probabilities are ``(N, C, H, W)`` (or ``(C, H, W)``) float tensors at HR resolution whose rows (the C
-values of each pixel) sum to 1.
+values of each pixel) sum to 1. A prior may stack continuous channels after its classes (``continuous``:
+``channels.Channel``, e.g. a noise level); the generator then reads ``(N, C + K, H, W)``, the K channels
+normalised to [0, 1]. Training takes them from a degradation that knows them per pixel (the datamodule
+stacks them), inference from ``image_map``'s ``maps``, the estimator or their defaults.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..categories import OUTDOOR_CLASSES, OUTDOOR_COLORS, VOID_LABEL
 from ..tensors import check_image
+from .channels import Channel, from_record, parse_channels, stack_problem
 from .edits import PriorEdits
-from .maps import DenseProbs, PriorMap, UniformPriorMap
+from .maps import ChannelMap, DenseProbs, PriorMap, StackedPriorMap, UniformPriorMap
 from .validation import PriorError, validate_probs
 
 __all__ = ["VOID_LABEL", "Prior", "PriorError", "SegmentOptions", "UniformPrior", "validate_probs"]
@@ -66,6 +71,8 @@ class Prior:
         num_classes: int = len(OUTDOOR_CLASSES),
         class_names: Sequence[str] = OUTDOOR_CLASSES,
         colors: Sequence[Sequence[int]] = OUTDOOR_COLORS,
+        continuous: Sequence | None = None,
+        estimator: str | None = None,
     ) -> None:
         # The defaults are the paper's 8 outdoor classes (conf/classes/outdoor.yaml); every other class set
         # is given explicitly, and the three must agree.
@@ -82,6 +89,41 @@ class Prior:
         self.num_classes = num_classes
         self.class_names = class_names
         self.colors = colors
+        #: the continuous channels stacked after the classes (``channels``; ``prior.continuous``)
+        self.continuous: tuple[Channel, ...] = parse_channels(continuous)
+        #: a ``DegradationEstimator`` export that fills the continuous channels nothing else gives (inference)
+        self.estimator = str(estimator) if estimator else None
+        if self.estimator and not self.continuous:
+            raise PriorError(f"prior.estimator={estimator}: prior={name} has no continuous channels to estimate")
+        self._estimator = None
+
+    def generator_problem(self, generator) -> str | None:
+        """How ``generator`` (a ``ConditionedGenerator``; its ``record`` when loaded from a file) does not fit
+        this prior's stack (class count, continuous channels by name and range), or None."""
+        if not generator.uses_prior:
+            return None
+        cfg = generator.config
+        if cfg.num_classes != self.num_classes:
+            return f"it is conditioned on {cfg.num_classes} classes but prior={self.name} has {self.num_classes}"
+        record = getattr(generator, "record", None)
+        if record is not None and "continuous" in record:
+            problem = stack_problem(self.continuous, from_record(record["continuous"]))
+            if problem:
+                return problem
+        if cfg.num_continuous != len(self.continuous):
+            return (
+                f"it reads {cfg.num_continuous} continuous prior channels but prior={self.name} has "
+                f"{len(self.continuous)} ({', '.join(c.name for c in self.continuous) or 'none'})"
+            )
+        return None
+
+    def continuous_maps(self, maps: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Each continuous channel's values ``(N, H, W)`` in its unit (``maps`` by channel name) -> the part of the
+        generator's prior after the classes, ``(N, K, H, W)``, normalised to [0, 1] in the configured order."""
+        missing = [c.name for c in self.continuous if c.name not in maps]
+        if missing:
+            raise PriorError(f"prior={self.name}: no values for the continuous channel(s) {', '.join(missing)}")
+        return torch.stack([c.normalise(maps[c.name]) for c in self.continuous], dim=1)
 
     # ------------------------------------------------------------------ what the data layer stores
     @property
@@ -104,7 +146,40 @@ class Prior:
         return False
 
     def check_ready(self) -> None:
-        """Fail now, naming the config key, if the prior cannot work (e.g. missing weights); default: nothing to check."""
+        """Fail now, naming the config key, if the prior cannot work (e.g. missing weights); subclasses that
+        override it call this too (the estimator's file)."""
+        if self.estimator:
+            self.estimator_model()
+
+    def estimator_model(self):
+        """The ``prior.estimator`` network (loaded once) with its channels checked against the prior's: a
+        ``PriorError`` naming ``prior.estimator`` when the file is missing, not an estimator or predicts others."""
+        if self._estimator is None:
+            from ..models import load_estimator
+            from ..state_dict import CheckpointError
+
+            path = Path(self.estimator)
+            if not path.is_file():
+                raise PriorError(
+                    f"prior.estimator={self.estimator}: file not found (train one: experiment=degradation_estimator)"
+                )
+            try:
+                net, channels = load_estimator(path)
+            except CheckpointError as err:
+                raise PriorError(f"prior.estimator={self.estimator}: {err}") from None
+            problem = stack_problem(self.continuous, from_record(channels))
+            if problem:
+                raise PriorError(f"prior.estimator={self.estimator}: {problem.replace('model', 'estimator')}")
+            self._estimator = net
+        return self._estimator
+
+    @torch.no_grad()
+    def estimate(self, lr: torch.Tensor, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+        """The continuous channels of LR ``(1, 3, h, w)`` in [0, 1] as the estimator reads them: ``{name: (h, w)}``
+        at the LR size, in each channel's unit."""
+        net = self.estimator_model().to(device)
+        y = net(lr.to(device, torch.float32))[0].cpu()
+        return {c.name: c.physical(y[i]).clamp(c.low, c.high) for i, c in enumerate(self.continuous)}
 
     # ------------------------------------------------------------------ the batch question
     def uniform(self, size: tuple[int, int]) -> torch.Tensor:
@@ -140,12 +215,17 @@ class Prior:
         probs: torch.Tensor | None = None,
         edits: PriorEdits | None = None,
         segment: SegmentOptions = SegmentOptions(),
+        maps: dict[str, float | torch.Tensor] | None = None,
+        maps_source: str = "continuous map",
     ) -> tuple[PriorMap, str]:
         """The prior of one image with LR ``(1, 3, h, w)`` in [0, 1], as a ``PriorMap``, and how it was made.
 
         ``labels``: the image's label map ``(s*h, s*w)`` uint8 when one is known; ``probs``: a given
         probability map ``(C, s*h, s*w)`` (a prior file), which replaces the prior's own source;
-        ``edits``: the paper's prior editing, applied on top.
+        ``edits``: the paper's prior editing, applied on top (to the classes);
+        ``maps``: the continuous channels' values by name, each a number or a map ``(h, w)`` / ``(s*h, s*w)`` in
+        the channel's unit; a channel not given comes from ``prior.estimator`` when set, else takes its
+        ``default``; ``maps_source`` names them in errors.
         """
         check_image(lr, "lr")
         if probs is not None:
@@ -156,6 +236,25 @@ class Prior:
         if edits is not None and edits.active:
             pm, what = edits.apply(pm), edits.describe()
             how += f", edited: {what}"
+        if self.continuous:
+            maps = dict(maps or {})
+            unknown = sorted(set(maps) - {c.name for c in self.continuous})
+            if unknown:
+                raise PriorError(
+                    f"{maps_source}: {', '.join(unknown)} is not a channel of prior={self.name} "
+                    f"(its channels: {', '.join(c.name for c in self.continuous)})"
+                )
+            estimated = {}
+            if self.estimator and any(c.name not in maps for c in self.continuous):
+                estimated = self.estimate(lr, segment.device)
+            given = {c.name: maps.get(c.name, estimated.get(c.name, c.default)) for c in self.continuous}
+            pm = StackedPriorMap(
+                pm, [ChannelMap(c, given[c.name], pm.lr_size, pm.scale, maps_source) for c in self.continuous]
+            )
+            show = lambda n, v: (
+                ("estimated" if n not in maps else "map") if isinstance(v, torch.Tensor) else format(v, "g")
+            )
+            how += "; " + ", ".join(f"{n}={show(n, v)}" for n, v in given.items())
         return pm, how
 
     def _image_map(
@@ -164,7 +263,8 @@ class Prior:
         return UniformPriorMap(self.num_classes, tuple(lr.shape[-2:]), scale), "uniform prior (no information)"
 
     def describe(self) -> str:
-        return f"{self.name} ({type(self).__name__}, {self.num_classes} classes: {', '.join(self.class_names)})"
+        extra = f"; continuous: {', '.join(c.describe() for c in self.continuous)}" if self.continuous else ""
+        return f"{self.name} ({type(self).__name__}, {self.num_classes} classes: {', '.join(self.class_names)}{extra})"
 
 
 class UniformPrior(Prior):

@@ -43,6 +43,10 @@ class PriorMap:
     def full(self) -> torch.Tensor:
         return self.crop(0, self.lr_size[0], 0, self.lr_size[1])
 
+    def with_classes(self, change: Callable[[PriorMap], PriorMap]) -> PriorMap:
+        """This map with ``change`` applied to its class probabilities (continuous channels kept as they are)."""
+        return change(self)
+
 
 class UniformPriorMap(PriorMap):
     """Every class equally likely (``prior=none`` / ``uniform``)."""
@@ -116,3 +120,57 @@ class CoarseLogitsPrior(PriorMap):
         device = next(self.segmenter.parameters()).device
         probs = self.segmenter.decode_coarse(self.logits[..., a:b, c:d].to(device)).float().cpu()
         return probs[..., Y0 - k * a : Y1 - k * a, X0 - k * c : X1 - k * c]
+
+
+class ChannelMap:
+    """One continuous channel of a whole image of LR size ``(h, w)``: a constant, or values in the channel's unit
+    at the LR size (each LR pixel's value covers its ``scale x scale`` outputs) or at the output size
+    ``(s*h, s*w)``; ``crop`` gives a window at the output size, normalised to [0, 1] (``Channel.normalise``)."""
+
+    def __init__(
+        self, channel, values: float | torch.Tensor, lr_size: tuple[int, int], scale: int, source: str
+    ) -> None:
+        self.channel = channel
+        self.scale = scale
+        self.values: float | torch.Tensor
+        h, w = lr_size
+        if isinstance(values, torch.Tensor):
+            if tuple(values.shape) not in ((h, w), (h * scale, w * scale)):
+                raise PriorError(
+                    f"{source}: a {channel.name} map of shape {tuple(values.shape)} fits neither the LR ({h}, {w}) "
+                    f"nor the output ({h * scale}, {w * scale})"
+                )
+            channel.check(values, source)
+            self.values = channel.normalise(values)
+            self.on_lr_grid = tuple(values.shape) == (h, w) and scale > 1
+        else:
+            channel.check(torch.tensor([float(values)]), source)
+            self.values = float(channel.normalise(torch.tensor(float(values))))
+            self.on_lr_grid = False
+
+    def crop(self, Y0: int, Y1: int, X0: int, X1: int) -> torch.Tensor:
+        """``(1, 1, Y1-Y0, X1-X0)`` of output rows ``Y0:Y1`` and columns ``X0:X1``."""
+        if isinstance(self.values, float):
+            return torch.full((1, 1, Y1 - Y0, X1 - X0), self.values)
+        if self.on_lr_grid:
+            s = self.scale
+            return self.values[torch.arange(Y0, Y1) // s][:, torch.arange(X0, X1) // s][None, None]
+        return self.values[Y0:Y1, X0:X1][None, None]
+
+
+class StackedPriorMap(PriorMap):
+    """A categorical ``PriorMap`` with continuous ``ChannelMap``s stacked after its classes (the prior's order)."""
+
+    def __init__(self, categorical: PriorMap, channels: list[ChannelMap]) -> None:
+        super().__init__(categorical.num_classes, categorical.lr_size, categorical.scale)
+        self.categorical = categorical
+        self.channels = channels
+
+    def with_classes(self, change: Callable[[PriorMap], PriorMap]) -> PriorMap:
+        return StackedPriorMap(change(self.categorical), self.channels)
+
+    def crop(self, y0, y1, x0, x1):
+        s = self.scale
+        parts = [self.categorical.crop(y0, y1, x0, x1)]
+        parts += [c.crop(s * y0, s * y1, s * x0, s * x1) for c in self.channels]
+        return torch.cat(parts, dim=1)

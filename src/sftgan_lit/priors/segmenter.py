@@ -127,6 +127,7 @@ class SegmenterPrior(Prior):
         return self._model
 
     def check_ready(self) -> None:
+        super().check_ready()
         self.model("cpu" if self._model is None else next(self._model.parameters()).device)
 
     @torch.no_grad()
