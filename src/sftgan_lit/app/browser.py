@@ -43,9 +43,16 @@ def launch(playwright):
 
 def wait_status(page, text: str, timeout_ms: int = 60_000) -> str:
     """Wait until the status line contains ``text``; returns the line."""
-    page.wait_for_function(
-        "t => (document.querySelector('#status')?.innerText || '').includes(t)", arg=text, timeout=timeout_ms
-    )
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(
+            "t => (document.querySelector('#status')?.innerText || '').includes(t)", arg=text, timeout=timeout_ms
+        )
+    except PlaywrightTimeout:
+        raise AssertionError(
+            f"status never showed {text!r}; it shows {page.locator('#status').inner_text()!r}"
+        ) from None
     return page.locator("#status").inner_text()
 
 
@@ -75,6 +82,9 @@ def paint_rectangle(
         page.mouse.move(x1, y, steps=3)
         page.mouse.up()
         y += 12  # screen pixels; the brush (8 image pixels at 150% zoom) covers the gaps
+    # the editor hands its new layer to the page a moment after the last stroke: a click on Run before that
+    # sends the layer as it was (a loaded machine showed it)
+    page.wait_for_timeout(1000)
 
 
 def download(page, elem_id: str, folder: Path) -> np.ndarray:
