@@ -28,7 +28,7 @@ from sftgan_lit.app.ui import PainterApp, load_models
 from sftgan_lit.categories import OUTDOOR_CLASSES, OUTDOOR_COLORS
 from sftgan_lit.imresize import imresize
 from sftgan_lit.models import export_generator
-from sftgan_lit.priors import class_mask_from_image
+from sftgan_lit.priors import PriorError, class_mask_from_image
 
 from helpers import tiny_generator, tiny_segmenter_file
 
@@ -501,3 +501,31 @@ def test_the_noise_slider_and_brush_reach_the_generator_incrementally(noise_mode
         plain.set_noise(5)
     with pytest.raises(InputRefused, match="noise brush has no effect"):
         plain.set_noise_layer(noise_layer((96, 80), 0.6, 8, 40, 8, 40))
+
+
+def test_an_estimator_sets_the_starting_noise_level_and_the_other_channels(noise_models, tmp_path):
+    """With --estimator, the slider starts at the level the estimator reads from the image and the blur / JPEG
+    channels are its maps; an estimator of other channels is refused when the app starts."""
+    from sftgan_lit.models import DegradationEstimator, export_estimator, load_estimator
+    from sftgan_lit.priors import CHANNELS
+
+    from helpers import randomize_
+
+    torch.manual_seed(3)
+    est = randomize_(DegradationEstimator(3, num_features=8, num_blocks=1, smooth=3))
+    export_estimator(est, tmp_path / "est.pth", [c.record() for c in noise_models.channels])
+    models = AppModels(noise_models.generator, estimator=str(tmp_path / "est.pth"))
+    sc = scene(4)
+    session = PaintSession(models, sc)
+    with torch.no_grad():
+        y = load_estimator(tmp_path / "est.pth")[0](sc.lr)[0]
+    noise = CHANNELS["noise_sigma"]
+    assert session.noise_level == float(noise.physical(y[0]).mean().round())
+    expected_blur = y[1].clamp(0, 1).repeat_interleave(4, 0).repeat_interleave(4, 1)  # normalised, as fed
+    assert torch.allclose(session.continuous()[0, 1], expected_blur, atol=1e-6)
+    session.run()
+    export_estimator(
+        DegradationEstimator(2, 8, 1, 3), tmp_path / "two.pth", [noise.record(), CHANNELS["depth"].record()]
+    )
+    with pytest.raises(PriorError, match="prior.estimator=.*depth"):
+        AppModels(noise_models.generator, estimator=str(tmp_path / "two.pth"))

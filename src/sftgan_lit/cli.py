@@ -452,6 +452,10 @@ def app_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--segmenter", help="a segmenter file (experiment=segmenter): the 'segmenter' prior source")
     parser.add_argument(
+        "--estimator",
+        help="a degradation estimator file (experiment=degradation_estimator): the continuous channels of each image",
+    )
+    parser.add_argument(
         "--segmenter-engine",
         default="auto",
         choices=["auto", "torch", "onnxruntime", "openvino"],
@@ -508,6 +512,7 @@ def app_main(argv: list[str] | None = None) -> int:
         args.max_lr_pixels,
         args.max_pixels,
         args.segmenter_engine,
+        args.estimator,
     )
     app = PainterApp(models, args.max_sessions, args.demo_split)
     serve(app, args.host, args.port, auth=auth)

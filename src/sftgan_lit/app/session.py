@@ -84,6 +84,7 @@ class AppModels:
     max_lr_pixels: int = 256 * 256
     max_pixels: int = 64_000_000
     segment: SegmentOptions = field(default_factory=SegmentOptions)  # how the segmenter runs (engine, precision)
+    estimator: str | None = None  # a degradation estimator file: the continuous channels read from each image
     _mixed: OrderedDict = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -94,6 +95,12 @@ class AppModels:
         if len(self.channels) != self.generator.config.num_continuous:
             raise PriorError("the checkpoint reads continuous channels its record does not name; export it again")
         self.noise: Channel | None = next((c for c in self.channels if c.name == NOISE_CHANNEL), None)
+        # the estimator runs as a prior of the generator's channels, which checks that it predicts those
+        self.estimating: Prior | None = None
+        if self.estimator:
+            records = [c.record() for c in self.channels]
+            self.estimating = UniformPrior("app", continuous=records or None, estimator=self.estimator)
+            self.estimating.check_ready()
         kw = {"num_classes": len(self.class_names), "class_names": self.class_names, "colors": self.colors}
         self.labels = LabelPrior("labels", **kw)
         self.uniform = UniformPrior("uniform", **kw)
@@ -186,7 +193,11 @@ class PaintSession:
         self.strength = 1.0
         self.strength_paint = np.full(self.hr_size, np.nan, np.float32)
         noise = models.noise
+        # the continuous channels the estimator reads from the LR ({name: (h, w)}), else each channel's default
+        self.estimated = models.estimating.estimate(scene.lr) if models.estimating is not None else {}
         self.noise_level = noise.default if noise is not None else 0.0  # the channel's unit (8-bit levels)
+        if noise is not None and noise.name in self.estimated:  # the slider starts at the estimated level
+            self.noise_level = float(self.estimated[noise.name].mean().round())
         self.noise_paint = np.full(self.hr_size, np.nan, np.float32)  # painted levels, NaN: the slider's
         self._results: dict[float, IncrementalSR] = {}  # strength -> its kept result
         self.bicubic = to_uint8_hwc(imresize(scene.lr, s)[0])
@@ -262,11 +273,14 @@ class PaintSession:
 
     def continuous(self) -> torch.Tensor:
         """The continuous channels ``(1, K, H, W)``, normalised: the noise level (painted, else the slider's),
-        the other channels at their defaults."""
+        the other channels as the estimator reads them, else at their defaults."""
+        s = self.models.scale
         maps = []
         for c in self.models.channels:
             if c is self.models.noise:
                 values = torch.from_numpy(np.where(np.isnan(self.noise_paint), self.noise_level, self.noise_paint))
+            elif c.name in self.estimated:
+                values = self.estimated[c.name].repeat_interleave(s, 0).repeat_interleave(s, 1)
             else:
                 values = torch.full(self.hr_size, c.default)
             maps.append(c.normalise(values))

@@ -138,16 +138,18 @@ class PainterApp:
             noise_editor,
             gr.update(choices=sources, value=session.source),
             *self._outputs(key, session, image, self.status(session)),
+            gr.update(value=session.noise_level),  # the noise slider: the estimated level, or the default
         )
 
-    def _refusal(self, err: BaseException, n: int):
+    def _refusal(self, err: BaseException, n: int, after: int = 2):
+        """The page's outputs for a refusal: ``n`` unchanged outputs, the message, ``after`` unchanged outputs."""
         import gradio as gr
 
-        return (*([gr.update()] * n), f"**Refused:** {html.escape(str(err))}", gr.update(), gr.update())
+        return (*([gr.update()] * n), f"**Refused:** {html.escape(str(err))}", *([gr.update()] * after))
 
     def pick_demo(self, name: str, key: str | None):
         if name not in self.scenes:
-            return self._refusal(InputRefused(f"unknown demo scene {name!r}"), 6)
+            return self._refusal(InputRefused(f"unknown demo scene {name!r}"), 6, after=3)
         return self.start(self.scenes[name], key)
 
     def upload(self, path: str | None, mode: str, key: str | None):
@@ -158,7 +160,7 @@ class PainterApp:
             return self.start(scene, key)
         except REFUSED as err:
             log.info("upload refused: %s", err)
-            return self._refusal(err, 6)
+            return self._refusal(err, 6, after=3)
 
     def _edit(self, key, editor, strength_editor, change, redraw: bool = True, noise_editor=None):
         """Apply ``change(session)`` and the two paint layers, run. ``redraw``: the edit changed the prior under
@@ -296,7 +298,7 @@ class PainterApp:
                         sr_file = gr.DownloadButton("Download SR PNG", elem_id="download-sr")
                         prior_file = gr.DownloadButton("Download prior PNG", elem_id="download-prior")
 
-            started = [key, editor, strength_editor, noise_editor, source, result, status, sr_file, prior_file]
+            started = [key, editor, strength_editor, noise_editor, source, result, status, sr_file, prior_file, noise]
             edited = [editor, result, status, sr_file, prior_file]
             scene.input(self.pick_demo, [scene, key], started)
             upload.upload(self.upload, [upload, mode, key], started)
@@ -349,9 +351,12 @@ def load_models(
     max_lr_pixels: int = 256 * 256,
     max_pixels: int = 64_000_000,
     segmenter_engine: str = "auto",
+    estimator: str | None = None,
 ) -> AppModels:
     """The server's models on the CPU: ``checkpoint`` (``latest`` = the newest ``train.py`` export), the
-    fidelity end beside it (``generator_fidelity.pth``) unless given, and an optional segmenter file.
+    fidelity end beside it (``generator_fidelity.pth``) unless given, an optional segmenter file, and for a
+    generator with continuous channels an optional degradation ``estimator`` file (the channels read from each
+    image; the noise slider starts at its estimate).
 
     The generator runs in torch fp32 (the incremental recompute needs its layers, and equals a full pass);
     the segmenter, run once per image, on ``segmenter_engine`` (``auto``: OpenVINO, bf16 where the CPU has
@@ -402,7 +407,7 @@ def load_models(
         )
     choice = choose(segmenter_engine, "auto", torch.device("cpu"))
     segment = SegmentOptions(precision=choice.precision, engine=engine_for(choice))
-    models = AppModels(generator, fidelity, seg, max_lr_pixels, max_pixels, segment)
+    models = AppModels(generator, fidelity, seg, max_lr_pixels, max_pixels, segment, estimator)
     if seg is not None:  # export and compile the segmenter's graph now, not in the first user's request
         seg.image_map(torch.full((1, 3, 16, 16), 0.5), generator.scale, segment=segment)
     log.info(
