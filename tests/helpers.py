@@ -220,6 +220,15 @@ CLASSES = ["background", "sky", "water", "grass", "mountain", "building", "plant
 COLORS = [[0, 0, 0]] * 8
 
 
+def add_stray_entries(folder: Path) -> tuple[str, ...]:
+    """Put into ``folder`` what a folder of images also holds: another file type (``notes.txt``), a subfolder
+    (``sub``) and a broken link (``gone.png``); returns their names."""
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "sub").mkdir()
+    (folder / "gone.png").symlink_to(folder.parent / "missing.png")
+    return "notes.txt", "sub", "gone.png"
+
+
 def random_prior(h: int, w: int, classes: int = 8, seed: int = 0) -> DenseProbs:
     gen = torch.Generator().manual_seed(seed)
     logits = torch.randn(1, classes, h // 4 + 1, w // 4 + 1, generator=gen) * 3

@@ -23,6 +23,7 @@ from sftgan_lit.models import export_generator
 from helpers import (
     FULL_DISK,
     TINY_DATA,
+    add_stray_entries,
     compose_exact,
     predict_cfg,
     random_state_dict,
@@ -399,14 +400,12 @@ def test_every_entry_of_the_input_folder_is_processed_or_listed_as_skipped(tmp_p
     src = tmp_path / "in"
     src.mkdir()
     Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(src / "ok.png")
-    (src / "notes.txt").write_text("not an image")
-    (src / "sub").mkdir()
-    (src / "gone.png").symlink_to(tmp_path / "missing.png")
+    strays = add_stray_entries(src)
     frames = [Image.fromarray(np.full((12, 16, 3), v, np.uint8)) for v in (0, 200)]
     frames[0].save(src / "pages.tif", save_all=True, append_images=frames[1:])
     report, _ = predict(predict_cfg(tmp_path, tiny_ckpt, f"images={src}", "prior=uniform"))
     assert [p.name for p in report.written] == ["ok.png"] and not report.ok
-    assert set(report.skipped) == {str(src / n) for n in ("notes.txt", "sub", "gone.png")}
+    assert set(report.skipped) == {str(src / n) for n in strays}
     assert report.skipped[str(src / "gone.png")] == "a broken link"
     assert "holds 2 frames or pages" in report.failures[str(src / "pages.tif")]
 

@@ -14,7 +14,7 @@ from PIL import Image
 from sftgan_lit.data import ImageError, Store, folder_items, prepare, read_image
 from sftgan_lit.priors import LabelPrior
 
-from helpers import compose, write_folder
+from helpers import add_stray_entries, compose, write_folder
 
 
 def _bad_folder(root):
@@ -241,11 +241,9 @@ def test_every_entry_of_a_training_folder_is_prepared_or_reported(tmp_path):
     images = tmp_path / "images"
     images.mkdir()
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(images / "a.png")
-    (images / "notes.txt").write_text("not an image")
-    (images / "more").mkdir()
-    (images / "gone.png").symlink_to(tmp_path / "missing.png")
+    strays = add_stray_entries(images)
     report = prepare(folder_items(images), tmp_path / "s", LabelPrior(), min_size=32, progress=False)
-    assert report.written == 1 and set(report.failures) == {"notes.txt", "more", "gone.png"}
+    assert report.written == 1 and set(report.failures) == set(strays) == {"notes.txt", "sub", "gone.png"}
     assert "a broken link" in report.failures["gone.png"] and "not an image type" in report.failures["notes.txt"]
 
 

@@ -136,8 +136,9 @@ class SFTGANPipeline(nn.Module):
                 f"({', '.join(c.name for c in self.channels) or 'none'})"
             )
         for c in self.channels:
-            if c.name in given and c.problem(torch.tensor([given[c.name]])):
-                raise ValueError(f"continuous {c.name}={given[c.name]:g}: {c.problem(torch.tensor([given[c.name]]))}")
+            problem = c.problem(torch.tensor([given[c.name]])) if c.name in given else None
+            if problem:
+                raise ValueError(f"continuous {c.name}={given[c.name]:g}: {problem}")
         if estimator is not None:
             if not self.channels:
                 raise ValueError("an estimator was given, but the generator reads no continuous channels")

@@ -107,18 +107,22 @@ def check_probs(p: torch.Tensor, name: str) -> None:
 
 def check_unit(x: torch.Tensor, name: str) -> None:
     """``x``: finite values in [0, 1] (normalised continuous prior channels); a ``TensorValueError`` naming ``name``."""
-    if checking() and x.numel():
-        problem = unit_problem(*_stats(x))
+    if checking():
+        problem = range_problem(x, 0.0, 1.0, "[0, 1]", PROBS_ATOL)
         if problem:
             raise TensorValueError(f"{name}: {problem}")
 
 
-def unit_problem(bad: float, low: float, high: float, margin: float = PROBS_ATOL) -> str | None:
-    """What is wrong with values whose ``_stats`` are ``bad, low, high`` as values in [0, 1] (``margin`` allowed)."""
+def range_problem(x: torch.Tensor, low: float, high: float, what: str, margin: float = 0.0) -> str | None:
+    """What is wrong with ``x`` as finite values in ``[low, high]`` (``margin`` tolerated; ``what`` names the
+    range in the message), or None; one host sync."""
+    if x.numel() == 0:
+        return None
+    bad, found_low, found_high = _stats(x)
     if bad:
         return f"{int(bad)} non-finite values (NaN or inf)"
-    if low < -margin or high > 1 + margin:
-        return f"values outside [0, 1] (min {low:.4g}, max {high:.4g})"
+    if found_low < low - margin or found_high > high + margin:
+        return f"values {found_low:.4g}..{found_high:.4g} outside {what}"
     return None
 
 

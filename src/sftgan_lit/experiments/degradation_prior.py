@@ -251,8 +251,8 @@ def evaluate(exports: dict[str, Path], root: Path) -> dict:
             maps = {n: v[0] for n, v in degradation.maps(params, (h, w)).items()}
             lrs[test], true_maps[test] = lr, maps
             true_pm, _ = stack_prior.image_map(lr, SCALE, labels=labels, maps=maps)
-            est_pm, _ = stack_prior.image_map(lr, SCALE, labels=labels)
-            estimated = stack_prior.estimate(lr)
+            estimated = stack_prior.estimate(lr)  # once: scored below and fed as the map
+            est_pm, _ = stack_prior.image_map(lr, SCALE, labels=labels, maps=estimated)
             for c in stack_prior.continuous:
                 truth = maps[c.name][::SCALE, ::SCALE]
                 est_err[c.name][0] += float((estimated[c.name] - truth).abs().sum())

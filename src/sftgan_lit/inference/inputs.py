@@ -116,7 +116,6 @@ def read_channel_map(
     Wrong size, channel count, dtype, non-finite values or values outside the range: a ``PriorError`` or
     ``ImageError`` naming the file and what differs.
     """
-    (h, w), s = lr_size, scale
     if path.suffix.lower() == ".png":
         try:
             fraction = read_fraction_map(path, f"{channel.name} map")
@@ -130,6 +129,20 @@ def read_channel_map(
         if values.dim() != 2:
             raise PriorError(f"{path}: a {channel.name} map is one channel (H, W), got shape {tuple(values.shape)}")
     channel.check(values, str(path))
+    return fit_channel_map(values, path, channel, lr_size, scale, hr_crop)
+
+
+def fit_channel_map(
+    values: torch.Tensor,
+    path: Path,
+    channel: Channel,
+    lr_size: tuple[int, int],
+    scale: int,
+    hr_crop: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """A map read from ``path`` for an image of LR size ``lr_size``: as it is at the LR or the output size, cut
+    when it has the HR size before modcrop (``hr_crop``); any other size is a ``PriorError`` naming the file."""
+    (h, w), s = lr_size, scale
     if hr_crop is not None and tuple(values.shape) == tuple(hr_crop):
         return values[: h * s, : w * s].contiguous()
     if tuple(values.shape) not in ((h, w), (h * s, w * s)):
@@ -143,17 +156,17 @@ def read_channel_map(
 @dataclass
 class ChannelOverrides:
     """Continuous channels set for every input from the command line (``noise_level=``: a number; ``noise_map=``:
-    a map file as ``read_channel_map`` reads it), which win over the maps in the prior folder."""
+    a map, read once, in the channel's unit, with its file), which win over the maps in the prior folder."""
 
     values: dict[str, float] = field(default_factory=dict)
-    files: dict[str, tuple[Channel, Path]] = field(default_factory=dict)
+    files: dict[str, tuple[Channel, Path, torch.Tensor]] = field(default_factory=dict)
 
     def maps(self, item: InputImage, scale: int) -> dict[str, float | torch.Tensor]:
-        """``item``'s continuous channels: its own map files, then these on top."""
-        h, w = item.lr.shape[-2:]
+        """``item``'s continuous channels: its own map files, then these on top (a map must fit its size)."""
+        lr_size = tuple(item.lr.shape[-2:])
         out: dict[str, float | torch.Tensor] = {**item.maps, **self.values}
-        for name, (channel, path) in self.files.items():
-            out[name] = read_channel_map(path, channel, (h, w), scale)
+        for name, (channel, path, values) in self.files.items():
+            out[name] = fit_channel_map(values, path, channel, lr_size, scale)
         return out
 
 

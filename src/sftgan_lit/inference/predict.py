@@ -451,10 +451,9 @@ def channel_overrides(options: PredictSchema, prior: Prior) -> ChannelOverrides:
             )
         out.values["noise_sigma"] = float(options.noise_level)
     else:
-        read_fraction_map(
-            options.noise_map, "noise_map"
-        )  # unreadable, coloured or transparent: a configuration error now
-        out.files["noise_sigma"] = (channel, Path(options.noise_map))
+        # read once; unreadable, coloured or transparent: a configuration error now, before any image
+        fraction = torch.from_numpy(read_fraction_map(options.noise_map, "noise_map"))
+        out.files["noise_sigma"] = (channel, Path(options.noise_map), channel.physical(fraction))
     return out
 
 

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ..tensors import range_problem
 from .validation import PriorError
 
 
@@ -63,19 +64,8 @@ class Channel:
             torch.uint8,
         ):
             return f"expected numbers, got {values.dtype}"
-        if values.numel() == 0:
-            return None
-        v = values.detach().double()
-        bad = int((~torch.isfinite(v)).sum())
-        if bad:
-            return f"{bad} non-finite values (NaN or inf)"
-        low, high = float(v.min()), float(v.max())
-        tol = 1e-6 * (self.high - self.low)
-        if low < self.low - tol or high > self.high + tol:
-            return (
-                f"values {low:.4g}..{high:.4g} outside {self.name}'s range [{self.low:g}, {self.high:g}] ({self.unit})"
-            )
-        return None
+        what = f"{self.name}'s range [{self.low:g}, {self.high:g}] ({self.unit})"
+        return range_problem(values.detach(), self.low, self.high, what, 1e-6 * (self.high - self.low))
 
     def check(self, values: torch.Tensor, source: str) -> None:
         problem = self.problem(values)
