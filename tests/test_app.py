@@ -529,3 +529,17 @@ def test_an_estimator_sets_the_starting_noise_level_and_the_other_channels(noise
     )
     with pytest.raises(PriorError, match="prior.estimator=.*depth"):
         AppModels(noise_models.generator, estimator=str(tmp_path / "two.pth"))
+
+
+def test_an_app_start_up_error_leaves_an_earlier_commands_run_log_alone(model_files, tmp_path, capsys):
+    """In one process, a predict command's run-log record (kept so that its own refusal can take its log
+    lines back) once stayed behind: a later app start-up error deleted that predict run's log."""
+    from sftgan_lit.cli import app_main, composition_check
+
+    out = tmp_path / "sr"
+    composition_check("sftgan-predict", "predict", [f"out={out}"])
+    (out / "predict.log").write_text("the predict run's lines\n")  # what Hydra writes for that run
+    with pytest.raises(SystemExit) as stop:
+        app_main(["--checkpoint", str(model_files / "missing.pth")])
+    assert stop.value.code == 2 and "missing.pth" in capsys.readouterr().err
+    assert (out / "predict.log").read_text() == "the predict run's lines\n"

@@ -55,6 +55,7 @@ def composition_check(prog: str, config_name: str, argv: list[str]) -> None:
 
     Command lines with Hydra's own options (``-m``, ``--config-dir``, ``hydra.*``) are left to Hydra: they
     can change the search path or sweep, which a plain compose does not see."""
+    _RUN_LOG.clear()  # a record is this command's alone: none is left from an earlier one in this process
     for arg in argv:  # the folder Hydra will write into, given on the command line
         if arg.startswith("hydra.run.dir=") and "${" not in arg and "://" not in arg:
             _exit_2_if(prog, folder_problem("hydra.run.dir", arg.split("=", 1)[1]))
@@ -83,34 +84,39 @@ def composition_check(prog: str, config_name: str, argv: list[str]) -> None:
 
         out = Path(cfg.out).expanduser()
         log = out / f"{config_name}.log"
-        _RUN_LOG.update(path=log, size=log.stat().st_size if log.is_file() else None, made_dir=not out.exists())
+        _RUN_LOG.update(
+            prog=prog, path=log, size=log.stat().st_size if log.is_file() else None, made_dir=not out.exists()
+        )
         _exit_2_if(prog, folder_problem("out", cfg.out))
 
 
-# The log file Hydra opens in a predict / eval run's out folder, as it was before the run: a run refused for
-# its configuration takes its lines back out (or the file, or the folder it made), so that a refused run
-# leaves nothing in a folder it was refused for (out= may be the input folder).
+# The log file Hydra opens in a predict / eval run's out folder, as it was before the run, and the command
+# that recorded it: that command, refused for its configuration, takes its lines back out (or the file, or
+# the folder it made), so that a refused run leaves nothing in a folder it was refused for (out= may be the
+# input folder). Another command in the same process never touches it.
 _RUN_LOG: dict = {}
 
 
-def _undo_run_log() -> None:
+def _undo_run_log(prog: str) -> None:
     import logging
 
-    path = _RUN_LOG.get("path")
-    if path is None:
+    if _RUN_LOG.get("prog") != prog:
         return
+    record = dict(_RUN_LOG)
+    _RUN_LOG.clear()  # undone once
+    path = record["path"]
     for logger in (logging.getLogger(), *(logging.getLogger(n) for n in logging.root.manager.loggerDict)):
         for handler in list(getattr(logger, "handlers", [])):
             if isinstance(handler, logging.FileHandler) and handler.baseFilename == str(path.resolve()):
                 logger.removeHandler(handler)
                 handler.close()
-    if _RUN_LOG["size"] is None:
+    if record["size"] is None:
         path.unlink(missing_ok=True)
-        if _RUN_LOG["made_dir"] and path.parent.is_dir() and not any(path.parent.iterdir()):
+        if record["made_dir"] and path.parent.is_dir() and not any(path.parent.iterdir()):
             path.parent.rmdir()
     elif path.is_file():
         with open(path, "r+b") as f:
-            f.truncate(_RUN_LOG["size"])
+            f.truncate(record["size"])
 
 
 def _exit_2_if(prog: str, message: str | None) -> None:
@@ -182,7 +188,7 @@ def _setup_errors_exit(prog: str, fn, *args):
             sys.exit(1)
         if message is None:
             raise
-        _undo_run_log()
+        _undo_run_log(prog)
         print(f"{prog}: {message}", file=sys.stderr)
         sys.exit(2)
 
