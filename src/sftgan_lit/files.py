@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import tempfile
@@ -16,15 +17,11 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     own = re.compile(rf"^\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp$")
     removed = []
     if path.parent.is_dir():
-        for p in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
             if own.match(p.name) and p.is_file():
                 p.unlink(missing_ok=True)
                 removed.append(p)
     return removed
-
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 class AtomicFile:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .io import scan_images
@@ -115,18 +115,10 @@ def ost_items(
     for folder in folders:
         cat = list(class_names).index(folder.name)
         label_dir = Path(labels) / folder.name if labels else None
-        for item in folder_items(folder, labels=label_dir, category=cat):
-            items.append(
-                SourceItem(
-                    item.image,
-                    f"{folder.name}/{item.name}",
-                    item.labels,
-                    None,
-                    cat,
-                    missing=item.missing,
-                    stray=item.stray,
-                )
-            )
+        items += [
+            replace(item, name=f"{folder.name}/{item.name}")
+            for item in folder_items(folder, labels=label_dir, category=cat)
+        ]
     if not items:
         raise FileNotFoundError(f"no images in the class folders of {root}")
     return items + [
@@ -155,16 +147,5 @@ def paired_items(
     items = []
     for item in folder_items(hr, labels=labels, priors=priors):
         lr_path, no_lr = _partner(Path(lr), item.image.stem + lr_suffix, (item.image.suffix, ".png"), "LR", item.image)
-        items.append(
-            SourceItem(
-                item.image,
-                item.name,
-                item.labels,
-                item.prior,
-                item.category,
-                lr_path,
-                item.missing or no_lr,
-                item.stray,
-            )
-        )
+        items.append(replace(item, lr=lr_path, missing=item.missing or no_lr))
     return items
