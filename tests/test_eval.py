@@ -118,8 +118,112 @@ def test_an_image_too_small_to_score_is_that_files_failure_and_the_rest_are_scor
     result, _ = evaluate(cfg)
     assert list(result["failures"]) == [str(folder / "small.png")]
     assert (
-        "12x12 (after cutting to the scale) is too small to score: SSIM needs 19x19 at x4"
+        "12x12 is too small to score: SSIM needs 19x19 with a 4 px border (after cutting to the scale, x4)"
         in result["failures"][str(folder / "small.png")]
     )
     with open(tmp_path / "r" / "per_image.csv") as f:
         assert {row["image"] for row in csv.DictReader(f)} == {"ok.png"}
+
+
+# --------------------------------------------------------------------------- benchmark sets
+
+
+def write_set(folder, hr_names, lr=None, lr_name="{stem}", size=106, seed=0, bad_lr=()):
+    """HR photos cut from skimage's astronaut (``size`` px, not a multiple of 4: modcrop matters) and, in ``lr``, their
+    MATLAB-bicubic LR named ``lr_name``; ``bad_lr``: stems whose LR is the wrong size."""
+    from skimage import data as skdata
+
+    photo = skdata.astronaut()
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(hr_names):
+        y, x = 37 * (i + seed) % 400, 53 * (i + seed) % 400
+        hr = photo[y : y + size, x : x + size]
+        Image.fromarray(hr).save(folder / name)
+        if lr is not None:
+            lr.mkdir(parents=True, exist_ok=True)
+            cut = torch.from_numpy(hr[: size // 4 * 4, : size // 4 * 4]).permute(2, 0, 1).float() / 255
+            small = (imresize(cut, 0.25).clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+            stem = name.rsplit(".", 1)[0]
+            if stem in bad_lr:
+                small = small[:-2]
+            Image.fromarray(small).save(lr / f"{lr_name.format(stem=stem, base=stem[:-3], scale=4)}.png")
+
+
+def test_benchmark_sets_in_their_layouts_get_a_table_each_and_the_missing_are_named(tmp_path, tiny_ckpt):
+    from scipy.io import savemat
+
+    root = tmp_path / "sr"
+    write_set(root / "Set5" / "GTmod12", ["baby.png", "bird.png"], root / "Set5" / "LRbicx4")  # BasicSR
+    write_set(root / "Set14" / "HR", ["0801.png"], root / "Set14" / "LR_bicubic" / "X4", "{stem}x4")  # DIV2K names
+    srf = root / "Urban100" / "image_SRF_4"  # SelfExSR: HR and LR side by side, other methods' files beside them
+    write_set(srf, ["img_001_HR.png", "img_002_HR.png"], srf, "{base}_LR")
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(srf / "img_001_SRCNN.png")
+    write_set(root / "OST300" / "building", ["a.png"], seed=3)  # class folders, no LR: MATLAB bicubic of the HR
+    write_set(root / "OST300" / "plant", ["b.png", "c.png"], seed=5)
+    write_set(root / "General100" / "HR", ["ok.png", "off.png"], root / "General100" / "LR", bad_lr=("off",))
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(36, 36))
+    savemat(tmp_path / "niqe.mat", {"mu_prisparam": rng.normal(size=(1, 36)), "cov_prisparam": a @ a.T / 36})
+    cfg = compose_exact(
+        "eval",
+        [
+            f"checkpoints=[{tiny_ckpt}]",
+            "prior=uniform",
+            "compare_priors=[prior]",
+            f"out={tmp_path / 'r'}",
+            "benchmark=[set5,set14,urban100,ost300,bsd100,general100]",
+            f"benchmark_root={root}",
+            "metrics=[niqe]",
+            f"niqe_params={tmp_path / 'niqe.mat'}",
+        ],
+    )
+    result, objs = evaluate(cfg)
+    failures = result["failures"]
+    assert set(failures) == {"set bsd100", "general100/off.png"}
+    assert "no folder BSD100 or BSDS100 or B100 or bsd100 under" in failures["set bsd100"]
+    assert "LR 26x24 does not match its HR" in failures["general100/off.png"]
+    sets = {r["set"] for r in objs["rows"]}
+    assert sets == {"set5", "set14", "urban100", "ost300", "general100"}
+    # each set's images as its layout names them; the given LR is used where there is one
+    images = {(r["set"], r["image"]) for r in objs["rows"] if r["variant"] == "bicubic"}
+    assert ("urban100", "img_001_HR.png") in images and ("urban100", "img_001_SRCNN.png") not in images
+    assert {r["category"] for r in objs["rows"] if r["set"] == "ost300"} == {"building", "plant"}
+    # bicubic of the given LR, scored independently (the HR cut to 4, 4 px of border)
+    hr = read_image(root / "Set5" / "GTmod12" / "baby.png")[:104, :104]
+    lr = read_image(root / "Set5" / "LRbicx4" / "baby.png")
+    lr_t = torch.from_numpy(lr.copy()).permute(2, 0, 1).float() / 255
+    up = (imresize(lr_t, 4).clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    row = next(r for r in objs["rows"] if r["set"] == "set5" and r["image"] == "baby.png" and r["variant"] == "bicubic")
+    assert row["psnr_y"] == pytest.approx(psnr_y_np(up, hr, 4), abs=1e-6)
+    assert row["niqe"] > 0 and np.isfinite(row["niqe"])
+    summary = (tmp_path / "r" / "summary.md").read_text()
+    for name in ("set5", "set14", "urban100", "ost300", "general100"):
+        assert f"\n## {name}\n" in summary and (tmp_path / "r" / name / "per_image.csv").is_file()
+    assert "| method | PSNR-Y ↑ | SSIM-Y ↑ | NIQE ↓ |" in summary
+    assert "- bsd100: not evaluated" in summary and "| building | 1 |" in summary
+
+
+def test_benchmark_options_that_cannot_work_are_configuration_errors(tmp_path, tiny_ckpt):
+    from sftgan_lit.config import ConfigError
+
+    base = [f"checkpoints=[{tiny_ckpt}]", "prior=uniform", f"out={tmp_path / 'r'}"]
+    for extra, message in (
+        (["benchmark=set6", f"benchmark_root={tmp_path}"], r"benchmark=set6: unknown set set6; choose from set5, "),
+        (["benchmark=set5"], r"benchmark_root=None: must be the folder holding the sets"),
+        (["benchmark=set5", f"benchmark_root={tmp_path / 'no'}"], r"benchmark_root=.*: not a folder"),
+        (["metrics=[lpips,fid]"], r"metrics=\['lpips', 'fid'\]: must be auto or a list of lpips, dists, niqe, pi"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            evaluate(compose_exact("eval", base + extra))
+
+
+def test_the_papers_comma_form_of_benchmark_is_one_list_not_a_sweep(tmp_path, tiny_ckpt, monkeypatch, capsys):
+    from sftgan_lit.cli import eval_main
+
+    argv = ["sftgan-eval", "benchmark=set5,set6", f"benchmark_root={tmp_path}", f"checkpoints=[{tiny_ckpt}]"]
+    monkeypatch.setattr(sys, "argv", argv + [f"out={tmp_path / 'r'}", "hydra.run.dir=.", "prior=uniform"])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        eval_main()
+    assert stop.value.code == 2
+    assert "benchmark=['set5', 'set6']: unknown set set6" in capsys.readouterr().err

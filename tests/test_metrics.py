@@ -1,13 +1,19 @@
-"""psnr_y / ssim_y against hand-checkable cases, and the torchmetrics wrappers' accumulation."""
+"""psnr_y / ssim_y against hand-checkable cases, the torchmetrics wrappers' accumulation; NIQE against a plain
+reading of MATLAB's code, DISTS / LPIPS against the reference formulas with generated backbones, PI's formula."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from scipy.special import gamma
+from skimage import data as skdata
 
+from sftgan_lit.imresize import imresize
 from sftgan_lit.metrics import PSNRY, SSIMY, psnr_y, rgb_to_y, ssim_y
+from sftgan_lit.state_dict import CheckpointError
 
 
 def test_y_channel_is_matlab_rgb2ycbcr():
@@ -87,3 +93,180 @@ def test_lpips_only_from_local_weights(tmp_path, monkeypatch):
     assert metric.compute().item() == pytest.approx(0.0, abs=1e-6)
     metric.update(img, torch.rand(2, 3, 32, 32))
     assert metric.compute().item() > 0
+
+
+# --------------------------------------------------------------------------- NIQE, PI, DISTS, LPIPS offline
+
+
+def pristine_model(seed: int = 0):
+    """A made-up NIQE pristine model (36 means, an SPD 36x36 covariance): the real one cannot be downloaded."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(36, 36))
+    return rng.normal(1.0, 0.5, 36), a @ a.T / 36 + 0.1 * np.eye(36)
+
+
+def plain_niqe(rgb: np.ndarray, border: int, mu: np.ndarray, cov: np.ndarray) -> float:
+    """computequality.m read line by line (uint8 RGB in): rgb2ycbcr's rounded Y, shave, 96-px blocks, two scales."""
+    r, g, b = (rgb[..., i].astype(np.float64) / 255 for i in range(3))
+    y = np.floor(65.481 * r + 128.553 * g + 24.966 * b + 16 + 0.5)[border:-border, border:-border]  # uint8: half up
+    im = y[: y.shape[0] // 96 * 96, : y.shape[1] // 96 * 96]
+    x = np.arange(7) - 3
+    window = np.exp(-(x[:, None] ** 2 + x[None] ** 2) / (2 * (7 / 6) ** 2))
+    window /= window.sum()
+
+    def imfilter_replicate(a):
+        p = np.pad(a, 3, mode="edge")
+        return sum(window[i, j] * p[i : i + a.shape[0], j : j + a.shape[1]] for i in range(7) for j in range(7))
+
+    gam = np.arange(0.2, 10.001, 0.001)
+    r_gam = gamma(2 / gam) ** 2 / (gamma(1 / gam) * gamma(3 / gam))
+
+    def estimateaggdparam(vec):
+        leftstd = np.sqrt(np.mean(vec[vec < 0] ** 2))
+        rightstd = np.sqrt(np.mean(vec[vec > 0] ** 2))
+        gammahat = leftstd / rightstd
+        rhat = np.mean(np.abs(vec)) ** 2 / np.mean(vec**2)
+        rhatnorm = rhat * (gammahat**3 + 1) * (gammahat + 1) / (gammahat**2 + 1) ** 2
+        alpha = gam[np.argmin((r_gam - rhatnorm) ** 2)]
+        return (
+            alpha,
+            leftstd * np.sqrt(gamma(1 / alpha) / gamma(3 / alpha)),
+            rightstd * np.sqrt(gamma(1 / alpha) / gamma(3 / alpha)),
+        )
+
+    def computefeature(block):
+        alpha, bl, br = estimateaggdparam(block.ravel())
+        feat = [alpha, (bl + br) / 2]
+        for shift in ([0, 1], [1, 0], [1, 1], [-1, 1]):  # circshift(A, [r c]) == np.roll(A, (r, c), (0, 1))
+            pair = block.ravel() * np.roll(block, shift, axis=(0, 1)).ravel()
+            alpha, bl, br = estimateaggdparam(pair)
+            feat += [alpha, (br - bl) * gamma(2 / alpha) / gamma(1 / alpha), bl, br]
+        return feat
+
+    feats = []
+    for scale in (1, 2):
+        mu_im = imfilter_replicate(im)
+        sigma = np.sqrt(np.abs(imfilter_replicate(im * im) - mu_im * mu_im))
+        structdis = (im - mu_im) / (sigma + 1)
+        b = 96 // scale
+        rows = [
+            computefeature(structdis[i : i + b, j : j + b])
+            for j in range(0, im.shape[1], b)
+            for i in range(0, im.shape[0], b)
+        ]
+        feats.append(np.array(rows))
+        if scale == 1:
+            im = imresize(torch.from_numpy(im)[None], 0.5)[0].numpy()
+    dist = np.hstack(feats)
+    dist = dist[~np.isnan(dist).any(1)]
+    d = mu - dist.mean(0)
+    return float(np.sqrt(d @ np.linalg.pinv((cov + np.cov(dist.T)) / 2) @ d))
+
+
+def test_niqe_equals_a_plain_reading_of_matlabs_computequality(tmp_path):
+    from scipy.io import savemat
+
+    from sftgan_lit.metrics import NIQE, read_niqe_params
+
+    mu, cov = pristine_model()
+    savemat(tmp_path / "modelparameters.mat", {"mu_prisparam": mu[None], "cov_prisparam": cov})
+    np.savez(tmp_path / "niqe_pris_params.npz", mu_pris_param=mu[None], cov_pris_param=cov)
+    for name in ("modelparameters.mat", "niqe_pris_params.npz"):  # MATLAB's / pyiqa's names, and BasicSR's
+        got_mu, got_cov = read_niqe_params(tmp_path / name)
+        assert np.array_equal(got_mu, mu) and np.array_equal(got_cov, cov)
+    rgb = skdata.astronaut()[40:250, 100:404]  # 210 x 304: 2 x 3 blocks after a 4-px shave
+    img = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+    score = NIQE(mu, cov)(torch.cat([img, img.flip(-1)]), crop_border=4)
+    assert score[0].item() == pytest.approx(plain_niqe(rgb, 4, mu, cov), rel=1e-9)
+    assert score[1].item() == pytest.approx(plain_niqe(rgb[:, ::-1], 4, mu, cov), rel=1e-9)
+    # NIQE tells a blurred photo from the photo under any pristine model: its features move
+    blurred = imresize(imresize(img, 0.25), size=tuple(img.shape[-2:])).clamp(0, 1)
+    assert abs(NIQE(mu, cov)(blurred, 4).item() - score[0].item()) > 0.1
+
+
+def test_niqe_and_pi_are_omitted_by_name_without_their_files(tmp_path, monkeypatch):
+    from sftgan_lit.metrics import NIQE, build_suite, read_niqe_params
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    niqe, why = NIQE.from_file(None)
+    assert niqe is None and str(tmp_path / "hub" / "pyiqa" / "niqe_modelparameters.mat") in why
+    assert NIQE.from_file(tmp_path / "nope.mat")[0] is None
+    np.savez(tmp_path / "bad.npz", mu_pris_param=np.zeros(18), cov_pris_param=np.eye(18))
+    with pytest.raises(ValueError, match=r"bad.npz: NIQE's pristine mean must be 36 values"):
+        read_niqe_params(tmp_path / "bad.npz")
+    suite = build_suite(["dists", "niqe", "pi"])  # asked for: each missing one is named
+    assert set(suite.missing) == {"dists", "niqe", "pi"} and suite.names == ["psnr_y", "ssim_y"]
+    assert not build_suite("auto").missing  # auto: omitted, named in the notes only
+    assert any(n.startswith("NIQE omitted") for n in build_suite("auto").notes)
+
+
+def test_pi_is_pirms_combination_of_ma_and_niqe(tmp_path, monkeypatch):
+    from scipy.io import savemat
+
+    from sftgan_lit.metrics import MaScorer, build_suite, perceptual_index
+
+    assert perceptual_index(torch.tensor(6.0), torch.tensor(4.0)).item() == 4.0  # ((10 - 6) + 4) / 2
+    mu, cov = pristine_model()
+    savemat(tmp_path / "p.mat", {"mu_prisparam": mu[None], "cov_prisparam": cov})
+    seen = []
+    stub = MaScorer(lambda x: seen.append(tuple(x.shape)) or torch.full((x.shape[0],), 7.5), "stub")
+    monkeypatch.setattr(MaScorer, "from_file", classmethod(lambda cls, given: (stub, "stub Ma")))
+    suite = build_suite(["pi"], niqe_params=tmp_path / "p.mat", ma_model="x")
+    assert not suite.missing and suite.names == ["psnr_y", "ssim_y", "niqe", "pi"]
+    sr = torch.from_numpy(skdata.astronaut()[:104, :104]).permute(2, 0, 1)[None].float() / 255
+    scores = suite.score(sr, sr, 4)
+    assert scores["pi"] == pytest.approx(((10 - 7.5) + scores["niqe"]) / 2) and seen == [(1, 3, 96, 96)]
+
+
+def vgg16_features(seed: int = 0) -> torch.nn.Sequential:
+    from torchvision.models.vgg import cfgs, make_layers
+
+    torch.manual_seed(seed)
+    return make_layers(cfgs["D"]).eval()
+
+
+def test_dists_equals_the_reference_formula_with_generated_vgg_weights(tmp_path, monkeypatch):
+    import types
+
+    import torchmetrics.functional.image.dists as reference
+
+    from sftgan_lit.metrics import DISTS, dists_scorer
+
+    features = vgg16_features()
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, tmp_path / "vgg16.pth")
+    monkeypatch.setattr(reference, "vgg16", lambda weights=None: types.SimpleNamespace(features=features))
+    expected_net = reference.DISTSNetwork()  # torchmetrics' port of Ding et al.'s code, the same backbone
+    ours = DISTS(tmp_path / "vgg16.pth")
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 3, 48, 40, generator=g), torch.rand(2, 3, 48, 40, generator=g)
+    torch.testing.assert_close(ours(x, y), expected_net(x, y), rtol=1e-5, atol=1e-6)
+    assert ours(x, x).abs().max() < 1e-5
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    scorer, why = dists_scorer()
+    assert scorer is None and str(tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth") in why
+    assert dists_scorer(tmp_path / "vgg16.pth")[0] is not None
+    torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match=r"other.pth: not VGG16's weights"):
+        DISTS(tmp_path / "other.pth")
+
+
+def test_lpips_from_a_named_backbone_file_equals_torchmetrics_from_its_cache(tmp_path, monkeypatch):
+    import torchvision
+    from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
+    from sftgan_lit.metrics import lpips_backbone_path, lpips_scorer
+
+    torch.manual_seed(0)
+    weights = torchvision.models.squeezenet1_1().state_dict()
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    cached = lpips_backbone_path("squeeze")
+    cached.parent.mkdir(parents=True)
+    torch.save(weights, cached)
+    torch.save(weights, tmp_path / "elsewhere.pth")
+    ours, _ = lpips_scorer("squeeze", tmp_path / "elsewhere.pth")
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.rand(2, 3, 40, 40, generator=g), torch.rand(2, 3, 40, 40, generator=g)
+    reference = LearnedPerceptualImagePatchSimilarity(net_type="squeeze", normalize=True)
+    reference.update(x, y)
+    assert ours(x, y).mean().item() == pytest.approx(reference.compute().item(), rel=1e-5)
+    assert ours(x, x).abs().max() < 1e-6

@@ -305,6 +305,12 @@ def eval_main() -> None:
     failed, 2 on a configuration error."""
     from .inference.evaluate import evaluate
 
+    # ``benchmark=set5,set14`` (the sets of one report) would be a Hydra sweep: it is read as the list it means
+    sys.argv[1:] = [
+        f"benchmark=[{a.split('=', 1)[1]}]" if a.startswith("benchmark=") and "," in a and "[" not in a else a
+        for a in sys.argv[1:]
+    ]
+
     @_hydra_main("sftgan-eval", "eval")
     def _main(cfg) -> None:
         try:

@@ -323,19 +323,36 @@ class EvalSchema(InferenceSchema):
     compare_priors: list[str] = field(default_factory=lambda: ["prior", "uniform"])
     out: str = "outputs/eval"
     lpips_net: Optional[str] = "alex"
+    metrics: Any = "auto"  # auto (each of lpips, dists, niqe, pi whose files are found) or a list of them
+    lpips_weights: Optional[str] = None
+    dists_weights: Optional[str] = None
+    niqe_params: Optional[str] = None
+    ma_model: Optional[str] = None
+    benchmark: Any = None  # set5,set14,... (inference.benchmark_sets.SETS): evaluate those sets under benchmark_root
+    benchmark_root: Optional[str] = None
     num_crops: int = 3
     crop_size: int = 192
 
     def check(self) -> None:
+        from .metrics import OPTIONAL
+        from .metrics.perceptual import BACKBONES
+
         super().check()
         require_int("num_crops", self.num_crops, 0)
         require_int("crop_size", self.crop_size, 1)
+        require(self.lpips_net in (None, *BACKBONES), "lpips_net", self.lpips_net, f"{', '.join(BACKBONES)} or null")
+        ok = self.metrics == "auto" or (
+            isinstance(self.metrics, list | tuple) and set(map(str, self.metrics)) <= set(OPTIONAL)
+        )
+        require(ok, "metrics", self.metrics, f"auto or a list of {', '.join(OPTIONAL)}")
         require(
             len(self.compare_priors) > 0,
             "compare_priors",
             self.compare_priors,
             "a non-empty list (prior, uniform, override:<class>)",
         )
+        if self.benchmark is not None:  # the set names are checked against the sets' table (benchmark_sets)
+            require(bool(self.benchmark_root), "benchmark_root", self.benchmark_root, "the folder holding the sets")
 
 
 GROUP_KEYS = ("prior", "data", "paths")  # config groups inside an inference config: instantiated, not copied

@@ -181,6 +181,35 @@ class SFTGANPipeline(nn.Module):
             prior = torch.cat([prior, self.continuous_maps(lr)], dim=1)
         return self.generator(lr, prior)
 
+    def as_prior(self):
+        """This pipeline's prior as a ``priors.Prior`` for the tiled path (``inference``): its segmenter (or the
+        uniform prior), class names and colours, continuous channels and estimator. ``image_map`` of it, with
+        ``prior_edits()`` and ``continuous`` as maps, gives the prior ``forward`` feeds the generator."""
+        from .priors import SegmenterPrior
+        from .priors import UniformPrior as NoInformation
+
+        names = self.class_names or [f"class{i}" for i in range(max(self.num_classes, 1))]
+        colors = self.colors or [[(37 * i) % 256, (91 * i) % 256, (53 * i) % 256] for i in range(len(names))]
+        kwargs = {
+            "num_classes": len(names),
+            "class_names": names,
+            "colors": colors,
+            "continuous": [c.record() for c in self.channels] or None,
+        }
+        if self.segmenter is not None:
+            prior = SegmenterPrior.of_model(self.segmenter, "pipeline", **kwargs)
+        else:
+            prior = NoInformation("pipeline", **kwargs)
+        if self.estimator is not None:
+            prior.use_estimator(self.estimator, "the pipeline's estimator")
+        return prior
+
+    def prior_edits(self):
+        """The recorded fixed edits (``override`` / ``remap``) as ``priors.PriorEdits`` by class index."""
+        from .priors import PriorEdits
+
+        return PriorEdits.by_name(self.class_names, self.colors, self.override, None, self.remap or None)
+
     def metadata(self) -> dict:
         """What the pipeline is, as recorded in its exports."""
         return {

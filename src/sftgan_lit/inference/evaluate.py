@@ -25,14 +25,15 @@ import numpy as np
 import torch
 
 from ..categories import VOID_LABEL
-from ..config import EvalSchema
+from ..config import ConfigError, EvalSchema
 from ..config import options as typed_options
 from ..files import atomic_write_bytes
 from ..imresize import imresize
-from ..metrics import lpips_metric, psnr_y, ssim_y
+from ..metrics import MetricSuite, build_suite
 from ..priors import Prior, PriorEdits, PriorError, PriorMap, SegmentOptions, UniformPriorMap
+from .benchmark_sets import SETS, find_set, set_names
 from .inputs import INPUT_ERRORS, InputReader, input_files
-from .report import center_crop, summary_table, write_figure
+from .report import benchmark_table, center_crop, summary_table, write_figure
 from .runtime import (
     choose_engine,
     generator_runner,
@@ -102,19 +103,22 @@ def majority_class(labels: np.ndarray | None, class_names) -> str:
 BICUBIC = Variant("bicubic", "-", "-")  # the MATLAB-bicubic x4 baseline, scored alongside every report
 
 
-def _scores(image: str, category: str, v: Variant, sr: torch.Tensor, hr: torch.Tensor, scale: int, lpips) -> dict:
-    row = {
-        "image": image,
-        "category": category,
-        "variant": v.name,
-        "checkpoint": v.checkpoint,
-        "prior": v.prior,
-        "psnr_y": float(psnr_y(sr, hr, scale)),
-        "ssim_y": float(ssim_y(sr, hr, scale)),
-    }
-    if lpips is not None:
-        row["lpips"] = float(lpips(sr, hr))
-    return row
+def _scores(image: str, category: str, v: Variant, sr: torch.Tensor, hr: torch.Tensor, scale: int, suite) -> dict:
+    row = {"image": image, "category": category, "variant": v.name, "checkpoint": v.checkpoint, "prior": v.prior}
+    return row | suite.score(sr, hr, scale)
+
+
+def metric_suite(options: EvalSchema, device: torch.device) -> MetricSuite:
+    """The metrics ``options`` ask for (``metrics``: auto or a list), with their files."""
+    return build_suite(
+        options.metrics,
+        options.lpips_net,
+        options.lpips_weights,
+        options.dists_weights,
+        options.niqe_params,
+        options.ma_model,
+        device,
+    )
 
 
 def load_generators(variants: list[Variant], prior: Prior, device: torch.device) -> dict:
@@ -138,13 +142,18 @@ def evaluate_files(
     options: EvalSchema,
     segment: SegmentOptions = SegmentOptions(),
     runners: dict | None = None,
+    suite: MetricSuite | None = None,
+    title: str = "Evaluation report",
+    categories: dict[Path, str] | None = None,
 ) -> tuple[dict, list[dict]]:
-    """Score every variant (its generator in ``generators``, by checkpoint) on every file (HR); returns
-    (summary, rows) and writes the report into ``out``."""
+    """Score every variant (its generator in ``generators``, by checkpoint) on every file (HR) with ``suite``
+    (default: ``metric_suite(options)``); returns (summary, rows) and writes the report into ``out``. An image's
+    category is ``categories[file]`` when given (a set's class folders), else its label map's majority class."""
     scale = reader.scale
-    lpips, lpips_msg = lpips_metric(options.lpips_net) if options.lpips_net else (None, "LPIPS off (lpips_net=null)")
-    log.info(lpips_msg)
-    metrics = ["psnr_y", "ssim_y"] + (["lpips"] if lpips is not None else [])
+    suite = suite or metric_suite(options, torch.device("cpu"))
+    for note in suite.notes:
+        log.info(note)
+    metrics = suite.names
     rows, crops, failures = [], [], {}
     for f in files:
         try:
@@ -155,18 +164,15 @@ def evaluate_files(
             log.error("skipped %s: %s", f, err)
             continue
         lr, hr = item.lr, item.hr
-        smallest = 11 + 2 * scale  # SSIM's 11x11 window after the scale's border is cropped
-        if min(hr.shape[:2]) < smallest:
-            failures[str(f)] = (
-                f"{hr.shape[1]}x{hr.shape[0]} (after cutting to the scale) is too small to score: SSIM needs "
-                f"{smallest}x{smallest} at x{scale}"
-            )
-            log.error("skipped %s", failures[str(f)])
+        small = suite.too_small(hr.shape[:2], scale)
+        if small:
+            failures[str(f)] = f"{small} (after cutting to the scale, x{scale})"
+            log.error("skipped %s: %s", f, failures[str(f)])
             continue
-        category = majority_class(item.labels, prior.class_names)
+        category = (categories or {}).get(f) or majority_class(item.labels, prior.class_names)
         hr_t = torch.from_numpy(np.ascontiguousarray(hr.transpose(2, 0, 1)))[None]
         images = {"bicubic": imresize(lr, scale).clamp(0, 1)}
-        rows.append(_scores(f.name, category, BICUBIC, images["bicubic"], hr_t, scale, lpips))
+        rows.append(_scores(f.name, category, BICUBIC, images["bicubic"], hr_t, scale, suite))
         for v in variants:
             g = generators[v.checkpoint]
             pm = variant_prior(base, v, prior) if g.uses_prior else None
@@ -174,7 +180,7 @@ def evaluate_files(
             sr = super_resolve(g, lr, pm, options.tile, precision=options.precision, as_float=True, runner=runner)
             sr_t = torch.from_numpy(sr).permute(2, 0, 1)[None].clamp(0, 1)
             images[v.name] = sr_t
-            rows.append(_scores(f.name, category, v, sr_t, hr_t, scale, lpips))
+            rows.append(_scores(f.name, category, v, sr_t, hr_t, scale, suite))
         if len(crops) < options.num_crops:
             size = options.crop_size
             as_uint8 = {k: (t[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for k, t in images.items()}
@@ -198,12 +204,12 @@ def evaluate_files(
         else f"imresize x1/{scale} of the modcropped HR, rounded to 8 bits"
     )
     header = [
-        "# Evaluation report\n",
+        f"# {title}\n",
         f"- images: {len(files) - len(failures)} of {len(files)} ({len(failures)} failed)",
         "- variants: " + "; ".join(f"`{v.name}` = {v.checkpoint} with prior {v.prior}" for v in variants),
         f"- prior: {prior.describe()}",
         f"- LR: {lr_how}",
-        f"- metrics: PSNR-Y / SSIM-Y on 8-bit Y (BT.601), {scale} px border cropped; {lpips_msg}",
+        f"- metrics: PSNR-Y / SSIM-Y on 8-bit Y (BT.601), {scale} px border cropped; " + "; ".join(suite.notes),
     ]
     atomic_write_bytes(out / "summary.md", ("\n".join(header) + "\n" + table + "\n").encode())
     atomic_write_bytes(out / "summary.json", json.dumps({"summary": summary, "failures": failures}, indent=1).encode())
@@ -222,7 +228,11 @@ def evaluate(cfg) -> tuple[dict, dict]:
     prior: Prior = instantiate(cfg.prior)
     prior.check_ready()  # missing segmenter weights: one configuration error, not a failure per file
     variants = parse_variants(list(options.checkpoints), list(options.compare_priors), prior)
-    files, labels, skipped = input_files(options.images, options.labels, options.demo_split, cfg.data)
+    if options.benchmark is not None:  # the sets replace images=; checked before any work
+        benchmark_sets(options)
+        files, labels, skipped = [], None, {}
+    else:
+        files, labels, skipped = input_files(options.images, options.labels, options.demo_split, cfg.data)
     for name, reason in skipped.items():
         log.warning("skipped %s: %s", name, reason)
     generators = load_generators(variants, prior, device)
@@ -237,17 +247,95 @@ def evaluate(cfg) -> tuple[dict, dict]:
         options.max_pixels,
     )
     runners = {ckpt: generator_runner(choice, g) for ckpt, g in generators.items()}
-    result, rows = evaluate_files(
-        files,
-        variants,
-        generators,
-        prior,
-        reader,
-        Path(options.out),
-        options,
-        segment_options(cfg, device, choice),
-        runners,
-    )
+    suite = metric_suite(options, device)
+    segment = segment_options(cfg, device, choice)
+    if options.benchmark is not None:
+        result, rows = evaluate_benchmarks(options, variants, generators, prior, scale, segment, runners, suite)
+        files = []
+    else:
+        result, rows = evaluate_files(
+            files, variants, generators, prior, reader, Path(options.out), options, segment, runners, suite
+        )
+    result["failures"] = {f"metric {m}": why for m, why in suite.missing.items()} | result["failures"]
     result["seconds"] = time.perf_counter() - start
     result["skipped"] = skipped
     return result, {"rows": rows, "variants": variants, "prior": prior, "files": files}
+
+
+def benchmark_sets(options: EvalSchema) -> tuple[Path, list[str]]:
+    """``benchmark_root`` and the set names of ``benchmark``, or a ``ConfigError`` naming the key."""
+    root = Path(options.benchmark_root).expanduser()
+    names = set_names(options.benchmark)
+    if not root.is_dir():
+        raise ConfigError(f"benchmark_root={options.benchmark_root}: not a folder; give the folder holding the sets")
+    return root, names
+
+
+def evaluate_benchmarks(
+    options: EvalSchema,
+    variants: list[Variant],
+    generators: dict,
+    prior: Prior,
+    scale: int,
+    segment: SegmentOptions,
+    runners: dict,
+    suite: MetricSuite,
+) -> tuple[dict, list[dict]]:
+    """Each set of ``options.benchmark`` under ``benchmark_root`` (``benchmark_sets``) scored as ``evaluate_files``
+    into ``out/<set>/``, then ``out/summary.md``: one table per set in the papers' format. A set that is missing
+    or whose images all fail is a failure named by the set; the other sets go on."""
+    root, names = benchmark_sets(options)
+    out = Path(options.out)
+    summaries, failures, all_rows, found = {}, {}, [], {}
+    for name in names:
+        try:
+            bench = find_set(SETS[name], root, scale)
+            reader = InputReader(
+                scale,
+                prior.num_classes,
+                "hr",
+                bench.labels,
+                None,
+                bench.lr_folder,
+                options.max_pixels,
+                lr_names=bench.layout.lr_names,
+            )
+            title = f"{name}: {len(bench.files)} images, {bench.layout.name} layout"
+            result, rows = evaluate_files(
+                bench.files,
+                variants,
+                generators,
+                prior,
+                reader,
+                out / name,
+                options,
+                segment,
+                runners,
+                suite,
+                title,
+                bench.categories,
+            )
+        except FileNotFoundError as err:
+            failures[f"set {name}"] = str(err)
+            log.error("set %s: %s", name, err)
+            continue
+        found[name] = bench
+        summaries[name] = result["summary"]
+        failures |= {f"{name}/{Path(k).name}": why for k, why in result["failures"].items()}
+        all_rows += [{"set": name, **r} for r in rows]
+    names_out = [BICUBIC.name, *(v.name for v in variants)]
+    lines = ["# Benchmark sets\n", "- metrics: " + "; ".join(["PSNR-Y / SSIM-Y", *suite.notes])]
+    lines += [f"- {n}: not evaluated ({failures[f'set {n}']})" for n in names if n not in found]
+    for name, bench in found.items():
+        lr_how = f"given ({bench.lr_folder})" if bench.lr_folder else f"MATLAB bicubic x1/{scale} of the modcropped HR"
+        lines.append(
+            f"\n## {name}\n\n{len(bench.files)} images ({bench.layout.name}); LR: {lr_how}; {scale} px border\n"
+        )
+        lines.append(benchmark_table(summaries[name], names_out, suite.names))
+        if bench.spec.by_category:
+            lines.append(summary_table([r for r in all_rows if r["set"] == name], names_out, suite.names)[0])
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "summary.md", ("\n".join(lines) + "\n").encode())
+    summary = {"sets": summaries, "failures": failures}
+    atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=1).encode())
+    return {"summary": summaries, "failures": failures}, all_rows

@@ -196,6 +196,20 @@ class InputReader:
     max_pixels: int = 64_000_000
     #: the prior's continuous channels, whose maps the prior folder may hold (``<stem>.<channel>.npy|.pt|.png``)
     channels: tuple[Channel, ...] = ()
+    #: names a given LR may have in ``lr_folder``: ``{stem}`` (the HR's), ``{base}`` (the stem without a trailing
+    #: ``_HR``), ``{scale}``; e.g. DIV2K's ``{stem}x{scale}``
+    lr_names: tuple[str, ...] = ("{stem}",)
+
+    def lr_path(self, path: Path) -> Path:
+        """The given LR of HR ``path`` in ``lr_folder`` (``lr_names``, the HR's suffix or .png), or a
+        ``FileNotFoundError`` naming what was looked for."""
+        base = path.stem[:-3] if path.stem.endswith("_HR") else path.stem
+        stems = [n.format(stem=path.stem, base=base, scale=self.scale) for n in self.lr_names]
+        for stem in stems:
+            for suffix in dict.fromkeys((path.suffix, ".png")):
+                if (self.lr_folder / f"{stem}{suffix}").is_file():
+                    return self.lr_folder / f"{stem}{suffix}"
+        raise FileNotFoundError(f"{path}: no LR image {self.lr_folder}/{{{','.join(stems)}}}{{{path.suffix},.png}}")
 
     def read(self, path: Path, with_labels: bool) -> InputImage:
         """Read ``path`` (and its label map when ``with_labels`` and a label folder is set)."""
@@ -203,13 +217,16 @@ class InputReader:
         image = picture.rgb
         s = self.scale
         if self.lr_folder is not None:
-            lr_path = companion(self.lr_folder, path, (path.suffix, ".png"), "LR image")
+            lr_path = self.lr_path(path)
             given = read_picture(lr_path, max_pixels=self.max_pixels)
             lr, alpha, _ = picture_lr(given, "lr", s)
             h, w = lr.shape[-2:]
             hr = image[: h * s, : w * s]
-            if hr.shape[:2] != (h * s, w * s):
-                raise ImageError(f"{lr_path}: LR {w}x{h} x{s} is larger than its HR {path}")
+            if (image.shape[0] // s, image.shape[1] // s) != (h, w):  # the HR cut to the scale is LR x scale exactly
+                raise ImageError(
+                    f"{lr_path}: LR {w}x{h} does not match its HR {path} ({image.shape[1]}x{image.shape[0]}) at x{s}: "
+                    f"expected {image.shape[1] // s}x{image.shape[0] // s}"
+                )
             hr_crop, fmt = image.shape[:2], PictureFormat.of(given)
         else:
             lr, alpha, hr_crop = picture_lr(picture, self.mode, s)

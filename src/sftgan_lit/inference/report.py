@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_write_bytes
+from ..metrics import LOWER_IS_BETTER
 
 
 def summary_table(rows: list[dict], variants: list[str], metrics: list[str]) -> tuple[str, dict]:
@@ -34,6 +35,20 @@ def summary_table(rows: list[dict], variants: list[str], metrics: list[str]) -> 
             label = f"**{group}**" if group == "overall" else group
             lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines), summary
+
+
+def benchmark_table(summary: dict, variants: list[str], metrics: list[str]) -> str:
+    """One set's overall means in the papers' format: a row per method, a column per metric (arrows: better)."""
+    labels = {"psnr_y": "PSNR-Y", "ssim_y": "SSIM-Y"}
+    head = [f"{labels.get(m, m.upper())} {'↓' if m in LOWER_IS_BETTER else '↑'}" for m in metrics]
+    lines = ["| method | " + " | ".join(head) + " |", "| --- |" + " --- |" * len(metrics)]
+    for v in variants:
+        overall = summary.get(v, {}).get("overall", {})
+        cells = [
+            "-" if m not in overall else f"{overall[m]:.2f}" if m == "psnr_y" else f"{overall[m]:.4f}" for m in metrics
+        ]
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def write_figure(path: Path, summary: dict, variants: list[str], crops: list[dict]) -> None:

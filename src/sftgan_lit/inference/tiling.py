@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -163,11 +164,29 @@ def _check_images(generator: ConditionedGenerator, images, tile: int | None) -> 
     return lrs
 
 
-def _run_windows(
-    generator, lrs, maps, items, outs, origins, labels_out, batch_size, precision, as_float, hr_rows, runner
-):
+@dataclass(frozen=True)
+class _Run:
+    """How the windows of one call run (``super_resolve_many``'s arguments of the same names)."""
+
+    batch_size: int = 1
+    precision: str = "fp32"
+    as_float: bool = False
+    hr_rows: int | None = 64
+    runner: object = None
+    progress: object = None
+
+
+def _run_windows(generator, lrs, maps, items, outs, origins, labels_out, run: _Run):
     """Super-resolve the windows ``items`` = ``[(n, core, window)]`` of images ``lrs`` / ``maps`` into ``outs[n]``,
-    whose first row is HR row ``origins[n]``; windows of equal shape (across images too) share a batch."""
+    whose first row is HR row ``origins[n]``; windows of equal shape (across images too) share a batch.
+    ``run.progress(done, total)`` is called after each batch (a host's progress bar; it may raise to stop)."""
+    batch_size, precision, as_float, hr_rows, runner = (
+        run.batch_size,
+        run.precision,
+        run.as_float,
+        run.hr_rows,
+        run.runner,
+    )
     s = generator.scale
     needs_prior = generator.uses_prior
     halo = receptive_field(generator, within=generator.HR_branch) if hr_rows else None
@@ -177,6 +196,7 @@ def _run_windows(
     groups: dict[tuple[int, int], list] = {}
     for n, core, win in items:
         groups.setdefault((win[1] - win[0], win[3] - win[2]), []).append((n, core, win))
+    done = 0
     for group in groups.values():
         for i in range(0, len(group), batch_size):
             chunk = group[i : i + batch_size]
@@ -202,6 +222,9 @@ def _run_windows(
                         priors[j, : maps[n].num_classes, rows, cols].argmax(0).to(torch.uint8).cpu().numpy()
                     )
             del sr, x, priors
+            done += len(chunk)
+            if run.progress is not None:
+                run.progress(done, len(items))
 
 
 @torch.no_grad()
@@ -216,6 +239,7 @@ def super_resolve_many(
     as_float: bool = False,
     hr_rows: int | None = 64,
     runner=None,
+    progress=None,
 ) -> list[np.ndarray]:
     """Super-resolve LR images tile by tile; windows of equal shape (across images too) share a batch.
 
@@ -232,6 +256,8 @@ def super_resolve_many(
         hr_rows: run the upsampling layers on strips of this many LR rows (``run_generator``); None = at once.
         runner: ``runner(lr, prior) -> sr`` in place of the torch generator for each batch of tiles (an
             ``engines.GeneratorRunner``: the same network on another engine); None = torch.
+        progress: ``progress(done, total)`` after each batch of windows (a host's progress bar; raising in it stops
+            the run between batches: ComfyUI's interrupt).
 
     Returns:
         Per image, SR uint8 ``(scale*h, scale*w, 3)`` (float32 with ``as_float``).
@@ -245,9 +271,8 @@ def super_resolve_many(
         outs.append(np.empty((h * s, w * s, 3), np.float32 if as_float else np.uint8))
         items += [(n, core, win) for core, win in windows((h, w), tile, overlap, generator.lr_multiple)]
     maps = [prior for _, prior in images]
-    _run_windows(
-        generator, lrs, maps, items, outs, [0] * len(lrs), labels_out, batch_size, precision, as_float, hr_rows, runner
-    )
+    run = _Run(batch_size, precision, as_float, hr_rows, runner, progress)
+    _run_windows(generator, lrs, maps, items, outs, [0] * len(lrs), labels_out, run)
     return outs
 
 
@@ -277,13 +302,12 @@ def super_resolve_bands(
     rows: dict[int, list] = {}
     for core, win in windows((h, w), tile, overlap, generator.lr_multiple):
         rows.setdefault(core[0], []).append((0, core, win))
+    run = _Run(batch_size, precision, as_float, hr_rows, runner)
     for y0, items in rows.items():
         band_rows = s * (items[0][1][1] - y0)
         band = np.empty((band_rows, w * s, 3), np.float32 if as_float else np.uint8)
         labels = [np.empty((band_rows, w * s), np.uint8)] if with_labels else None
-        _run_windows(
-            generator, lrs, [prior], items, [band], [s * y0], labels, batch_size, precision, as_float, hr_rows, runner
-        )
+        _run_windows(generator, lrs, [prior], items, [band], [s * y0], labels, run)
         yield band, labels[0] if labels else None
 
 

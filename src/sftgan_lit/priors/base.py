@@ -173,6 +173,13 @@ class Prior:
             self._estimator = net
         return self._estimator
 
+    def use_estimator(self, net, source: str) -> None:
+        """Fill the continuous channels from ``net`` (a loaded ``DegradationEstimator`` predicting this prior's
+        channels, e.g. a pipeline file's) instead of a ``prior.estimator`` file; ``source`` names it in logs."""
+        if not self.continuous:
+            raise PriorError(f"prior={self.name}: an estimator was given but the prior has no continuous channels")
+        self.estimator, self._estimator = source, net.eval()
+
     @torch.no_grad()
     def estimate(self, lr: torch.Tensor, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
         """The continuous channels of LR ``(1, 3, h, w)`` in [0, 1] as the estimator reads them: ``{name: (h, w)}``

@@ -110,7 +110,7 @@ def fit_mask(mask: np.ndarray, hr_size: tuple[int, int], source: str = "prior_ma
         raise PriorError(
             f"{source}: mask is {mask.shape[1]}x{mask.shape[0]}; it must be the LR or the output size ({W}x{H})"
         )
-    return np.asarray(Image.fromarray(mask).resize((W, H), Image.NEAREST))
+    return np.array(Image.fromarray(mask).resize((W, H), Image.NEAREST))  # writable: torch takes it as is
 
 
 @dataclass

@@ -58,6 +58,17 @@ class SegmenterPrior(Prior):
         self._model: Segmenter | None = None
         self._digest: tuple = (None, "")  # (file identity, digest): the weights file is hashed once
 
+    @classmethod
+    def of_model(cls, model: Segmenter, name: str, **kwargs) -> SegmenterPrior:
+        """A prior running an already loaded segmenter (a pipeline file's) at inference; ``kwargs``: ``Prior``'s."""
+        prior = cls(name, weights=None, **kwargs)
+        if model.num_classes != prior.num_classes:
+            raise PriorError(
+                f"prior={name}: the segmenter predicts {model.num_classes} classes, not {prior.num_classes}"
+            )
+        prior._model = model.requires_grad_(False).eval()
+        return prior
+
     @property
     def cached_probs(self) -> bool:
         return self.mode == "cached"

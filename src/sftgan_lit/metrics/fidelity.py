@@ -141,35 +141,3 @@ class SSIMY(_MeanPerImage):
 
     def score(self, sr, hr):
         return ssim_y(sr, hr, self.crop_border)
-
-
-_LPIPS_BACKBONES = {"alex": "AlexNet_Weights", "vgg": "VGG16_Weights", "squeeze": "SqueezeNet1_1_Weights"}
-
-
-def lpips_backbone_path(net: str = "alex"):
-    """Where torchvision keeps the LPIPS backbone's ImageNet weights (``<hub dir>/checkpoints/<file>``)."""
-    from pathlib import Path
-
-    import torchvision
-
-    weights = getattr(torchvision.models, _LPIPS_BACKBONES[net]).DEFAULT
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-
-
-def lpips_metric(net: str = "alex") -> tuple[Metric | None, str]:
-    """torchmetrics' LPIPS when its backbone weights are on disk, else ``(None, reason)``: never a download.
-
-    The LPIPS linear heads ship inside torchmetrics; only the ImageNet backbone comes from
-    torchvision's cache. Inputs are RGB in [0, 1] (``normalize=True``).
-    """
-    if net not in _LPIPS_BACKBONES:
-        raise ValueError(f"LPIPS net must be one of {sorted(_LPIPS_BACKBONES)}, got {net!r}")
-    path = lpips_backbone_path(net)
-    if not path.is_file():
-        return None, (
-            f"LPIPS skipped: backbone weights {path.name} not found at {path} (copy them there from a machine "
-            "with internet: torchvision downloads them into torch.hub.get_dir()/checkpoints)"
-        )
-    from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
-
-    return LearnedPerceptualImagePatchSimilarity(net_type=net, normalize=True), f"LPIPS ({net}) from {path}"
