@@ -42,6 +42,7 @@ bench:
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_app.py
 	$(BIN)/python benchmarks/bench_backbones.py
+	$(BIN)/python benchmarks/bench_inference.py
 
 ablation:
 	$(BIN)/python -m sftgan_lit.experiments.prior_ablation --out outputs/ablation

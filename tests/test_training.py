@@ -43,14 +43,14 @@ def _record_updates(monkeypatch):
             for k, v in self.state_dict().items()
             if k.startswith(("generator.", "discriminator."))
         }
-        stepped = original(self, opt, params, terms, frozen)
+        skipped = original(self, opt, params, terms, frozen)  # 0-d tensor on the device: 1 = skipped
         after = {
             k: v.detach().clone()
             for k, v in self.state_dict().items()
             if k.startswith(("generator.", "discriminator."))
         }
-        events.append((net, int(self.iteration), stepped, before, after, [g["lr"] for g in opt.param_groups]))
-        return stepped
+        events.append((net, int(self.iteration), not skipped, before, after, [g["lr"] for g in opt.param_groups]))
+        return skipped
 
     monkeypatch.setattr(SFTGANModule, "_update", spy)
     return events
@@ -155,7 +155,7 @@ def _tiny_module(bad_calls, max_nonfinite=3):
     return SFTGANModule(NaNAt(g, bad_calls), d, objective, LabelPrior(), max_nonfinite=max_nonfinite, ema_decay=None)
 
 
-def _fit(module, tmp_path, steps):
+def _fit(module, tmp_path, steps, **trainer_args):
     import lightning as L
 
     from sftgan_lit.data import SFTGANDataModule
@@ -177,6 +177,7 @@ def _fit(module, tmp_path, steps):
         enable_progress_bar=False,
         default_root_dir=tmp_path,
         limit_val_batches=0,
+        **trainer_args,
     )
     trainer.fit(module, datamodule=dm)
     return trainer

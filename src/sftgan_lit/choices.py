@@ -55,3 +55,7 @@ def choice(enum: type[Enum], value, key: str) -> str:
     if value not in allowed:
         raise ValueError(f"{key}={value!r} is not one of {', '.join(allowed)}")
     return str(value)
+
+
+#: ``torch.compile``'s modes (``module.compile_mode``, predict / eval ``compile_mode``)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")

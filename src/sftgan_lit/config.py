@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
-from .choices import Conditioning, GanType, Layout, PixelType, StoreFormat
+from .choices import COMPILE_MODES, Conditioning, GanType, Layout, PixelType, StoreFormat
 
 
 class ConfigError(ValueError):
@@ -257,6 +257,8 @@ class InferenceSchema:
     engine: str = "auto"
     device: str = "auto"
     max_pixels: int = 64_000_000
+    compile: bool = False  # torch.compile the generator (engine=torch; the first tiles pay the compile)
+    compile_mode: str = "default"  # default | reduce-overhead | max-autotune
 
     def check(self) -> None:
         """Every numeric and choice key in range, or a ``ConfigError`` naming the key and what it allows."""
@@ -274,6 +276,9 @@ class InferenceSchema:
         engines = ("auto", "torch", "onnxruntime", "openvino")
         require(self.engine in engines, "engine", self.engine, "one of " + ", ".join(engines))
         require(self.demo_split in ("train", "val", "test"), "demo_split", self.demo_split, "one of train, val, test")
+        require(
+            self.compile_mode in COMPILE_MODES, "compile_mode", self.compile_mode, "one of " + ", ".join(COMPILE_MODES)
+        )
 
 
 @dataclass

@@ -198,6 +198,30 @@ class GeneratorRunner:
         return self.session(lr, prior) if self.uses_prior else self.session(lr)
 
 
+class CompiledRunner:
+    """``runner(lr, prior) -> sr`` for tiles: the torch generator under ``torch.compile`` (``compile=true``), each
+    window whole (no strips of the upsampling layers: the compiled graph is the whole network). Shapes: compiled
+    for the first window shape, then once with dynamic height and width (torch's automatic dynamic shapes), so
+    edge tiles and other images reuse it."""
+
+    backend = "inductor"
+
+    def __init__(self, generator, precision: str = "fp32", mode: str = "default") -> None:
+        import torch
+
+        from ..precision import autocast
+
+        self.fn = torch.compile(generator, mode=mode, backend=self.backend)
+        self.uses_prior = generator.uses_prior
+        self.device, self.precision, self._autocast = next(generator.parameters()).device, precision, autocast
+
+    def __call__(self, lr, prior):
+        import torch
+
+        with torch.no_grad(), self._autocast(self.device, self.precision):
+            return self.fn(lr, prior if self.uses_prior else None)
+
+
 class SegmenterRunner(nn.Module):
     """A segmenter whose ``coarse_logits`` (the network) runs on an ONNX engine; decoding stays in torch."""
 

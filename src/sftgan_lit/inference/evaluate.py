@@ -246,7 +246,9 @@ def evaluate(cfg) -> tuple[dict, dict]:
         Path(options.lr_images) if options.lr_images else None,
         options.max_pixels,
     )
-    runners = {ckpt: generator_runner(choice, g) for ckpt, g in generators.items()}
+    runners = {
+        ckpt: generator_runner(choice, g, options.compile, options.compile_mode) for ckpt, g in generators.items()
+    }
     suite = metric_suite(options, device)
     segment = segment_options(cfg, device, choice)
     if options.benchmark is not None:

@@ -487,7 +487,11 @@ def predict(cfg) -> tuple[PredictReport, dict]:
         generator = interpolate_generators(fidelity, generator, 1.0 if options.strength_map else options.strength)
         log.info("texture strength %s: %s (0) .. %s (1)", options.strength_map or options.strength, fid_path, ckpt)
         if options.strength_map:
-            blend = Blend(fidelity, generator_runner(choice, fidelity), StrengthMap.read(options.strength_map))
+            blend = Blend(
+                fidelity,
+                generator_runner(choice, fidelity, options.compile, options.compile_mode),
+                StrengthMap.read(options.strength_map),
+            )
     channels = channel_overrides(options, prior)
     files, labels, skipped = input_files(options.images, options.labels, options.demo_split, cfg.data)
     for name, reason in skipped.items():
@@ -511,7 +515,7 @@ def predict(cfg) -> tuple[PredictReport, dict]:
         len(files),
     )
     segment = segment_options(cfg, device, choice)
-    runner = generator_runner(choice, generator)
+    runner = generator_runner(choice, generator, options.compile, options.compile_mode)
     report = predict_files(
         generator, files, Path(options.out), prior, reader, options, edits, segment, runner, blend, channels
     )

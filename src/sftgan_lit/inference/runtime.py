@@ -110,10 +110,17 @@ def segment_options(cfg, device: torch.device, choice=None) -> SegmentOptions:
     )
 
 
-def generator_runner(choice, generator: ConditionedGenerator):
-    """``engines.GeneratorRunner`` for an ONNX engine, None for torch (``tiling`` runs the module itself)."""
-    from .engines import GeneratorRunner
+def generator_runner(choice, generator: ConditionedGenerator, compile: bool = False, compile_mode: str = "default"):
+    """``engines.GeneratorRunner`` for an ONNX engine, ``engines.CompiledRunner`` for torch with ``compile``, None
+    for plain torch (``tiling`` runs the module itself). ``compile`` on another engine is a ``ConfigError``."""
+    from .engines import CompiledRunner, GeneratorRunner
 
+    if compile:
+        if choice is not None and choice.engine != "torch":
+            raise ConfigError(
+                f"compile=true runs torch.compile on the torch engine; set engine=torch (not {choice.engine})"
+            )
+        return CompiledRunner(generator, choice.precision if choice is not None else "fp32", compile_mode)
     if choice is None or choice.engine == "torch":
         return None
     return GeneratorRunner(generator, choice.engine, precision=choice.precision)

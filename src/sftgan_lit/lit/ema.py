@@ -31,12 +31,21 @@ class EMA(nn.Module):
         return self
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, skipped: torch.Tensor | None = None) -> None:
+        """Average ``model``'s weights in; ``skipped``: a 0-d tensor on the device, 1 when ``model``'s last step was
+        skipped (its weights are unchanged), which leaves the average unchanged too, with no host sync. The update
+        count (for the warm-up) advances either way: it is host-side."""
         n = self.updates.value
         decay = min(self.decay, (1 + n) / (10 + n)) if self.warmup else self.decay
         ema_params = list(self.module.parameters())
         params = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+        if skipped is None:
+            torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+        else:  # ema += (p - ema) * weight, weight 0 after a skipped step: a lerp by a tensor would read it back
+            weight = (1 - skipped.to(ema_params[0].device, ema_params[0].dtype)) * (1.0 - decay)
+            steps = torch._foreach_sub(params, ema_params)
+            torch._foreach_mul_(steps, weight)
+            torch._foreach_add_(ema_params, steps)
         for b_ema, b in zip(self.module.buffers(), model.buffers()):
             b_ema.copy_(b)
         self.updates.set(n + 1)

@@ -12,7 +12,14 @@ start and the rest of the generator only after 20k iterations. Schedulers are st
 iteration, by hand, before the iteration's updates as the original did (the iteration at a milestone
 already runs at the new rate). An EMA copy of the generator is validated, saved and exported.
 Non-finite losses or gradients skip the update (counted and logged, agreed across DDP ranks);
-``max_nonfinite`` in a row stop the run with the step and the terms.
+``max_nonfinite`` in a row stop the run with the step and the terms. With an optimiser that can skip a step on
+the device (a ``fused`` Adam / AdamW / SGD: GradScaler's found-inf path) the decision stays on the device: no
+host sync per update; skips are counted there and read every ``log_every_n_steps`` iterations (and at the end),
+so the only host syncs are the logging ones. Other optimisers (or fp16 with a GradScaler) read one flag per update.
+
+``compile``: ``torch.compile`` of the generator, the discriminator and the perceptual network in place (state
+dicts, checkpoints and exports unchanged), with ``compile_mode`` / ``compile_backend``; the EMA copy that
+validates stays eager, so whole-image validation of any size does not recompile.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..choices import COMPILE_MODES
 from ..losses import SFTGANObjective
 from ..metrics import PSNRY, SSIMY, lpips_metric
 from ..models import ConditionedGenerator, export_generator
@@ -79,6 +87,10 @@ class SFTGANModule(L.LightningModule):
     max_nonfinite: consecutive non-finite updates after which training stops.
     use_discriminator: False trains G alone (SRResNet pretraining: pixel loss, no GAN terms).
     lpips_net: LPIPS backbone for ``val/lpips`` when its weights are on disk (None: off).
+    compile: ``torch.compile`` the generator, discriminator and perceptual network for training.
+    compile_mode: ``default``, ``reduce-overhead`` (CUDA graphs) or ``max-autotune``.
+    compile_backend: ``inductor`` (the default), ``aot_eager`` (no code generation: checks the capture), ...
+    channels_last: the networks' weights and each batch's images in channels-last memory format for training.
     """
 
     def __init__(
@@ -98,6 +110,10 @@ class SFTGANModule(L.LightningModule):
         max_nonfinite: int = 10,
         use_discriminator: bool = True,
         lpips_net: str | None = "alex",
+        compile: bool = False,
+        compile_mode: str = "default",
+        compile_backend: str = "inductor",
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -122,6 +138,8 @@ class SFTGANModule(L.LightningModule):
             raise ValueError(
                 "module.use_discriminator=false needs module.objective.w_gan=0 and module.objective.w_cls_g=0 (the GAN terms need a trained D)"
             )
+        if compile_mode not in COMPILE_MODES:
+            raise ValueError(f"module.compile_mode={compile_mode}: one of {', '.join(COMPILE_MODES)}")
         if d_steps_per_g < 1:
             raise ValueError(f"d_steps_per_g must be >= 1, got {d_steps_per_g}")
         self.groups = self._resolve_groups(param_groups)
@@ -137,6 +155,10 @@ class SFTGANModule(L.LightningModule):
         self.iterations = HostCounter(self, "iteration")  # read every step: kept on the host, no device sync
         self.register_buffer("nonfinite_total", torch.zeros((), dtype=torch.long))
         self._nonfinite_streak = 0
+        # the device-side skips (sync-free path): current and longest run of skipped updates since the last check
+        self.register_buffer("_skip_streak", torch.zeros(()), persistent=False)
+        self.register_buffer("_skip_worst", torch.zeros(()), persistent=False)
+        self._skips_reported = 0
         self._pending_rng: dict | None = None  # RNG states of a resumed checkpoint, applied when its epoch starts
 
     # ------------------------------------------------------------------ optimisers
@@ -187,7 +209,29 @@ class SFTGANModule(L.LightningModule):
             return [opt_g, opt_d]
         return [opt_g, opt_d], [self.scheduler(opt_g), self.scheduler(opt_d)]
 
+    def configure_model(self) -> None:
+        nets = [self.generator, self.discriminator, self.objective.perceptual]
+        if self.hparams.channels_last:
+            for net in (n for n in nets if n is not None):
+                net.to(memory_format=torch.channels_last)
+        if not self.hparams.compile:
+            return
+        for net in (n for n in nets if n is not None):
+            net.compile(mode=self.hparams.compile_mode, backend=self.hparams.compile_backend)
+        log.info(
+            "torch.compile (mode %s, backend %s): generator, discriminator%s",
+            self.hparams.compile_mode,
+            self.hparams.compile_backend,
+            ", perceptual network" if self.objective.perceptual is not None else "",
+        )
+
     # ------------------------------------------------------------------ one update
+    def _skips_on_device(self, opt) -> bool:
+        """Whether ``opt`` skips a step on the device (``found_inf``, as under GradScaler) and no scaler is in use."""
+        inner = getattr(opt, "optimizer", opt)
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        return bool(getattr(inner, "_step_supports_amp_scaling", False)) and scaler is None
+
     def _all_finite(self, loss: torch.Tensor, grads: Sequence[torch.Tensor | None] = ()) -> bool:
         """Whether the loss and the gradients are finite: one flag on the device and one host sync (a sync, or
         two kernels, per tensor stall a GPU's queue: +64% per fp32 iteration on an H100). The gradients'
@@ -201,26 +245,76 @@ class SFTGANModule(L.LightningModule):
 
     def _update(
         self, opt, params: list[nn.Parameter], terms: dict[str, torch.Tensor], frozen: Sequence[nn.Parameter] = ()
-    ) -> bool:
-        """Backward + step unless the loss or the gradients are non-finite; returns whether it stepped.
+    ) -> torch.Tensor:
+        """Backward + step unless the loss or the gradients are non-finite; returns whether it was skipped, as a
+        0-d float tensor on the device (1: skipped), which the EMA update reads without a sync.
 
-        The loss and the gradients are checked together after the backward: one host sync per update (a
-        non-finite loss gives non-finite gradients, which are never applied)."""
+        The loss and the gradients are checked together after the backward (a non-finite loss gives non-finite
+        gradients, which are never applied): on the device for an optimiser that can skip there
+        (``_skips_on_device``), else with one host sync per update."""
         loss = sum(terms.values())
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
+        if self._skips_on_device(opt):
+            return self._device_step(opt, params, loss, frozen)
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
         # (with a GradScaler, the scaler skips inf/NaN gradients itself: only the loss is checked)
         if not self._all_finite(loss, [] if scaler is not None else [p.grad for p in params]):
             opt.zero_grad(set_to_none=True)
-            return self._skip(terms)
+            self._skip(terms)
+            return loss.detach().new_ones(()).float()
+        self._step(opt, frozen)
+        self._nonfinite_streak = 0
+        return loss.detach().new_zeros(()).float()
+
+    def _step(self, opt, frozen: Sequence[nn.Parameter]) -> None:
         for p in frozen:
             p.grad = None  # Adam leaves parameters without gradients untouched: frozen, moments included
         if self.hparams.clip_grad_norm:
             self.clip_gradients(opt, gradient_clip_val=self.hparams.clip_grad_norm, gradient_clip_algorithm="norm")
         opt.step()
-        self._nonfinite_streak = 0
-        return True
+
+    def _device_step(self, opt, params: list[nn.Parameter], loss: torch.Tensor, frozen) -> torch.Tensor:
+        """The step with the non-finite decision left on the device: the optimiser's ``found_inf`` skips it there."""
+        bad = ~torch.isfinite(loss.detach())
+        grads = [p.grad for p in params if p.grad is not None]
+        if grads:
+            bad = bad | ~torch.isfinite(torch.nn.utils.get_total_norm(grads)).to(bad.device)
+        # every rank takes the same decision (a max over ranks: an all-reduce, no host read)
+        found = self.trainer.strategy.reduce(bad.float(), reduce_op="max")
+        inner = getattr(opt, "optimizer", opt)
+        inner.found_inf, inner.grad_scale = found, None
+        try:
+            self._step(opt, frozen)
+        finally:
+            inner.found_inf = None
+        self.nonfinite_total += found.long()
+        self._skip_streak.mul_(found).add_(found)  # +1 on a skip, 0 after a step
+        torch.maximum(self._skip_worst, self._skip_streak, out=self._skip_worst)
+        return found
+
+    def _check_device_skips(self, force: bool = False) -> None:
+        """Read the device's skip counters (one host sync): log new skips, stop after ``max_nonfinite`` in a row.
+        Every ``log_every_n_steps`` iterations, and at the end of training (``force``)."""
+        every = max(1, int(getattr(self.trainer, "log_every_n_steps", 50) or 50))
+        if not force and self.iterations.value % every:
+            return
+        total, worst = (int(v) for v in torch.stack([self.nonfinite_total.float(), self._skip_worst]).tolist())
+        if total > self._skips_reported:
+            log.warning(
+                "%d non-finite updates skipped by iteration %d (%d in total)",
+                total - self._skips_reported,
+                self.iterations.value,
+                total,
+            )
+            self._skips_reported = total
+        self._skip_worst.copy_(self._skip_streak)
+        if worst >= self.hparams.max_nonfinite:
+            raise NonFiniteLossError(
+                f"{worst} consecutive non-finite updates by iteration {self.iterations.value} (global step "
+                f"{self.trainer.global_step}; skips are read every {every} iterations). Lower the learning rate, "
+                "set module.clip_grad_norm, or check the data"
+            )
 
     def _skip(self, terms: dict[str, torch.Tensor]) -> bool:
         self._nonfinite_streak += 1
@@ -239,6 +333,13 @@ class SFTGANModule(L.LightningModule):
                 "set module.clip_grad_norm, or check the data"
             )
         return False
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        if self.hparams.channels_last and self.training:
+            for key in ("lr", "hr", "prior"):
+                if isinstance(batch.get(key), torch.Tensor) and batch[key].dim() == 4:
+                    batch[key] = batch[key].contiguous(memory_format=torch.channels_last)
+        return batch
 
     @trusted
     def training_step(self, batch: dict, batch_idx: int) -> None:
@@ -262,8 +363,9 @@ class SFTGANModule(L.LightningModule):
                 sr = self.generator(batch["lr"], batch["prior"])
                 terms = self.objective.generator_terms(batch, sr, self.discriminator)
                 frozen = [p for g in self.groups if it < g["freeze_until"] for p in g["params"]]
-                if self._update(opt_g, list(self.generator.parameters()), terms, frozen) and self.ema is not None:
-                    self.ema.update(self.generator)
+                skipped = self._update(opt_g, list(self.generator.parameters()), terms, frozen)
+                if self.ema is not None:
+                    self.ema.update(self.generator, skipped)
             logs.update({f"train/g_{k}": v.detach() for k, v in terms.items()})
             logs["train/loss_g"] = sum(terms.values()).detach()
             sr = sr.detach()
@@ -277,10 +379,17 @@ class SFTGANModule(L.LightningModule):
             logs.update({f"train/d_{k}": v.detach() for k, v in terms.items()})
             logs["train/loss_d"] = sum(terms.values()).detach()
         self.iterations.set(it + 1)
+        # host values as CPU tensors: a Python number would be copied to the device (a sync) every step
         logs["train/lr_g"] = torch.tensor(opt_g.param_groups[-1]["lr"])
         logs["train/nonfinite_skipped"] = self.nonfinite_total.float()
+        logs["train/iteration"] = torch.tensor(float(it + 1))
         self.log_dict(logs, prog_bar=False, batch_size=n)
-        self.log("train/iteration", float(it + 1), batch_size=n)
+        if self._skips_on_device(opt_g) or self._skips_on_device(opt_d):
+            self._check_device_skips()
+
+    def on_train_end(self) -> None:
+        if self._skips_on_device(self.optimizers()[0]) or self._skips_on_device(self.optimizers()[1]):
+            self._check_device_skips(force=True)
 
     def _schedulers(self) -> list:
         scheds = self.lr_schedulers()
