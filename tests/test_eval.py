@@ -217,13 +217,14 @@ def test_benchmark_options_that_cannot_work_are_configuration_errors(tmp_path, t
             evaluate(compose_exact("eval", base + extra))
 
 
-def test_the_papers_comma_form_of_benchmark_is_one_list_not_a_sweep(tmp_path, tiny_ckpt, monkeypatch, capsys):
-    from sftgan_lit.cli import eval_main
+def test_the_papers_comma_form_of_benchmark_is_one_list_not_a_sweep(tmp_path, tiny_ckpt):
+    from sftgan_lit.cli import sets_as_one_list
+    from sftgan_lit.config import ConfigError
 
-    argv = ["sftgan-eval", "benchmark=set5,set6", f"benchmark_root={tmp_path}", f"checkpoints=[{tiny_ckpt}]"]
-    monkeypatch.setattr(sys, "argv", argv + [f"out={tmp_path / 'r'}", "hydra.run.dir=.", "prior=uniform"])
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as stop:
-        eval_main()
-    assert stop.value.code == 2
-    assert "benchmark=['set5', 'set6']: unknown set set6" in capsys.readouterr().err
+    argv = ["benchmark=set5,set6", "benchmark_root=/x", "checkpoints=[a,b]"]
+    assert sets_as_one_list(argv) == ["benchmark=[set5,set6]", "benchmark_root=/x", "checkpoints=[a,b]"]
+    assert sets_as_one_list(["benchmark=[set5,set14]"]) == ["benchmark=[set5,set14]"]
+    args = sets_as_one_list(["benchmark=set5,set6", f"benchmark_root={tmp_path}"])
+    cfg = compose_exact("eval", [*args, f"checkpoints=[{tiny_ckpt}]", "prior=uniform", f"out={tmp_path / 'r'}"])
+    with pytest.raises(ConfigError, match=r"benchmark=\['set5', 'set6'\]: unknown set set6"):
+        evaluate(cfg)

@@ -300,16 +300,21 @@ def predict_main() -> None:
     _main()
 
 
+def sets_as_one_list(argv: list[str]) -> list[str]:
+    """``benchmark=set5,set14`` (the sets of one report, as papers write it) as the list it means, ``benchmark=[set5,
+    set14]``; Hydra would read it as a sweep. Every other argument is left as it is."""
+    return [
+        f"benchmark=[{a.split('=', 1)[1]}]" if a.startswith("benchmark=") and "," in a and "[" not in a else a
+        for a in argv
+    ]
+
+
 def eval_main() -> None:
     """``sftgan-eval``: Hydra overrides as arguments (``conf/eval.yaml``); exit code 1 if any file
     failed, 2 on a configuration error."""
     from .inference.evaluate import evaluate
 
-    # ``benchmark=set5,set14`` (the sets of one report) would be a Hydra sweep: it is read as the list it means
-    sys.argv[1:] = [
-        f"benchmark=[{a.split('=', 1)[1]}]" if a.startswith("benchmark=") and "," in a and "[" not in a else a
-        for a in sys.argv[1:]
-    ]
+    sys.argv[1:] = sets_as_one_list(sys.argv[1:])
 
     @_hydra_main("sftgan-eval", "eval")
     def _main(cfg) -> None:
