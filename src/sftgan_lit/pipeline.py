@@ -181,9 +181,10 @@ class SFTGANPipeline(nn.Module):
             prior = torch.cat([prior, self.continuous_maps(lr)], dim=1)
         return self.generator(lr, prior)
 
-    def as_prior(self):
+    def as_prior(self, uniform: bool = False):
         """This pipeline's prior as a ``priors.Prior`` for the tiled path (``inference``): its segmenter (or the
-        uniform prior), class names and colours, continuous channels and estimator. ``image_map`` of it, with
+        uniform prior; ``uniform``: the uniform prior whatever the file holds), class names and colours, continuous
+        channels and estimator. ``image_map`` of it, with
         ``prior_edits()`` and ``continuous`` as maps, gives the prior ``forward`` feeds the generator."""
         from .priors import SegmenterPrior
         from .priors import UniformPrior as NoInformation
@@ -196,7 +197,7 @@ class SFTGANPipeline(nn.Module):
             "colors": colors,
             "continuous": [c.record() for c in self.channels] or None,
         }
-        if self.segmenter is not None:
+        if self.segmenter is not None and not uniform:
             prior = SegmenterPrior.of_model(self.segmenter, "pipeline", **kwargs)
         else:
             prior = NoInformation("pipeline", **kwargs)

@@ -15,7 +15,7 @@ and are tested without ComfyUI; the node pack passes ComfyUI's model management 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -25,7 +25,7 @@ from ..pipeline import SFTGANPipeline, load_pipeline
 from ..priors import PriorEdits, PriorError, SegmentOptions, class_mask_from_image
 from ..priors.edits import fit_mask
 from ..state_dict import CheckpointError
-from ..tensors import TensorValueError, check_image
+from ..tensors import TensorValueError, check_image, range_problem
 from .predict import mix
 from .tiling import super_resolve_many
 
@@ -60,8 +60,9 @@ def check_mask(mask: torch.Tensor, batch: int, name: str = "mask") -> np.ndarray
     if mask.shape[0] not in (1, batch):
         raise NodeInputError(f"{name}: {mask.shape[0]} masks for {batch} images; give one, or one per image")
     m = mask.detach().float()
-    if not torch.isfinite(m).all() or m.min() < 0 or m.max() > 1:
-        raise NodeInputError(f"{name}: values must be finite and in [0, 1], found [{m.min():.4g}, {m.max():.4g}]")
+    problem = range_problem(m, 0.0, 1.0, "[0, 1]")
+    if problem:
+        raise NodeInputError(f"{name}: {problem}")
     return m.cpu().numpy()
 
 
@@ -286,7 +287,7 @@ def upscale(
 
 def _upscale_one(model, lr, prior, noise_level, noise, tile, precision, device, progress, segment) -> list[np.ndarray]:
     prior = prior or ComfyPrior()
-    base = model.as_prior()
+    base = model.as_prior(uniform=prior.source == "uniform")
     segment = replace(segment, device=str(device), precision=precision)
     s = model.scale
     jobs = []
@@ -298,29 +299,12 @@ def _upscale_one(model, lr, prior, noise_level, noise, tile, precision, device, 
         h, w = x.shape[-2:]
         edits = prior.edits(model, i, (s * h, s * w))
         maps = _channel_maps(model, noise_level, noise, i)
-        source = base if prior.source == "model" else _uniform_like(base)
         try:
-            pm, _ = source.image_map(x, s, edits=edits, segment=segment, maps=maps, maps_source="noise input")
+            pm, _ = base.image_map(x, s, edits=edits, segment=segment, maps=maps, maps_source="noise input")
         except PriorError as err:
             raise NodeInputError(str(err)) from None
         jobs.append((x, pm))
     return super_resolve_many(model.generator, jobs, tile, precision=precision, as_float=True, progress=progress)
-
-
-def _uniform_like(prior):
-    """``prior`` with the uniform prior as its class source (its channels and estimator kept)."""
-    from ..priors import UniformPrior
-
-    uniform = UniformPrior(
-        "uniform",
-        prior.num_classes,
-        prior.class_names,
-        prior.colors,
-        [c.record() for c in prior.continuous] or None,
-    )
-    if prior.estimator:
-        uniform.use_estimator(prior.estimator_model(), prior.estimator)
-    return uniform
 
 
 def describe(model: SFTGANPipeline) -> str:
@@ -330,8 +314,3 @@ def describe(model: SFTGANPipeline) -> str:
         f"SFTGAN x{model.scale}, prior: {model.prior_type}, classes: {', '.join(model.class_names) or 'none'}, "
         f"continuous channels: {channels}"
     )
-
-
-def class_legend(model: SFTGANPipeline) -> Sequence[tuple[str, tuple[int, int, int]]]:
-    """The classes and their palette colours (what a painted prior image must use)."""
-    return [(n, tuple(int(v) for v in c)) for n, c in zip(model.class_names, model.colors)]

@@ -228,8 +228,9 @@ def evaluate(cfg) -> tuple[dict, dict]:
     prior: Prior = instantiate(cfg.prior)
     prior.check_ready()  # missing segmenter weights: one configuration error, not a failure per file
     variants = parse_variants(list(options.checkpoints), list(options.compare_priors), prior)
+    sets = None
     if options.benchmark is not None:  # the sets replace images=; checked before any work
-        benchmark_sets(options)
+        sets = benchmark_sets(options)
         files, labels, skipped = [], None, {}
     else:
         files, labels, skipped = input_files(options.images, options.labels, options.demo_split, cfg.data)
@@ -251,8 +252,8 @@ def evaluate(cfg) -> tuple[dict, dict]:
     }
     suite = metric_suite(options, device)
     segment = segment_options(cfg, device, choice)
-    if options.benchmark is not None:
-        result, rows = evaluate_benchmarks(options, variants, generators, prior, scale, segment, runners, suite)
+    if sets is not None:
+        result, rows = evaluate_benchmarks(options, sets, variants, generators, prior, scale, segment, runners, suite)
         files = []
     else:
         result, rows = evaluate_files(
@@ -275,6 +276,7 @@ def benchmark_sets(options: EvalSchema) -> tuple[Path, list[str]]:
 
 def evaluate_benchmarks(
     options: EvalSchema,
+    sets: tuple[Path, list[str]],
     variants: list[Variant],
     generators: dict,
     prior: Prior,
@@ -283,10 +285,10 @@ def evaluate_benchmarks(
     runners: dict,
     suite: MetricSuite,
 ) -> tuple[dict, list[dict]]:
-    """Each set of ``options.benchmark`` under ``benchmark_root`` (``benchmark_sets``) scored as ``evaluate_files``
+    """Each set of ``sets`` (``benchmark_sets``: the root and the set names) scored as ``evaluate_files``
     into ``out/<set>/``, then ``out/summary.md``: one table per set in the papers' format. A set that is missing
     or whose images all fail is a failure named by the set; the other sets go on."""
-    root, names = benchmark_sets(options)
+    root, names = sets
     out = Path(options.out)
     summaries, failures, all_rows, found = {}, {}, [], {}
     for name in names:
